@@ -1,0 +1,45 @@
+# layerscope — `make help` lists the targets. Every target makes .venv on first use.
+PYTHON ?= python3.11
+VENV ?= .venv
+# torch to install; a GPU user picks a CUDA build, e.g. make run TORCH="torch==2.13.0" TORCH_INDEX=--index-url=https://download.pytorch.org/whl/cu128
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+ARGS ?=
+PORT ?= 6006
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-slow bench tensorboard clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  variables: ARGS='<hydra overrides>'  TORCH='$(TORCH)'  TORCH_INDEX=  PYTHON=$(PYTHON)  PORT=$(PORT)"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; set PYTHON=<python3.10+>"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_INDEX) "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install layerscope (editable) with torch=$(TORCH)
+
+run: $(STAMP)  ## train the default 10x500 MLP on digits (ARGS='activation=relu init=he_normal ...')
+	$(BIN)/layerscope $(ARGS)
+
+test: $(STAMP)  ## the fast test suite (slow tests excluded)
+	$(BIN)/python -m pytest -m "not slow" -q $(ARGS)
+
+test-slow: $(STAMP)  ## only the slow end-to-end tests
+	$(BIN)/python -m pytest -m slow -q $(ARGS)
+
+bench: $(STAMP)  ## throughput: plain PyTorch loop vs the layerscope runner, same model/data/batch
+	$(BIN)/python benchmarks/throughput.py $(ARGS)
+
+tensorboard: $(STAMP)  ## serve outputs/ on http://localhost:$(PORT)
+	$(BIN)/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)
+
+clean:  ## remove .venv and caches (outputs/ is kept)
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist src/*.egg-info

@@ -1,0 +1,93 @@
+"""Optimizers and learning-rate schedules by name, with the lecture's symbols as config keys.
+
+The lecture's update rules (g: gradient, α: lr) and the torch.optim arguments that match them:
+  sgd       θ -= α g
+  momentum  v = μ v + g;  θ -= α v                               SGD(momentum=μ, dampening=0)
+  nesterov  v = μ v + g;  θ -= α (g + μ v)                       SGD(momentum=μ, nesterov=True)
+  adagrad   r += g²;  θ -= α / (√r + δ) · g                      Adagrad(eps=δ)
+  rmsprop   r = ρ r + (1-ρ) g²;  θ -= α / (√r + δ) · g           RMSprop(alpha=ρ, eps=δ)
+  adam      s = μ s + (1-μ) g;  r = ρ r + (1-ρ) g²;
+            ŝ = s/(1-μᵗ);  r̂ = r/(1-ρᵗ);  θ -= α ŝ / (√r̂ + δ)     Adam(betas=(μ, ρ), eps=δ)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+
+from layerscope.errors import ConfigError
+from layerscope.registry import Registry
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], Mapping[str, Any], float], torch.optim.Optimizer]
+OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
+OPTIMIZERS.register("sgd", lambda p, c, wd: torch.optim.SGD(p, lr=c["lr"], weight_decay=wd))
+OPTIMIZERS.register(
+    "momentum", lambda p, c, wd: torch.optim.SGD(p, lr=c["lr"], momentum=c["mu"], weight_decay=wd)
+)
+OPTIMIZERS.register(
+    "nesterov",
+    lambda p, c, wd: torch.optim.SGD(p, lr=c["lr"], momentum=c["mu"], nesterov=True, weight_decay=wd),
+)
+OPTIMIZERS.register("adagrad", lambda p, c, wd: torch.optim.Adagrad(p, lr=c["lr"], eps=c["delta"], weight_decay=wd))
+OPTIMIZERS.register(
+    "rmsprop", lambda p, c, wd: torch.optim.RMSprop(p, lr=c["lr"], alpha=c["rho"], eps=c["delta"], weight_decay=wd)
+)
+OPTIMIZERS.register(
+    "adam",
+    lambda p, c, wd: torch.optim.Adam(p, lr=c["lr"], betas=(c["mu"], c["rho"]), eps=c["delta"], weight_decay=wd),
+)
+
+_DEFAULTS = {"mu": 0.9, "rho": 0.999, "delta": 1e-5}
+
+
+def _number(group: str, cfg: Mapping[str, Any], key: str, default: float | None = None) -> float:
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{group}.{key}={value!r} must be a number")
+    return float(value)
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any], weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    """The optimizer ``cfg.name`` with lr α, μ, ρ, δ from ``cfg`` and L2 ``weight_decay``."""
+    factory = OPTIMIZERS.get(cfg.get("name"))
+    values = {"lr": _number("optimizer", cfg, "lr")}
+    values.update({k: _number("optimizer", cfg, k, d) for k, d in _DEFAULTS.items()})
+    if values["lr"] <= 0:
+        raise ConfigError(f"optimizer.lr={values['lr']:g} must be > 0")
+    for key in ("mu", "rho"):
+        if not 0.0 <= values[key] < 1.0:
+            raise ConfigError(f"optimizer.{key}={values[key]:g} must be in [0, 1)")
+    if values["delta"] <= 0:
+        raise ConfigError(f"optimizer.delta={values['delta']:g} must be > 0")
+    if weight_decay < 0:
+        raise ConfigError(f"trainer.weight_decay={weight_decay:g} must be >= 0")
+    return factory(params, values, weight_decay)
+
+
+SchedulerFactory = Callable[[torch.optim.Optimizer, Mapping[str, Any]], torch.optim.lr_scheduler.LRScheduler]
+SCHEDULERS: Registry[SchedulerFactory] = Registry("scheduler")
+SCHEDULERS.register("constant", lambda o, c: torch.optim.lr_scheduler.LambdaLR(o, lambda epoch: 1.0))
+SCHEDULERS.register(
+    "step", lambda o, c: torch.optim.lr_scheduler.StepLR(o, step_size=int(c["step_size"]), gamma=c["gamma"])
+)
+SCHEDULERS.register("exponential", lambda o, c: torch.optim.lr_scheduler.ExponentialLR(o, gamma=c["gamma"]))
+SCHEDULERS.register(
+    "inverse_time",  # α = α₀ / (1 + d · epoch)
+    lambda o, c: torch.optim.lr_scheduler.LambdaLR(o, lambda epoch, d=c["decay"]: 1.0 / (1.0 + d * epoch)),
+)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any]
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch learning-rate schedule ``cfg.name`` (stepped once after every epoch)."""
+    factory = SCHEDULERS.get(cfg.get("name"))
+    for key in ("gamma", "decay"):
+        if key in cfg and _number("scheduler", cfg, key) <= 0:
+            raise ConfigError(f"scheduler.{key}={cfg[key]} must be > 0")
+    if "step_size" in cfg and (not isinstance(cfg["step_size"], int) or cfg["step_size"] < 1):
+        raise ConfigError(f"scheduler.step_size={cfg['step_size']!r} must be a whole number of epochs >= 1")
+    return factory(optimizer, cfg)

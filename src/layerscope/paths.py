@@ -1,0 +1,16 @@
+"""Where the Hydra config tree is, for an editable checkout and for an installed wheel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def config_dir() -> str:
+    """Absolute path of ``configs/``: shipped inside the wheel, or the checkout's top-level folder."""
+    for candidate in (PACKAGE / "configs", PACKAGE.parents[1] / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"layerscope cannot find its configs/ (looked in {PACKAGE / 'configs'} and "
+                            f"{PACKAGE.parents[1] / 'configs'}); reinstall the package")

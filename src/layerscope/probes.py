@@ -1,0 +1,175 @@
+"""Per-layer probes: capture pre-activations, activations, their gradients and weight gradients.
+
+Hooks exist only inside ``Probe.capture()``, so steps without a probe run the bare model.
+Every statistic and histogram is computed on the device; one transfer per probe brings
+them all to the host as a ``ProbeRecord``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from layerscope.activations import Activation
+
+HISTOGRAMS = ("preactivation", "activation", "backward", "weight_grad", "weight")
+"""Histogrammed quantities; ``backward`` is dL/d(activation), the backward signal."""
+
+STATS = ("preactivation_mean", "preactivation_std", "activation_mean", "activation_std",
+         "saturated_fraction", "dead_fraction", "backward_norm", "backward_std",
+         "weight_grad_norm", "weight_norm", "update_ratio")
+"""Per-layer scalars; saturated_fraction is NaN unless the activation is bounded (tanh, sigmoid),
+dead_fraction NaN unless it is a rectifier, update_ratio NaN when no update followed the probe."""
+
+_SUMMARY = ("min", "max", "num", "sum", "sum_squares")
+
+
+def histogram_summary(values: torch.Tensor, bins: int) -> torch.Tensor:
+    """[min, max, num, sum, sum_squares, count_1..count_bins] of ``values``, computed on its device."""
+    flat = values.detach().flatten().float()
+    low, high = torch.aminmax(flat)
+    span = (high - low).clamp_min(1e-30)  # all values equal (zero init): everything in bin 0
+    index = ((flat - low) * (bins / span)).nan_to_num(0.0).long().clamp_(0, bins - 1)
+    counts = torch.bincount(index, minlength=bins).float()
+    num = torch.tensor(float(flat.numel()), device=flat.device)
+    return torch.cat([torch.stack([low, high, num, flat.sum(), flat.square().sum()]), counts])
+
+
+@dataclass
+class Histogram:
+    """One binned tensor, in the fields ``SummaryWriter.add_histogram_raw`` takes."""
+
+    min: float
+    max: float
+    num: float
+    sum: float
+    sum_squares: float
+    counts: list[float]
+
+    @property
+    def edges(self) -> np.ndarray:
+        """The bins+1 bin edges from min to max."""
+        return np.linspace(self.min, self.max, len(self.counts) + 1)
+
+    @property
+    def finite(self) -> bool:
+        """Whether every value that went into it was finite."""
+        return bool(np.isfinite([self.min, self.max, self.sum, self.sum_squares]).all())
+
+
+@dataclass
+class ProbeRecord:
+    """Everything one probe measured, on the host: per-layer stats and histograms."""
+
+    step: int
+    stats: dict[str, list[float]]
+    histograms: dict[str, list[Histogram]] = field(default_factory=dict)
+
+    @property
+    def finite(self) -> bool:
+        """False when a gradient, activation or weight held NaN or inf."""
+        return all(h.finite for hs in self.histograms.values() for h in hs)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (histograms as dicts)."""
+        return {"step": self.step, "stats": self.stats,
+                "histograms": {q: [h.__dict__ for h in hs] for q, hs in self.histograms.items()}}
+
+    @classmethod
+    def from_json(cls, row: dict) -> "ProbeRecord":
+        """Inverse of ``to_json``."""
+        return cls(row["step"], row["stats"], {q: [Histogram(**h) for h in hs] for q, hs in row["histograms"].items()})
+
+
+class Probe:
+    """Measures every hidden block of an ``MLP`` at the steps the runner asks for."""
+
+    def __init__(self, model: nn.Module, activation: Activation, bins: int = 60,
+                 saturation_margin: float = 0.01) -> None:
+        self.blocks = list(model.blocks)
+        self.activation = activation
+        self.bins = bins
+        self.saturation_margin = saturation_margin
+        self._pre: list[torch.Tensor] = []
+        self._act: list[torch.Tensor] = []
+        self._grad: list[torch.Tensor | None] = []
+
+    @contextmanager
+    def capture(self) -> Iterator[None]:
+        """Record each block's activation input/output and, on backward, its gradient."""
+        depth = len(self.blocks)
+        self._pre, self._act, self._grad = [None] * depth, [None] * depth, [None] * depth
+
+        def hook_for(i: int):
+            def hook(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+                self._pre[i], self._act[i] = inputs[0].detach(), output.detach()
+                if output.requires_grad:
+                    output.register_hook(lambda grad: self._grad.__setitem__(i, grad.detach()))
+            return hook
+
+        handles = [block.act.register_forward_hook(hook_for(i)) for i, block in enumerate(self.blocks)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def measure(self) -> dict[str, torch.Tensor]:
+        """Statistics of the captured forward/backward pass and the current weights (on device).
+
+        Call after ``loss.backward()`` and before ``optimizer.step()``.
+        """
+        weights = [block.linear.weight for block in self.blocks]
+        grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]
+        backward = [g if g is not None else torch.zeros_like(a) for g, a in zip(self._grad, self._act)]
+        nan = torch.full((len(self.blocks),), float("nan"), device=weights[0].device)
+        pre, act = torch.stack(self._pre), torch.stack(self._act)  # (L, B, width)
+        stats = {
+            "preactivation_mean": pre.mean((1, 2)), "preactivation_std": pre.std((1, 2)),
+            "activation_mean": act.mean((1, 2)), "activation_std": act.std((1, 2)),
+            "saturated_fraction": self._saturated(act) if self.activation.bounds else nan,
+            "dead_fraction": (pre <= 0).all(dim=1).float().mean(1) if self.activation.rectifier else nan,
+            "backward_norm": torch.stack([g.norm() for g in backward]),
+            "backward_std": torch.stack([g.std() for g in backward]),
+            "weight_grad_norm": torch.stack([g.norm() for g in grads]),
+            "weight_norm": torch.stack([w.detach().norm() for w in weights]),
+            "update_ratio": nan,
+        }
+        sources = {"preactivation": self._pre, "activation": self._act, "backward": backward,
+                   "weight_grad": grads, "weight": weights}
+        hist = {q: torch.stack([histogram_summary(t, self.bins) for t in ts]) for q, ts in sources.items()}
+        self._before = [w.detach().clone() for w in weights]
+        return {"stats": stats, "hist": hist}
+
+    def update_ratio(self, measured: dict[str, torch.Tensor]) -> None:
+        """Fill in ||ΔW|| / ||W|| per layer; call right after ``optimizer.step()``."""
+        weights = [block.linear.weight.detach() for block in self.blocks]
+        measured["stats"]["update_ratio"] = torch.stack(
+            [(w - b).norm() / b.norm().clamp_min(1e-30) for w, b in zip(weights, self._before)])
+
+    def record(self, measured: dict[str, torch.Tensor], step: int) -> ProbeRecord:
+        """Bring the measurement to the host in one transfer."""
+        self._pre = self._act = self._grad = []
+        self._before = []
+        names = list(measured["stats"])
+        stats = torch.stack([measured["stats"][n] for n in names]).float()
+        hist = {q: h for q, h in measured["hist"].items()}
+        flat = torch.cat([stats.flatten()] + [h.flatten() for h in hist.values()]).cpu().numpy().astype(float)
+        depth = stats.shape[1]
+        out_stats = {n: flat[i * depth:(i + 1) * depth].tolist() for i, n in enumerate(names)}
+        offset, histograms = stats.numel(), {}
+        for quantity, h in hist.items():
+            rows = flat[offset: offset + h.numel()].reshape(h.shape)
+            offset += h.numel()
+            histograms[quantity] = [Histogram(*row[:5].tolist(), counts=row[5:].tolist()) for row in rows]
+        return ProbeRecord(step, out_stats, histograms)
+
+    def _saturated(self, act: torch.Tensor) -> torch.Tensor:
+        low, high = self.activation.bounds
+        margin = self.saturation_margin * (high - low)
+        return ((act <= low + margin) | (act >= high - margin)).float().mean((1, 2))

@@ -1,0 +1,211 @@
+"""The runner and the ``layerscope`` console script: set up, train with probes, log, save."""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from layerscope import __version__
+from layerscope.activations import ACTIVATIONS
+from layerscope.checks import check_probe, check_trainer, resolve_device
+from layerscope.data import load_data
+from layerscope.errors import ConfigError
+from layerscope.init import initialize
+from layerscope.losses import LOSSES
+from layerscope.model import MLP, build_model
+from layerscope.optim import build_optimizer, build_scheduler
+from layerscope.paths import config_dir
+from layerscope.plots import lecture_figure, render
+from layerscope.probes import Probe, ProbeRecord
+from layerscope.writer import RunWriter, write_json_atomic
+
+log = logging.getLogger("layerscope")
+
+
+@torch.no_grad()
+def evaluate(model: MLP, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """[mean loss, accuracy] on (x, y) in eval mode, as a device tensor (no host sync)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for start in range(0, len(x), chunk):
+        logits = model(x[start:start + chunk])
+        loss_sum += loss_fn(logits, y[start:start + chunk]) * len(logits)
+        correct += (logits.argmax(1) == y[start:start + chunk]).sum()
+    model.train()
+    return torch.stack([loss_sum, correct]) / len(x)
+
+
+def describe(cfg: DictConfig) -> str:
+    """A one-line description of the setting, for titles and logs."""
+    init = cfg.init.name + (f"(std={cfg.init.std})" if cfg.init.name == "normal" else "")
+    return (f"{cfg.model.depth}x{cfg.model.width} {cfg.activation.name}, init {init}, bn {cfg.bn.placement}, "
+            f"{cfg.optimizer.name} lr={cfg.optimizer.lr}")
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train (or, with ``trainer.max_steps=0``, only probe) one configuration into ``run_dir``."""
+    trainer = cfg.trainer
+    check_trainer(trainer)
+    check_probe(cfg.probe)
+    device = resolve_device(trainer.device)
+    if trainer.threads:
+        torch.set_num_threads(trainer.threads)
+    torch.manual_seed(trainer.seed)
+    data = load_data(cfg.data, trainer.seed)
+    batch = trainer.batch_size
+    n_train = len(data.x_train)
+    if batch > n_train:
+        raise ConfigError(f"trainer.batch_size={batch} is larger than the {n_train} training examples of "
+                          f"data={data.name}; use trainer.batch_size<={n_train}")
+    model = build_model(cfg.model, cfg.activation, cfg.bn, data.input_dim, data.num_classes)
+    initialize(model, cfg.init, cfg.activation.name, cfg.activation)
+    model.to(device)
+    data = data.to(device)
+    loss_fn = LOSSES.get(cfg.loss.name)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer, trainer.weight_decay)
+    scheduler = build_scheduler(optimizer, cfg.scheduler)
+    probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin)
+
+    steps_per_epoch = n_train // batch
+    total = trainer.max_steps if trainer.max_steps is not None else trainer.epochs * steps_per_epoch
+    epochs = math.ceil(total / steps_per_epoch)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    log.info("layerscope %s: %s on %s (%s, %d train / %d test), %d steps -> %s", __version__, describe(cfg),
+             device, data.name, n_train, len(data.x_test), total, run_dir)
+
+    writer = RunWriter(run_dir)
+    records: list[ProbeRecord] = []
+    summary: dict[str, Any] = {"status": "running", "steps": 0, "epochs": 0, "diverged_at_step": None,
+                               "final": {}, "device": str(device), "torch": torch.__version__,
+                               "python": platform.python_version(), "layerscope": __version__}
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    generator = torch.Generator(device=device).manual_seed(trainer.seed)
+    step, started = 0, time.perf_counter()
+
+    def forward_backward(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x)  # (B, classes)
+        loss = loss_fn(logits, y)
+        penalty = trainer.l1 * sum(w.abs().sum() for w in weights) if trainer.l1 else 0.0
+        optimizer.zero_grad(set_to_none=True)
+        (loss + penalty).backward()
+        return loss.detach(), logits.detach()
+
+    def keep(record: ProbeRecord) -> bool:
+        writer.probe(record)
+        records.append(record)
+        return record.finite
+
+    with logging_redirect_tqdm(), tqdm(total=total, unit="step", disable=None if trainer.progress else True,
+                                       desc="train", leave=False) as bar:
+        if total == 0:  # probe only: one forward/backward pass on a batch, no update
+            order = torch.randperm(n_train, device=device, generator=generator)[:batch]
+            with probe.capture():
+                forward_backward(data.x_train[order], data.y_train[order])
+            keep(probe.record(probe.measure(), step=0))
+        for epoch in range(epochs):
+            order = torch.randperm(n_train, device=device, generator=generator)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            first_bad = torch.full((), -1, dtype=torch.long, device=device)
+            epoch_steps = min(steps_per_epoch, total - step)
+            for i in range(epoch_steps):
+                index = order[i * batch:(i + 1) * batch]
+                x, y = data.x_train[index], data.y_train[index]
+                probing = step % cfg.probe.every == 0 or step == total - 1
+                if probing:
+                    with probe.capture():
+                        loss, logits = forward_backward(x, y)
+                    measured = probe.measure()
+                else:
+                    loss, logits = forward_backward(x, y)
+                if trainer.clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.clip_grad_norm)
+                if trainer.clip_grad_value:
+                    torch.nn.utils.clip_grad_value_(model.parameters(), trainer.clip_grad_value)
+                optimizer.step()
+                loss_sum += loss
+                correct += (logits.argmax(1) == y).sum()
+                first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(loss), step)
+                if probing:
+                    probe.update_ratio(measured)
+                    if not keep(probe.record(measured, step)) and first_bad.item() < 0:
+                        first_bad.fill_(step)
+                step += 1
+                bar.update()
+                if probing and first_bad.item() >= 0:
+                    break
+            scheduler.step()
+            test = evaluate(model, loss_fn, data.x_test, data.y_test)
+            host = torch.cat([torch.stack([loss_sum, correct]) / max(i + 1, 1), test,
+                              first_bad.reshape(1).float()]).tolist()
+            summary["steps"], summary["epochs"] = step, epoch + 1
+            if host[4] >= 0 or not all(math.isfinite(v) for v in host[:2]):
+                summary["status"], summary["diverged_at_step"] = "diverged", int(host[4]) if host[4] >= 0 else step
+                log.warning("diverged: the loss became NaN/inf at step %s; the run stops here", summary["diverged_at_step"])
+                break
+            row = {"epoch": epoch + 1, "step": step, "train_loss": host[0], "train_accuracy": host[1] / batch,
+                   "test_loss": host[2], "test_accuracy": host[3], "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": time.perf_counter() - started}
+            writer.epoch(row)
+            summary["final"] = {k: row[k] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
+            bar.set_postfix(loss=f"{host[0]:.3f}", test_acc=f"{host[3]:.3f}")
+            log.info("epoch %d/%d  step %d  train loss %.4f acc %.3f  test loss %.4f acc %.3f  lr %.3g",
+                     epoch + 1, epochs, step, host[0], host[1] / batch, host[2], host[3], row["lr"])
+    seconds = time.perf_counter() - started
+    if summary["status"] == "running":
+        summary["status"] = "completed"
+    summary.update(train_seconds=seconds, samples_per_second=step * batch / seconds if step else None,
+                   probes=len(records))
+    if cfg.probe.figures:
+        draw_figures(records, describe(cfg), run_dir, writer)
+    writer.close()
+    write_json_atomic(run_dir / "summary.json", summary)
+    log.info("%s after %d steps: %s", summary["status"], step,
+             ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished")
+    return summary
+
+
+def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: RunWriter) -> None:
+    """The lecture figure for every probe: figures/probe_<step>.png and a TensorBoard image."""
+    for record in tqdm(records, desc="figures", unit="fig", disable=None, leave=False):
+        pixels = render(lecture_figure(record, title), run_dir / "figures" / f"probe_{record.step:06d}.png")
+        writer.tb.add_image("lecture/probe", pixels, record.step, dataformats="HWC")
+
+
+def _fail(run_dir: Path, err: BaseException) -> None:
+    message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+    write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": f"{type(err).__name__}: {message}"})
+
+
+@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Console entry point ``layerscope``: one run (or, with -m, one sweep job)."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run(cfg, run_dir)
+    except ConfigError as err:
+        _fail(run_dir, err)
+        print(f"layerscope: error: {err}", file=sys.stderr)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(2)
+    except Exception as err:
+        _fail(run_dir, err)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Everything a run writes: TensorBoard events, metrics and probe files, figures, summary.json.
+
+TensorBoard tags: histograms ``<quantity>/layer_NN`` (quantity: preactivation, activation,
+backward, weight_grad, weight); per-layer scalars ``<stat>/layer_NN``; training curves
+``loss/train``, ``loss/test``, ``accuracy/train``, ``accuracy/test``, ``lr``; figures
+``lecture/probe``. Layers count from 01 at the input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+
+from layerscope.probes import ProbeRecord
+
+
+def layer_tag(quantity: str, layer: int) -> str:
+    """``activation/layer_03``: grouped by quantity in TensorBoard, layers in order."""
+    return f"{quantity}/layer_{layer:02d}"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and a rename, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf become null so every line is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+class RunWriter:
+    """Writes one run's TensorBoard events and its metrics.jsonl / probes.jsonl files."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.tb = SummaryWriter(log_dir=str(run_dir))
+        self._metrics = open(run_dir / "metrics.jsonl", "a")
+        self._probes = open(run_dir / "probes.jsonl", "a")
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        """Log one epoch's metrics (loss/accuracy on train and test, lr) at its last step."""
+        step = row["step"]
+        for split in ("train", "test"):
+            self.tb.add_scalar(f"loss/{split}", row[f"{split}_loss"], step)
+            self.tb.add_scalar(f"accuracy/{split}", row[f"{split}_accuracy"], step)
+        self.tb.add_scalar("lr", row["lr"], step)
+        self._metrics.write(json.dumps(_clean(row)) + "\n")
+        self._metrics.flush()
+
+    def probe(self, record: ProbeRecord) -> None:
+        """Log a probe: histograms with ``add_histogram_raw`` and per-layer scalars."""
+        for quantity, hists in record.histograms.items():
+            for layer, h in enumerate(hists, start=1):
+                if not h.finite:
+                    continue
+                self.tb.add_histogram_raw(
+                    layer_tag(quantity, layer), min=h.min, max=h.max, num=h.num, sum=h.sum,
+                    sum_squares=h.sum_squares, bucket_limits=h.edges[1:].tolist(), bucket_counts=h.counts,
+                    global_step=record.step)
+        for name, values in record.stats.items():
+            for layer, value in enumerate(values, start=1):
+                if math.isfinite(value):
+                    self.tb.add_scalar(layer_tag(name, layer), value, record.step)
+        self._probes.write(json.dumps(_clean(record.to_json())) + "\n")
+        self._probes.flush()
+
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        """Log a matplotlib figure as a TensorBoard image (closes it)."""
+        self.tb.add_figure(tag, figure, step, close=True)
+
+    def close(self) -> None:
+        """Flush and close every file."""
+        self.tb.close()
+        self._metrics.close()
+        self._probes.close()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file (metrics.jsonl, probes.jsonl); a torn last line is skipped."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
