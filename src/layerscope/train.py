@@ -158,8 +158,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 log.warning("diverged: the loss became NaN/inf at step %s; the run stops here", summary["diverged_at_step"])
                 break
             row = {"epoch": epoch + 1, "step": step, "train_loss": host[0], "train_accuracy": host[1] / batch,
-                   "test_loss": host[2], "test_accuracy": host[3], "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": time.perf_counter() - started}
+                   "test_loss": host[2], "test_accuracy": host[3], "lr": optimizer.param_groups[0]["lr"]}
             writer.epoch(row)
             summary["final"] = {k: row[k] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
             bar.set_postfix(loss=f"{host[0]:.3f}", test_acc=f"{host[3]:.3f}")

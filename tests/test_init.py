@@ -1,0 +1,272 @@
+"""Every initializer draws from the distribution its docstring writes down, on every Linear."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from layerscope.errors import ConfigError
+from layerscope.init import initialize
+from layerscope.model import build_model
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+FAN_IN, FAN_OUT = 300, 500  # the probed layer: nn.Linear(300, 500), weight (500, 300), 150k samples
+FAN_AVG = (FAN_IN + FAN_OUT) / 2
+TANH_GAIN = 5.0 / 3.0
+RELU_GAIN = math.sqrt(2.0)
+LEAKY_SLOPE = 0.5  # large enough that its gain differs from ReLU's by ~10%
+LEAKY_GAIN = math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2))
+
+
+class _Probe(nn.Module):
+    """A hidden Linear (the layer under test) followed by a small head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(FAN_IN, FAN_OUT)
+        self.head = nn.Linear(FAN_OUT, 10)
+
+
+def _fresh_probe() -> _Probe:
+    probe = _Probe()
+    with torch.no_grad():  # sentinels, so a layer the initializer skips is caught
+        for layer in (probe.hidden, probe.head):
+            layer.weight.fill_(7.0)
+            layer.bias.fill_(7.0)
+    return probe
+
+
+def _normal(std: float) -> tuple[str, float, float | None]:
+    return ("normal", std, None)
+
+
+def _uniform(bound: float) -> tuple[str, float, float | None]:
+    return ("uniform", bound / math.sqrt(3.0), bound)
+
+
+def _yaml(name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(CONFIGS / "init" / f"{name}.yaml"))
+
+
+# (id, init cfg, activation, activation params, (family, expected std, uniform bound or None))
+CASES = [
+    ("normal_0.01", _yaml("normal_0.01"), "tanh", None, _normal(0.01)),
+    ("normal_1", _yaml("normal_1"), "tanh", None, _normal(1.0)),
+    ("normal_std_0.2", {"name": "normal", "std": 0.2}, "relu", None, _normal(0.2)),
+    ("xavier_normal_yaml", _yaml("xavier_normal"), "tanh", None, _normal(1.0 / math.sqrt(FAN_IN))),
+    ("xavier_normal_fan_in_gain1", {"name": "xavier_normal", "gain": 1.0, "mode": "fan_in"}, "tanh", None,
+     _normal(1.0 / math.sqrt(FAN_IN))),
+    ("xavier_normal_fan_avg_gain1", {"name": "xavier_normal", "gain": 1.0, "mode": "fan_avg"}, "tanh", None,
+     _normal(1.0 / math.sqrt(FAN_AVG))),
+    ("xavier_normal_fan_out_gain1", {"name": "xavier_normal", "gain": 1.0, "mode": "fan_out"}, "tanh", None,
+     _normal(1.0 / math.sqrt(FAN_OUT))),
+    ("xavier_normal_fan_in_auto", {"name": "xavier_normal", "gain": "auto", "mode": "fan_in"}, "tanh", None,
+     _normal(TANH_GAIN / math.sqrt(FAN_IN))),
+    ("xavier_normal_fan_avg_auto", {"name": "xavier_normal", "gain": "auto", "mode": "fan_avg"}, "tanh", None,
+     _normal(TANH_GAIN / math.sqrt(FAN_AVG))),
+    ("xavier_normal_no_gain_key", {"name": "xavier_normal"}, "tanh", None, _normal(1.0 / math.sqrt(FAN_IN))),
+    ("xavier_uniform_yaml", _yaml("xavier_uniform"), "tanh", None, _uniform(math.sqrt(3.0 / FAN_IN))),
+    ("xavier_uniform_fan_in_gain1", {"name": "xavier_uniform", "gain": 1, "mode": "fan_in"}, "tanh", None,
+     _uniform(math.sqrt(3.0 / FAN_IN))),
+    ("xavier_uniform_fan_avg_gain1", {"name": "xavier_uniform", "gain": 1, "mode": "fan_avg"}, "tanh", None,
+     _uniform(math.sqrt(3.0 / FAN_AVG))),
+    ("xavier_uniform_fan_in_auto", {"name": "xavier_uniform", "gain": "auto", "mode": "fan_in"}, "tanh", None,
+     _uniform(TANH_GAIN * math.sqrt(3.0 / FAN_IN))),
+    ("xavier_uniform_fan_avg_auto", {"name": "xavier_uniform", "gain": "auto", "mode": "fan_avg"}, "tanh", None,
+     _uniform(TANH_GAIN * math.sqrt(3.0 / FAN_AVG))),
+    ("he_normal_yaml_relu", _yaml("he_normal"), "relu", None, _normal(math.sqrt(2.0 / FAN_IN))),
+    ("he_normal_auto_leaky", {"name": "he_normal", "gain": "auto"}, "leaky_relu",
+     {"name": "leaky_relu", "negative_slope": LEAKY_SLOPE}, _normal(LEAKY_GAIN / math.sqrt(FAN_IN))),
+    ("he_normal_no_gain_key_relu", {"name": "he_normal"}, "relu", None, _normal(RELU_GAIN / math.sqrt(FAN_IN))),
+    ("he_uniform_yaml_relu", _yaml("he_uniform"), "relu", None, _uniform(math.sqrt(6.0 / FAN_IN))),
+    ("he_uniform_auto_leaky", {"name": "he_uniform", "gain": "auto"}, "leaky_relu",
+     {"negative_slope": LEAKY_SLOPE}, _uniform(LEAKY_GAIN * math.sqrt(3.0 / FAN_IN))),
+]
+CASE_IDS = [c[0] for c in CASES]
+
+
+def _initialized_hidden_weight(cfg, activation, params, seed=0) -> torch.Tensor:
+    probe = _fresh_probe()
+    torch.manual_seed(seed)
+    initialize(probe, cfg, activation, params)
+    return probe.hidden.weight.detach().double()
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_weight_std_matches_the_formula(case):
+    _, cfg, activation, params, (_, std, _) = case
+    w = _initialized_hidden_weight(cfg, activation, params)
+    assert w.numel() == FAN_IN * FAN_OUT
+    assert w.std().item() == pytest.approx(std, rel=0.03)
+    assert abs(w.mean().item()) < 0.02 * std
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[4][0] == "uniform"],
+                         ids=[c[0] for c in CASES if c[4][0] == "uniform"])
+def test_uniform_weights_fill_but_stay_within_the_bound(case):
+    _, cfg, activation, params, (_, _, bound) = case
+    w = _initialized_hidden_weight(cfg, activation, params)
+    assert w.abs().max().item() <= bound * (1 + 1e-6)
+    assert w.abs().max().item() >= 0.99 * bound  # 150k draws reach the edge of U(-b, b)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[4][1] > 0], ids=CASE_IDS)
+def test_weight_distribution_family(case):
+    """Kurtosis tells normal (3) from uniform (1.8)."""
+    _, cfg, activation, params, (family, _, _) = case
+    w = _initialized_hidden_weight(cfg, activation, params)
+    centred = w - w.mean()
+    kurtosis = (centred.pow(4).mean() / centred.pow(2).mean().pow(2)).item()
+    assert kurtosis == pytest.approx({"normal": 3.0, "uniform": 1.8}[family], abs=0.1)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_biases_are_zero(case):
+    _, cfg, activation, params, _ = case
+    probe = _fresh_probe()
+    initialize(probe, cfg, activation, params)
+    assert torch.count_nonzero(probe.hidden.bias) == 0
+    assert torch.count_nonzero(probe.head.bias) == 0
+
+
+def test_bias_key_sets_every_bias():
+    probe = _fresh_probe()
+    initialize(probe, {"name": "xavier_normal", "bias": 0.1}, "tanh")
+    for layer in (probe.hidden, probe.head):
+        assert torch.allclose(layer.bias, torch.full_like(layer.bias, 0.1))
+
+
+def test_same_seed_gives_same_weights():
+    cfg = {"name": "he_normal", "gain": "auto"}
+    assert torch.equal(_initialized_hidden_weight(cfg, "relu", None, seed=3),
+                       _initialized_hidden_weight(cfg, "relu", None, seed=3))
+    assert not torch.equal(_initialized_hidden_weight(cfg, "relu", None, seed=3),
+                           _initialized_hidden_weight(cfg, "relu", None, seed=4))
+
+
+def test_zeros_sets_every_weight_and_bias_to_zero():
+    probe = _fresh_probe()
+    initialize(probe, _yaml("zeros"), "tanh")
+    for p in probe.parameters():
+        assert torch.count_nonzero(p) == 0
+
+
+def test_default_is_torch_own_linear_init():
+    probe = _fresh_probe()
+    torch.manual_seed(5)
+    initialize(probe, _yaml("default"), "relu")
+    for layer in (probe.hidden, probe.head):
+        bound = 1.0 / math.sqrt(layer.in_features)
+        assert layer.weight.abs().max().item() <= bound
+        assert layer.bias.abs().max().item() <= bound
+        assert torch.count_nonzero(layer.bias) == layer.out_features  # torch draws the bias too
+    assert probe.hidden.weight.abs().max().item() >= 0.99 / math.sqrt(FAN_IN)
+
+    reference = _fresh_probe()
+    torch.manual_seed(5)
+    reference.hidden.reset_parameters()
+    reference.head.reset_parameters()
+    for mine, theirs in zip(probe.parameters(), reference.parameters()):
+        assert torch.equal(mine, theirs)
+
+
+# --- a real MLP from build_model ---------------------------------------------------------------
+
+INPUT_DIM, WIDTH, DEPTH, CLASSES = 20, 64, 3, 10
+
+
+def _mlp(bn: str = "none") -> nn.Module:
+    mlp = build_model({"depth": DEPTH, "width": WIDTH}, {"name": "tanh"}, {"placement": bn}, INPUT_DIM, CLASSES)
+    with torch.no_grad():
+        for m in mlp.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.fill_(7.0)
+                m.bias.fill_(7.0)
+    return mlp
+
+
+def _linears(mlp: nn.Module) -> list[nn.Linear]:
+    return [m for m in mlp.modules() if isinstance(m, nn.Linear)]
+
+
+def test_initialize_reaches_every_linear_of_the_mlp_and_the_head_gets_gain_1_with_auto():
+    mlp = _mlp()
+    linears = _linears(mlp)
+    assert len(linears) == DEPTH + 1 and linears[-1] is mlp.head
+    torch.manual_seed(0)
+    initialize(mlp, {"name": "xavier_uniform", "gain": "auto", "mode": "fan_in"}, "tanh")
+    for index, layer in enumerate(linears):
+        gain = 1.0 if layer is mlp.head else TANH_GAIN
+        bound = gain * math.sqrt(3.0 / layer.in_features)
+        biggest = layer.weight.abs().max().item()
+        assert 0.9 * bound <= biggest <= bound * (1 + 1e-6), f"layer {index}"
+        assert torch.count_nonzero(layer.bias) == 0, f"layer {index}"
+
+
+def test_with_a_numeric_gain_the_head_uses_that_gain_too():
+    mlp = _mlp()
+    torch.manual_seed(0)
+    initialize(mlp, {"name": "xavier_uniform", "gain": 2.0, "mode": "fan_in"}, "tanh")
+    bound = 2.0 * math.sqrt(3.0 / WIDTH)
+    assert 0.9 * bound <= mlp.head.weight.abs().max().item() <= bound * (1 + 1e-6)
+
+
+def test_he_normal_auto_on_mlp_gives_relu_gain_in_hidden_layers_and_1_in_head():
+    mlp = build_model({"depth": DEPTH, "width": 256}, {"name": "relu"}, {"placement": "none"}, 256, 200)
+    torch.manual_seed(0)
+    initialize(mlp, {"name": "he_normal", "gain": "auto"}, "relu")
+    for block in mlp.blocks:  # 65k samples each
+        assert block.linear.weight.std().item() == pytest.approx(RELU_GAIN / 16.0, rel=0.03)
+    assert mlp.head.weight.std().item() == pytest.approx(1.0 / 16.0, rel=0.03)  # 51k samples
+
+
+def test_batch_norm_parameters_are_left_alone():
+    mlp = _mlp("before")
+    initialize(mlp, {"name": "zeros"}, "tanh")
+    for block in mlp.blocks:
+        assert torch.equal(block.bn_before.weight, torch.ones(WIDTH))
+        assert torch.equal(block.bn_before.bias, torch.zeros(WIDTH))
+
+
+# --- bad values --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"name": "normal", "std": -0.01},
+        {"name": "xavier_normal", "mode": "fan_sideways"},
+        {"name": "he_uniform", "mode": "FAN_IN"},
+        {"name": "xavier_normal", "gain": 0},
+        {"name": "xavier_normal", "gain": 0.0},
+        {"name": "xavier_uniform", "gain": -1.0},
+        {"name": "he_normal", "gain": "big"},
+        {"name": "he_normal", "gain": "Auto"},
+        {"name": "he_normal", "gain": True},
+        {"name": "he_normal", "gain": None},
+        {"name": "no_such_init"},
+    ],
+    ids=lambda c: ",".join(f"{k}={v!r}" for k, v in c.items()),
+)
+def test_bad_values_raise_config_error(cfg):
+    with pytest.raises(ConfigError):
+        initialize(_fresh_probe(), cfg, "relu")
+
+
+def test_unknown_mode_error_lists_the_modes():
+    with pytest.raises(ConfigError) as info:
+        initialize(_fresh_probe(), {"name": "xavier_normal", "mode": "fan_sideways"}, "tanh")
+    for mode in ("fan_in", "fan_out", "fan_avg"):
+        assert mode in str(info.value)
+
+
+def test_bad_gain_error_names_the_value_and_auto():
+    with pytest.raises(ConfigError) as info:
+        initialize(_fresh_probe(), {"name": "xavier_normal", "gain": -2.5}, "tanh")
+    assert "-2.5" in str(info.value) and "auto" in str(info.value)
