@@ -9,12 +9,13 @@ import numpy as np
 
 
 @lru_cache(maxsize=None)
-def _nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
+def nodes(n: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature points z and weights w (summing to 1) for E_z[f(z)] ≈ w · f(z)."""
     z, w = np.polynomial.hermite_e.hermegauss(n)
     return z, w / w.sum()
 
 
 def expect_standard_normal(fn: Callable[[np.ndarray], np.ndarray], n: int = 101) -> float:
     """E_z[fn(z)] for z ~ N(0, 1), exact for polynomials of degree < 2n."""
-    z, w = _nodes(n)
+    z, w = nodes(n)
     return float(np.dot(w, fn(z)))

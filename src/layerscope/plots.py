@@ -50,6 +50,9 @@ def lecture_figure(record: ProbeRecord, title: str) -> Figure:
     ax = fig.add_subplot(grid[2, :half])
     ax.plot(layers, stats["activation_mean"], "o-", label="activation mean")
     ax.plot(layers, stats["activation_std"], "s-", label="activation std")
+    theory = record.theory or {}
+    if theory:
+        ax.plot(layers, theory["activation_std"], "k--", lw=1, label="activation std, mean-field theory")
     if np.isfinite(stats["saturated_fraction"]).any():
         ax.plot(layers, stats["saturated_fraction"], "^--", label="saturated fraction")
     if np.isfinite(stats["dead_fraction"]).any():
@@ -63,6 +66,8 @@ def lecture_figure(record: ProbeRecord, title: str) -> Figure:
         values = stats[key]
         if (values > 0).any():
             ax.semilogy(layers, np.where(values > 0, values, np.nan), marker, label=key.replace("_", " "))
+    if theory and np.isfinite(theory["backward_std"]).all():
+        ax.semilogy(layers, theory["backward_std"], "k--", lw=1, label="backward std, mean-field theory")
     ax.set_xlabel("layer")
     ax.set_xticks(layers)
     ax.legend(fontsize=8)

@@ -69,6 +69,7 @@ class ProbeRecord:
     step: int
     stats: dict[str, list[float]]
     histograms: dict[str, list[Histogram]] = field(default_factory=dict)
+    theory: dict[str, list[float]] | None = None  # mean-field prediction, at step 0
 
     @property
     def finite(self) -> bool:
@@ -77,13 +78,14 @@ class ProbeRecord:
 
     def to_json(self) -> dict:
         """A JSON-ready dict (histograms as dicts)."""
-        return {"step": self.step, "stats": self.stats,
+        return {"step": self.step, "stats": self.stats, "theory": self.theory,
                 "histograms": {q: [h.__dict__ for h in hs] for q, hs in self.histograms.items()}}
 
     @classmethod
     def from_json(cls, row: dict) -> "ProbeRecord":
         """Inverse of ``to_json``."""
-        return cls(row["step"], row["stats"], {q: [Histogram(**h) for h in hs] for q, hs in row["histograms"].items()})
+        histograms = {q: [Histogram(**h) for h in hs] for q, hs in row["histograms"].items()}
+        return cls(row["step"], row["stats"], histograms, row.get("theory"))
 
 
 class Probe:

@@ -30,6 +30,7 @@ from layerscope.optim import build_optimizer, build_scheduler
 from layerscope.paths import config_dir
 from layerscope.plots import lecture_figure, render
 from layerscope.probes import Probe, ProbeRecord
+from layerscope.theory import compare, predict_run
 from layerscope.writer import RunWriter, write_json_atomic
 
 log = logging.getLogger("layerscope")
@@ -79,6 +80,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, trainer.weight_decay)
     scheduler = build_scheduler(optimizer, cfg.scheduler)
     probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin)
+    prediction = predict_run(cfg, data.input_dim, float(data.x_train.square().mean()))
 
     steps_per_epoch = n_train // batch
     total = trainer.max_steps if trainer.max_steps is not None else trainer.epochs * steps_per_epoch
@@ -105,6 +107,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         return loss.detach(), logits.detach()
 
     def keep(record: ProbeRecord) -> bool:
+        if record.step == 0 and prediction is not None:
+            record.theory = compare(prediction, record.stats)
         writer.probe(record)
         records.append(record)
         return record.finite

@@ -1,7 +1,8 @@
 """Everything a run writes: TensorBoard events, metrics and probe files, figures, summary.json.
 
 TensorBoard tags: histograms ``<quantity>/layer_NN`` (quantity: preactivation, activation,
-backward, weight_grad, weight); per-layer scalars ``<stat>/layer_NN``; training curves
+backward, weight_grad, weight); per-layer scalars ``<stat>/layer_NN`` and, at step 0, the
+mean-field prediction ``theory_<stat>/layer_NN`` with ``theory_rel_error_<stat>/layer_NN``; training curves
 ``loss/train``, ``loss/test``, ``accuracy/train``, ``accuracy/test``, ``lr``; figures
 ``lecture/probe``. Layers count from 01 at the input.
 """
@@ -77,7 +78,9 @@ class RunWriter:
                     layer_tag(quantity, layer), min=h.min, max=h.max, num=h.num, sum=h.sum,
                     sum_squares=h.sum_squares, bucket_limits=h.edges[1:].tolist(), bucket_counts=h.counts,
                     global_step=record.step)
-        for name, values in record.stats.items():
+        scalars = dict(record.stats)
+        scalars.update({f"theory_{k}": v for k, v in (record.theory or {}).items()})
+        for name, values in scalars.items():
             for layer, value in enumerate(values, start=1):
                 if math.isfinite(value):
                     self.tb.add_scalar(layer_tag(name, layer), value, record.step)
