@@ -47,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from layerscope.checks import resolve_device
 from layerscope.data import load_data
+from layerscope.errors import ConfigError
 from layerscope.init import initialize
 from layerscope.model import build_model
 from layerscope.paths import config_dir
@@ -177,7 +178,9 @@ def report(result: dict[str, Any]) -> str:
     """The human-readable table."""
     r = result
     lines = [
-        f"device {r['device']} | torch {r['torch']} | python {r['python']} | threads {r['threads']}",
+        f"device {r['device']} | torch {r['torch']} | python {r['python']} | threads {r['threads']} "
+        f"| load average {r['load_average']['before']:.1f} -> {r['load_average']['after']:.1f} "
+        f"on {r['load_average']['cpus']} CPUs (other work on the machine skews the numbers)",
         f"{r['setting']} | data {r['data']}",
         f"steps {r['steps']} | batch {r['batch_size']} | probe every {r['probe_every']} -> {r['probes']} probes "
         f"| figures {'on' if r['figures'] else 'off'} | rounds {r['repeats']} (alternating plain, runner)",
@@ -203,12 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     logging.getLogger("layerscope").setLevel(logging.WARNING)
+    load_before = os.getloadavg()[0]
     with ExitStack() as stack:
         if args.keep:
             root = Path(os.environ.get("LAYERSCOPE_OUTPUTS", "outputs")) / "bench" / time.strftime("%Y-%m-%d_%H-%M-%S")
         else:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="layerscope-bench-")))
-        result = measure(args, root)
+        try:
+            result = measure(args, root)
+        except ConfigError as err:
+            print(f"throughput: error: {err}", file=sys.stderr)
+            return 2
+    result["load_average"] = {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}
     print(report(result))
     if args.keep:
         print(f"runner output kept in {root}")

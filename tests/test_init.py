@@ -270,3 +270,9 @@ def test_bad_gain_error_names_the_value_and_auto():
     with pytest.raises(ConfigError) as info:
         initialize(_fresh_probe(), {"name": "xavier_normal", "gain": -2.5}, "tanh")
     assert "-2.5" in str(info.value) and "auto" in str(info.value)
+
+
+@pytest.mark.parametrize("std", ["abc", True], ids=["string", "bool"])
+def test_non_numeric_std_raises_config_error(std):
+    with pytest.raises(ConfigError, match="init.std"):
+        initialize(_fresh_probe(), {"name": "normal", "std": std}, "relu")

@@ -210,3 +210,11 @@ def test_bad_optimizer_values_raise_config_error_naming_the_key(name, override, 
 def test_mu_zero_and_rho_zero_are_allowed():
     p = torch.nn.Parameter(torch.zeros(1))
     build_optimizer([p], {"name": "adam", "lr": 0.1, "mu": 0.0, "rho": 0.0})
+
+
+@pytest.mark.parametrize("cfg", [{"name": "step", "gamma": 0.5}, {"name": "exponential"}, {"name": "inverse_time"}],
+                         ids=["step_without_step_size", "exponential_without_gamma", "inverse_time_without_decay"])
+def test_missing_scheduler_key_raises_config_error(cfg):
+    opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], {"name": "sgd", "lr": LR0})
+    with pytest.raises(ConfigError):
+        build_scheduler(opt, cfg)

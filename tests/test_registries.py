@@ -209,11 +209,6 @@ def test_unknown_activation_parameter_of_parameterless_activation_says_none():
         build_activation("relu", {"negative_slope": 0.1})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="activations.build_activation lists inspect.signature(nn.Sigmoid) parameters, which are "
-    "Module.__init__'s *args/**kwargs: the message says 'its parameters: args, kwargs' instead of 'none'",
-)
 @pytest.mark.parametrize("name", ["sigmoid", "tanh"])
 def test_unknown_parameter_of_sigmoid_tanh_says_none(name):
     with pytest.raises(ConfigError) as info:
@@ -260,11 +255,6 @@ def test_activation_gain_of_elu_follows_alpha():
     assert activation_gain("elu", {"alpha": 2.0}) < activation_gain("elu", {"alpha": 1.0})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="activations.activation_gain passes unvalidated params to the torch_gain lambda: an unknown "
-    "parameter raises a bare TypeError instead of ConfigError (build_activation's check is skipped)",
-)
 def test_activation_gain_unknown_parameter_raises_config_error():
     with pytest.raises(ConfigError):
         activation_gain("relu", {"negative_slope": 0.1})

@@ -117,10 +117,19 @@ def _find(root: Path, names: list[str], dataset: str, hint: str) -> Path:
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST's format, optionally gzipped) into a uint8 array."""
-    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path) as stream:
+                raw = stream.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise ConfigError(f"{path} cannot be read ({err}); replace it with the dataset's original file") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ConfigError(f"{path} is not an unsigned-byte IDX file; replace it with the dataset's original file")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ConfigError(f"{path} is truncated inside its header; replace it with the dataset's original file")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     body = raw[4 + 4 * ndim:]
     if len(body) != math.prod(shape):
@@ -149,6 +158,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles only numpy arrays and builtins, so a data file cannot run code."""
 
     _allowed = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
                 ("numpy", "ndarray"), ("numpy", "dtype")}
 
     def find_class(self, module: str, name: str) -> Any:

@@ -92,10 +92,12 @@ def initialize(
     name = cfg.get("name")
     fn = INITIALIZERS.get(name)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    std = float(cfg.get("std", 1.0))
-    if std < 0:
-        raise ConfigError(f"init.std={std} must be >= 0")
+    std = cfg.get("std", 1.0)
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or std < 0:
+        raise ConfigError(f"init.std={std!r} must be a number >= 0")
     mode = str(cfg.get("mode", "fan_in"))
+    if mode not in ("fan_in", "fan_out", "fan_avg"):
+        raise ConfigError(f"init.mode={mode!r} is unknown; choose one of: fan_in, fan_out, fan_avg")
     gain_setting = cfg.get("gain", _DEFAULT_GAIN.get(name, 1.0))
     hidden_gain = resolve_gain(gain_setting, activation, activation_params)
     with torch.no_grad():
@@ -105,6 +107,6 @@ def initialize(
                 continue
             is_head = index == len(linears) - 1
             gain = 1.0 if (is_head and gain_setting == "auto") else hidden_gain
-            fn(layer.weight, gain, std, mode)
+            fn(layer.weight, gain, float(std), mode)
             if layer.bias is not None:
                 layer.bias.fill_(float(cfg.get("bias", 0.0)))

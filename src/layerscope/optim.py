@@ -80,14 +80,23 @@ SCHEDULERS.register(
 )
 
 
+_SCHEDULER_KEYS = {"constant": (), "step": ("step_size", "gamma"), "exponential": ("gamma",),
+                   "inverse_time": ("decay",)}
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any]
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """The per-epoch learning-rate schedule ``cfg.name`` (stepped once after every epoch)."""
-    factory = SCHEDULERS.get(cfg.get("name"))
-    for key in ("gamma", "decay"):
-        if key in cfg and _number("scheduler", cfg, key) <= 0:
+    name = cfg.get("name")
+    factory = SCHEDULERS.get(name)
+    for key in _SCHEDULER_KEYS[name]:
+        if key not in cfg:
+            raise ConfigError(f"scheduler={name} needs scheduler.{key}")
+        if key == "step_size":
+            value = cfg[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"scheduler.step_size={value!r} must be a whole number of epochs >= 1")
+        elif _number("scheduler", cfg, key) <= 0:
             raise ConfigError(f"scheduler.{key}={cfg[key]} must be > 0")
-    if "step_size" in cfg and (not isinstance(cfg["step_size"], int) or cfg["step_size"] < 1):
-        raise ConfigError(f"scheduler.step_size={cfg['step_size']!r} must be a whole number of epochs >= 1")
     return factory(optimizer, cfg)

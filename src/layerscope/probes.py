@@ -21,9 +21,10 @@ HISTOGRAMS = ("preactivation", "activation", "backward", "weight_grad", "weight"
 """Histogrammed quantities; ``backward`` is dL/d(activation), the backward signal."""
 
 STATS = ("preactivation_mean", "preactivation_std", "activation_mean", "activation_std",
-         "saturated_fraction", "dead_fraction", "backward_norm", "backward_std",
+         "unit_spread", "saturated_fraction", "dead_fraction", "backward_norm", "backward_std",
          "weight_grad_norm", "weight_norm", "update_ratio")
-"""Per-layer scalars; saturated_fraction is NaN unless the activation is bounded (tanh, sigmoid),
+"""Per-layer scalars; unit_spread is the std across a layer's units (batch mean): 0 when all units
+are identical, as after zero init; saturated_fraction is NaN unless the activation is bounded (tanh, sigmoid),
 dead_fraction NaN unless it is a rectifier, update_ratio NaN when no update followed the probe."""
 
 _SUMMARY = ("min", "max", "num", "sum", "sum_squares")
@@ -134,6 +135,7 @@ class Probe:
         stats = {
             "preactivation_mean": pre.mean((1, 2)), "preactivation_std": pre.std((1, 2)),
             "activation_mean": act.mean((1, 2)), "activation_std": act.std((1, 2)),
+            "unit_spread": act.std(dim=2).mean(dim=1),
             "saturated_fraction": self._saturated(act) if self.activation.bounds else nan,
             "dead_fraction": (pre <= 0).all(dim=1).float().mean(1) if self.activation.rectifier else nan,
             "backward_norm": torch.stack([g.norm() for g in backward]),

@@ -1,0 +1,109 @@
+"""``make reproduce``: run the lecture experiments, check each claim, write the report.
+
+Each experiment is a Hydra experiment file in ``experiments/`` whose ``reproduce`` section names
+its claim, the check that decides it (``layerscope.claims``) and the variants to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from layerscope.claims import CHECKS, Verdict
+from layerscope.errors import ConfigError
+from layerscope.paths import config_dir
+from layerscope.results import RunResult
+from layerscope.train import run
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One lecture experiment: its file name, number, title, claim, check and variants."""
+
+    name: str
+    number: int
+    title: str
+    claim: str
+    check: str
+    variants: dict[str, list[str]]
+
+
+def experiments_dir() -> Path:
+    """The ``experiment`` config group (``experiments/`` in a checkout)."""
+    return Path(config_dir()) / "experiment"
+
+
+def load_experiments(only: list[str] | None = None) -> list[Experiment]:
+    """Every experiment file with a ``reproduce`` section, in lecture order (or just ``only``)."""
+    found = []
+    for path in sorted(experiments_dir().glob("*.yaml")):
+        spec = OmegaConf.to_container(OmegaConf.load(path)).get("reproduce")
+        if spec:
+            variants = spec.get("variants") or {"run": []}
+            found.append(Experiment(path.stem, spec["number"], spec["title"], spec["claim"], spec["check"],
+                                    {str(k): list(v) for k, v in variants.items()}))
+    names = [e.name for e in found]
+    for name in only or []:
+        if name not in names:
+            raise ConfigError(f"ONLY={name} is not an experiment; choose from: {', '.join(names)}")
+    return sorted((e for e in found if not only or e.name in only), key=lambda e: e.number)
+
+
+def run_variant(experiment: Experiment, label: str, overrides: list[str], out: Path) -> RunResult:
+    """Compose ``experiment=<name>`` plus the variant's overrides and run it into ``out/<name>/<label>``."""
+    run_dir = out / experiment.name / label
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.iterdir():  # a rerun replaces the variant's previous files, nothing else
+        if stale.is_file():
+            stale.unlink()
+    cfg = compose("train", overrides=[f"experiment={experiment.name}", "trainer.progress=false", *overrides])
+    try:
+        run(cfg, run_dir)
+    except ConfigError:
+        raise
+    except Exception as err:  # a failing run is a result; its check sees the status
+        logging.getLogger("layerscope").error("%s/%s failed: %s", experiment.name, label, err)
+        return RunResult(label, run_dir, {"status": "failed", "error": str(err)})
+    return RunResult.load(run_dir, label)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiments, print the claim table, write REPORT.md; 1 if any claim fails."""
+    parser = argparse.ArgumentParser(prog="layerscope-reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=None, help="experiment names (default: all)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/reproduce"), help="output folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from layerscope.report import print_table, write_report
+
+    try:
+        experiments = load_experiments(args.only or None)
+        args.out.mkdir(parents=True, exist_ok=True)
+    except (ConfigError, OSError) as err:
+        print(f"layerscope-reproduce: error: {err}", file=sys.stderr)
+        return 2
+    rows: list[tuple[Experiment, Verdict, dict[str, RunResult]]] = []
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for experiment in experiments:
+            started = time.perf_counter()
+            print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
+            results = {label: run_variant(experiment, label, overrides, args.out)
+                       for label, overrides in experiment.variants.items()}
+            verdict = CHECKS.get(experiment.check)(results, args.out / experiment.name)
+            print(f"{'PASS' if verdict.passed else 'FAIL'} ({time.perf_counter() - started:.0f} s)", flush=True)
+            rows.append((experiment, verdict, results))
+    print_table(rows)
+    report = write_report(rows, args.out)
+    print(f"\nreport: {report}")
+    return 0 if all(v.passed for _, v, _ in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

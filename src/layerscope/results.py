@@ -1,0 +1,60 @@
+"""A finished run read back from its folder: summary, per-epoch metrics and probe records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from layerscope.probes import ProbeRecord
+from layerscope.writer import read_jsonl
+
+
+@dataclass
+class RunResult:
+    """What one run recorded, as the claim checks and reports read it."""
+
+    label: str
+    run_dir: Path
+    summary: dict
+    metrics: list[dict] = field(default_factory=list)
+    probes: list[ProbeRecord] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, run_dir: Path, label: str = "") -> "RunResult":
+        """Read ``summary.json``, ``metrics.jsonl`` and ``probes.jsonl`` of ``run_dir``."""
+        summary_path = run_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"status": "missing"}
+        probes = [ProbeRecord.from_json(row) for row in read_jsonl(run_dir / "probes.jsonl")]
+        return cls(label or run_dir.name, run_dir, summary, read_jsonl(run_dir / "metrics.jsonl"), probes)
+
+    @property
+    def status(self) -> str:
+        """completed, diverged or failed."""
+        return self.summary.get("status", "missing")
+
+    def stat(self, name: str, probe: int = 0) -> np.ndarray:
+        """Per-layer values of statistic ``name`` at probe index ``probe`` (0 first, -1 last)."""
+        return np.array([np.nan if v is None else v for v in self.probes[probe].stats[name]], dtype=float)
+
+    def theory(self, name: str) -> np.ndarray:
+        """Per-layer mean-field prediction ``name`` recorded at step 0 (NaN if none)."""
+        values = (self.probes[0].theory or {}).get(name) if self.probes else None
+        return np.array([np.nan if v is None else v for v in values], dtype=float) if values else np.array([np.nan])
+
+    def curve(self, key: str = "train_loss") -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of a per-epoch metric."""
+        return (np.array([r["step"] for r in self.metrics], dtype=float),
+                np.array([np.nan if r.get(key) is None else r[key] for r in self.metrics], dtype=float))
+
+    def final(self, key: str = "train_loss") -> float:
+        """The last epoch's value of ``key`` (NaN if no epoch finished)."""
+        return float(self.summary.get("final", {}).get(key, np.nan))
+
+    def steps_to(self, loss: float, key: str = "train_loss") -> float:
+        """First step at whose epoch end ``key`` <= ``loss`` (inf if never)."""
+        steps, values = self.curve(key)
+        hit = np.nonzero(values <= loss)[0]
+        return float(steps[hit[0]]) if len(hit) else float("inf")
