@@ -10,7 +10,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-slow bench tensorboard clean
+ONLY ?=
+.PHONY: help venv run test test-slow bench reproduce tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +38,9 @@ test-slow: $(STAMP)  ## only the slow end-to-end tests
 
 bench: $(STAMP)  ## throughput: plain PyTorch loop vs the layerscope runner, same model/data/batch
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
+
+reproduce: $(STAMP)  ## run every lecture experiment, check its claim, write outputs/reproduce/REPORT.md (ONLY=<name>)
+	$(BIN)/python -m layerscope.reproduce $(if $(ONLY),--only $(ONLY))
 
 tensorboard: $(STAMP)  ## serve outputs/ on http://localhost:$(PORT)
 	$(BIN)/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
@@ -66,11 +67,14 @@ def lecture_figure(record: ProbeRecord, title: str) -> Figure:
         values = stats[key]
         if (values > 0).any():
             ax.semilogy(layers, np.where(values > 0, values, np.nan), marker, label=key.replace("_", " "))
-    if theory and np.isfinite(theory["backward_std"]).all():
+    if theory and all(v is not None and v > 0 for v in theory["backward_std"]):
         ax.semilogy(layers, theory["backward_std"], "k--", lw=1, label="backward std, mean-field theory")
     ax.set_xlabel("layer")
     ax.set_xticks(layers)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "backward signal and weight gradients are exactly 0", ha="center", transform=ax.transAxes)
     ax.grid(alpha=0.3, which="both")
     fig.suptitle(f"{title} — step {record.step}")
     return fig
@@ -84,3 +88,62 @@ def render(fig: Figure, path: Path) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
     return pixels
+
+
+def comparison_figure(results: dict, title: str, path: Path) -> Path:
+    """Variants side by side: activation std and backward std by layer at step 0, and loss curves."""
+    trained = any(r.metrics for r in results.values())
+    fig = Figure(figsize=(15 if trained else 10, 4.2), layout="constrained")
+    axes = fig.subplots(1, 3 if trained else 2)
+    for index, (label, result) in enumerate(results.items()):
+        if not result.probes:
+            continue
+        color = f"C{index % 10}"
+        layers = np.arange(1, len(result.probes[0].stats["activation_std"]) + 1)
+        std = result.stat("activation_std")
+        axes[0].semilogy(layers, np.where(std > 0, std, np.nan), "o-", color=color, label=label)
+        theory = result.theory("activation_std")
+        if np.isfinite(theory).all() and len(theory) == len(layers):
+            axes[0].semilogy(layers, theory, "--", color=color, lw=1)
+        backward = result.stat("backward_std")
+        axes[1].semilogy(layers, np.where(backward > 0, backward, np.nan), "o-", color=color, label=label)
+        if trained:
+            steps, loss = result.curve("train_loss")
+            axes[2].plot(steps, loss, "-", color=color, label=f"{label} ({result.status})")
+    axes[0].set_title("activation std by layer, step 0 (dashed: theory)", fontsize=9)
+    axes[1].set_title("backward signal std by layer, step 0", fontsize=9)
+    for ax in axes[:2]:
+        ax.set_xlabel("layer")
+        ax.grid(alpha=0.3, which="both")
+    if trained:
+        axes[2].set_title("train loss per epoch", fontsize=9)
+        axes[2].set_xlabel("step")
+        axes[2].set_yscale("log")
+        axes[2].grid(alpha=0.3, which="both")
+        axes[2].legend(fontsize=7)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    render(fig, path)
+    return path
+
+
+def ravine_figure(trajectories: list, function, path: Path) -> Path:
+    """Optimizer paths drawn on the ravine's contours."""
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    ax = fig.subplots()
+    x, y = np.meshgrid(np.linspace(-9, 3, 300), np.linspace(-2.5, 2.5, 200))
+    values = function(torch.from_numpy(np.stack([x, y], -1))).numpy()
+    ax.contour(x, y, values, levels=np.geomspace(0.01, values.max(), 18), colors="0.75", linewidths=0.7)
+    for index, t in enumerate(trajectories):
+        pts = np.clip(t.points, [-9, -2.5], [3, 2.5])
+        steps = "never" if not np.isfinite(t.steps_to_min) else f"{int(t.steps_to_min)} steps"
+        ax.plot(pts[:, 0], pts[:, 1], ".-", ms=2, lw=1, color=f"C{index}", label=f"{t.name} (lr {t.lr:g}): {steps}")
+    ax.plot([0], [0], "k*", ms=12)
+    ax.set_xlim(-9, 3)
+    ax.set_ylim(-2.5, 2.5)
+    ax.set_xlabel("x (flat direction)")
+    ax.set_ylabel("y (steep direction)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("f(x, y) = ½(x² + 100 y²): paths to the minimum ★ (each optimizer at its best lr)")
+    render(fig, path)
+    return path

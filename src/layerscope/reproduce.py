@@ -105,5 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(v.passed for _, v, _ in rows) else 1
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point ``layerscope-reproduce``."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -92,7 +92,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     writer = RunWriter(run_dir)
     records: list[ProbeRecord] = []
     summary: dict[str, Any] = {"status": "running", "steps": 0, "epochs": 0, "diverged_at_step": None,
-                               "final": {}, "device": str(device), "torch": torch.__version__,
+                               "final": {}, "num_classes": data.num_classes, "device": str(device), "torch": torch.__version__,
                                "python": platform.python_version(), "layerscope": __version__}
     weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
     generator = torch.Generator(device=device).manual_seed(trainer.seed)

@@ -1,0 +1,294 @@
+"""The checks that decide each lecture claim from the runs' own recorded statistics.
+
+Every check has the interface ``check(results, out) -> Verdict``: ``results`` maps a variant's
+label to its ``RunResult`` and ``out`` is the experiment's folder for figures. Thresholds come
+from the mean-field theory recorded with the run (``theory_*``) or from relations between runs;
+the few fixed tolerances are named constants below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from layerscope.optim import OPTIMIZERS
+from layerscope.plots import comparison_figure, ravine_figure
+from layerscope.ravine import best_trajectory, ravine
+from layerscope.registry import Registry
+from layerscope.results import RunResult
+from layerscope.theory import predict
+
+THEORY_TOLERANCE = 0.15  # finite width (500 units, one batch) vs the infinite-width prediction
+FACTOR = 2.0  # for quantities spanning orders of magnitude: agree within this factor
+STALLED = 0.95  # a loss still above 95% of ln(classes) has not learned
+LEARNED = 0.5  # a loss below half of ln(classes) has
+
+
+@dataclass
+class Verdict:
+    """The outcome of one claim: PASS/FAIL, the figures that decided it, and what they mean."""
+
+    passed: bool
+    measured: str
+    explanation: str
+    figures: list[Path] = field(default_factory=list)
+    lecture_differs: str | None = None
+    theory_error: float | None = None  # max relative error of activation std vs theory, step 0
+
+
+Check = Callable[[dict[str, RunResult], Path], Verdict]
+CHECKS: Registry[Check] = Registry("check")
+
+
+def check(fn: Check) -> Check:
+    """Register ``fn`` under its name."""
+    CHECKS.register(fn.__name__, fn)
+    return fn
+
+
+def _theory_error(result: RunResult) -> float | None:
+    errors = result.theory("rel_error_activation_std")
+    return float(np.nanmax(errors)) if np.isfinite(errors).any() else None
+
+
+def _lecture_figure(result: RunResult) -> list[Path]:
+    first = result.run_dir / "figures" / f"probe_{result.probes[0].step:06d}.png" if result.probes else None
+    return [first] if first and first.exists() else []
+
+
+def _fmt(values: np.ndarray) -> str:
+    return ", ".join(f"{v:.3g}" for v in values)
+
+
+def _within_factor(measured: float, predicted: float, factor: float = FACTOR) -> bool:
+    return measured > 0 and predicted > 0 and abs(math.log(measured / predicted)) <= math.log(factor)
+
+
+def _ln_classes(result: RunResult) -> float:
+    return math.log(result.summary.get("num_classes", 10))
+
+
+@check
+def std_collapses(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Activation std falls at every layer, to the theory's value at the last layer (within 2x)."""
+    r = results["run"]
+    std, theory = r.stat("activation_std"), r.theory("activation_std")
+    ratio, predicted = std[-1] / std[0], theory[-1] / theory[0]
+    monotone = bool(np.all(np.diff(std) < 0))
+    passed = r.status == "completed" and monotone and _within_factor(ratio, predicted)
+    return Verdict(
+        passed, f"std layer 1→10: {std[0]:.3g} → {std[-1]:.3g} (×{ratio:.2g}; theory ×{predicted:.2g})",
+        f"Per-layer activation std: {_fmt(std)}. It falls at {'every' if monotone else 'not every'} layer; the "
+        f"mean-field recursion q_l = σ_w² E[tanh(√q z)²] with σ_w² = 500·0.01² = 0.05 predicts {_fmt(theory)}: "
+        f"in the linear regime of tanh each layer multiplies the std by about √0.05 ≈ 0.22.",
+        _lecture_figure(r), theory_error=_theory_error(r))
+
+
+@check
+def saturation_and_backward(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Most units saturated in every layer; the backward signal follows the theory's χ, whatever the lecture says."""
+    r = results["run"]
+    saturated = r.stat("saturated_fraction")
+    backward, weight_grad = r.stat("backward_std"), r.stat("weight_grad_norm")
+    growth = backward[0] / backward[-1]
+    predicted = float(r.theory("backward_std")[0] / r.theory("backward_std")[-1])
+    chi = float(np.nanmean(r.theory("chi")[1:]))
+    passed = bool(saturated.min() > 0.5) and _within_factor(growth, predicted)
+    direction = "grows" if growth > 1 else "shrinks"
+    differs = None
+    if growth > 1:
+        differs = (f"The lecture says the gradients vanish. Measured, the backward signal dL/da {direction} "
+                   f"×{growth:.3g} from layer 10 back to layer 1, as the mean-field gain χ = σ_w² E[tanh'(h)²] "
+                   f"≈ {chi:.1f} > 1 per layer predicts (×{predicted:.3g}): saturation makes tanh' tiny for most "
+                   f"units, but the N(0, 1) weights multiply the signal by √500 per layer, which wins. The weight "
+                   f"gradients do not vanish either (norm {weight_grad[0]:.3g} at layer 1, {weight_grad[-1]:.3g} at "
+                   f"layer 10). What saturation does cause is a gradient that carries almost no information about "
+                   f"the input (the chaotic regime), not a vanishing one.")
+    return Verdict(
+        passed, f"saturated {saturated.min():.0%}–{saturated.max():.0%} per layer; backward ×{growth:.3g} "
+                f"layer 10→1 (theory ×{predicted:.3g})",
+        f"Saturated fraction (|a| within 1% of the range from ±1) per layer: {_fmt(saturated)}. Backward-signal "
+        f"std per layer: {_fmt(backward)}.", _lecture_figure(r), differs, _theory_error(r))
+
+
+@check
+def std_healthy(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Std matches theory per layer, stays above 0.1 and away from saturation (<5% saturated)."""
+    r = results["run"]
+    std, theory, saturated = r.stat("activation_std"), r.theory("activation_std"), r.stat("saturated_fraction")
+    error = np.abs(std - theory) / theory
+    passed = bool(error.max() < THEORY_TOLERANCE and std.min() > 0.1 and saturated.max() < 0.05)
+    return Verdict(
+        passed, f"std {std[0]:.3g} → {std[-1]:.3g}; max saturated {saturated.max():.1%}",
+        f"Per-layer activation std {_fmt(std)} against the theory's {_fmt(theory)}; the largest saturated "
+        f"fraction is {saturated.max():.2%}. With σ_w² = 1 the recursion q_l = E[tanh(√q z)²] has q = 0 as its "
+        f"only fixed point but approaches it slowly (q shrinks like 1/l), hence the slow decline.",
+        _lecture_figure(r), theory_error=_theory_error(r))
+
+
+@check
+def std_ratio_matches_theory(results: dict[str, RunResult], out: Path) -> Verdict:
+    """The per-layer std ratio equals the theory's (1/√2 for ReLU with σ_w² = 1) within 15%."""
+    r = results["run"]
+    std, theory = r.stat("activation_std"), r.theory("activation_std")
+    ratio = float(np.exp(np.mean(np.log(std[1:] / std[:-1]))))
+    predicted = float(np.exp(np.mean(np.log(theory[1:] / theory[:-1]))))
+    passed = abs(ratio - predicted) / predicted < THEORY_TOLERANCE and ratio < 1
+    return Verdict(
+        passed, f"std ×{ratio:.3f} per layer (theory {predicted:.3f})",
+        f"Per-layer activation std: {_fmt(std)}. ReLU zeroes half of a symmetric input, so E[relu(h)²] = q/2 and "
+        f"with σ_w² = 1 the variance halves per layer: the std shrinks by 1/√2 ≈ 0.707.",
+        _lecture_figure(r), theory_error=_theory_error(r))
+
+
+@check
+def std_constant(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Every layer's std within 15% of the theory's constant value."""
+    r = results["run"]
+    std, theory = r.stat("activation_std"), r.theory("activation_std")
+    error = np.abs(std - theory) / theory
+    passed = bool(error.max() < THEORY_TOLERANCE)
+    return Verdict(
+        passed, f"std {std.min():.3g}–{std.max():.3g} across layers (theory {theory.mean():.3g})",
+        f"Per-layer activation std: {_fmt(std)}. He's σ_w² = 2 exactly undoes ReLU's halving of the second moment.",
+        _lecture_figure(r), theory_error=_theory_error(r))
+
+
+@check
+def symmetry_never_breaks(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Units stay identical at every probe, and the final loss is ln(classes) within 1%."""
+    r = results["run"]
+    spread = max(float(np.nanmax(r.stat("unit_spread", i))) for i in range(len(r.probes)))
+    loss, chance = r.final("train_loss"), _ln_classes(r)
+    passed = r.status == "completed" and spread == 0.0 and abs(loss - chance) / chance < 0.01
+    return Verdict(
+        passed, f"unit spread {spread:.3g} at all {len(r.probes)} probes; loss {loss:.4f} vs ln C = {chance:.4f}",
+        f"With W = 0 every unit of a layer computes the same function, receives the same gradient and so stays "
+        f"the same after {r.summary.get('steps')} steps: the std across a layer's units is {spread:.3g} at every "
+        f"probe. The hidden weight gradients are 0 as well (each one multiplies a zero weight or a zero "
+        f"activation), so only the output bias learns, and the loss stays at ln C.",
+        [comparison_figure(results, "Zero init", out / "comparison.png")])
+
+
+@check
+def vanishing_gradient(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Sigmoid: weight-gradient norm layer 1/layer 10 < 1e-3 and the loss stalls; ReLU+He: > 0.1 and it learns."""
+    sig, relu = results["sigmoid"], results["relu_he"]
+    ratio_sig = sig.stat("weight_grad_norm")[0] / sig.stat("weight_grad_norm")[-1]
+    ratio_relu = relu.stat("weight_grad_norm")[0] / relu.stat("weight_grad_norm")[-1]
+    chance = _ln_classes(sig)
+    loss_sig, loss_relu = sig.final("train_loss"), relu.final("train_loss")
+    passed = bool(ratio_sig < 1e-3 and ratio_relu > 0.1 and loss_sig > STALLED * chance and loss_relu < LEARNED * chance)
+    chi = float(np.nanmean(sig.theory("chi")[1:]))
+    return Verdict(
+        passed, f"grad norm layer 1/10: sigmoid {ratio_sig:.2g}, ReLU+He {ratio_relu:.2g}; loss {loss_sig:.3f} vs "
+                f"{loss_relu:.3f}",
+        f"At step 0 the weight-gradient norm per layer is {_fmt(sig.stat('weight_grad_norm'))} with sigmoid and "
+        f"{_fmt(relu.stat('weight_grad_norm'))} with ReLU + He. Sigmoid's slope is at most 1/4, so the backward "
+        f"gain χ = σ_w² E[σ'(h)²] ≈ {chi:.3f} per layer: the signal shrinks ×{chi ** 0.5:.2f} per layer. "
+        f"After {sig.summary.get('steps')} steps the sigmoid net's loss is {loss_sig:.3f} (ln C = {chance:.3f}) "
+        f"while ReLU + He reaches {loss_relu:.3f}.",
+        [comparison_figure(results, "Vanishing gradient", out / "comparison.png")], theory_error=_theory_error(sig))
+
+
+@check
+def clipping_rescues(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Without clipping the run is recorded as diverged at a step; with clip_grad_norm it completes and learns."""
+    plain, clipped = results["no_clip"], results["clip_norm"]
+    chance = _ln_classes(clipped)
+    passed = plain.status == "diverged" and clipped.status == "completed" and clipped.final("train_loss") < LEARNED * chance
+    return Verdict(
+        passed, f"no clip: {plain.status} at step {plain.summary.get('diverged_at_step')}; clip: {clipped.status}, "
+                f"loss {clipped.final('train_loss'):.3f}",
+        f"Without clipping the loss became NaN/inf at step {plain.summary.get('diverged_at_step')} and the run was "
+        f"stopped and recorded as diverged. Clipping the total gradient norm bounds every update, and the same "
+        f"setting trains to a loss of {clipped.final('train_loss'):.3f} (test accuracy "
+        f"{clipped.final('test_accuracy'):.1%}).",
+        [comparison_figure(results, "Exploding gradient and clipping", out / "comparison.png")])
+
+
+@check
+def bn_before_restores(results: dict[str, RunResult], out: Path) -> Verdict:
+    """bn=before: every layer's std within 15% of tanh(N(0,1))'s and it learns; bn=none stalls."""
+    none, before, after = results["none"], results["before"], results["after"]
+    healthy = float(predict("tanh", None, [1.0], [0.0], 1.0).activation_std[0])
+    std_before = before.stat("activation_std")
+    chance = _ln_classes(none)
+    passed = bool(np.all(np.abs(std_before - healthy) / healthy < THEORY_TOLERANCE)
+                  and before.final("train_loss") < LEARNED * chance and none.final("train_loss") > STALLED * chance)
+    return Verdict(
+        passed, f"std with BN before {std_before.min():.2f}–{std_before.max():.2f} (tanh of N(0,1): {healthy:.2f}); "
+                f"loss none {none.final('train_loss'):.3f}, before {before.final('train_loss'):.3f}, after "
+                f"{after.final('train_loss'):.3f}",
+        f"Under W ~ N(0, 0.01²) without BN the activation std falls to {none.stat('activation_std')[-1]:.2g} by "
+        f"layer 10 and the loss stays at {none.final('train_loss'):.3f}. BN before tanh rescales each unit's input "
+        f"to unit variance, so every layer sees tanh of N(0, 1): std {_fmt(std_before)}, and the net trains to "
+        f"{before.final('train_loss'):.3f}. BN after tanh leaves the first tanh in its tiny linear range "
+        f"(activation std {after.stat('activation_std')[0]:.2g} at layer 1) but renormalizes what reaches the next "
+        f"layer (std {_fmt(after.stat('activation_std')[1:3])}...); it trains too, to {after.final('train_loss'):.3f}.",
+        [comparison_figure(results, "Batch-norm placement (tanh, W ~ N(0, 0.01²))", out / "comparison.png")])
+
+
+_LECTURE_HYPER = {"sgd": {}, "momentum": {"mu": 0.9}, "adagrad": {"delta": 1e-5},
+                  "rmsprop": {"rho": 0.999, "delta": 1e-5}, "adam": {"mu": 0.9, "rho": 0.999, "delta": 1e-5}}
+
+
+@check
+def optimizers(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Ravine: momentum, RMSProp and Adam settle in fewer steps than SGD; MLP: momentum and Adam reach the loss level first."""
+    paths = [best_trajectory(name, hyper) for name, hyper in _LECTURE_HYPER.items() if name in OPTIMIZERS]
+    steps = {t.name: t.steps_to_min for t in paths}
+    faster_ravine = all(steps[n] < steps["sgd"] for n in ("momentum", "rmsprop", "adam"))
+    target = LEARNED * _ln_classes(results["sgd"])
+    reach = {label: r.steps_to(target) for label, r in results.items()}
+    faster_mlp = all(reach[n] < reach["sgd"] for n in ("momentum", "adam"))
+    table = ", ".join(f"{n} {s:g}" for n, s in steps.items())
+    mlp = ", ".join(f"{n} {s:g}" for n, s in reach.items())
+    zigzag = ", ".join(f"{t.name} {t.zigzag}" for t in paths)
+    return Verdict(
+        faster_ravine and faster_mlp, f"ravine steps: {table}; MLP steps to loss {target:.2f}: {mlp}",
+        f"On f = ½(x² + 100 y²) from (-8, 1), each optimizer at the best lr of a grid, the steps until f stays "
+        f"below 10⁻⁴ f(start) are {table}. Sign changes of the steep coordinate (zig-zags): {zigzag}. SGD's lr is "
+        f"capped by the steep direction (α < 2/100), so it crawls along the flat one; momentum accumulates the "
+        f"consistent flat-direction gradient, and the adaptive methods divide each coordinate by its own gradient "
+        f"scale. Training the MLP with the lecture's hyper-parameters, the steps to reach loss {target:.2f} are "
+        f"{mlp} (inf: not within the run).",
+        [ravine_figure(paths, ravine, out / "ravine.png"),
+         comparison_figure(results, "Optimizers training the MLP", out / "comparison.png")])
+
+
+@check
+def activations(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Sigmoid ends with the highest loss of all activations; every rectifier and GELU/SiLU below it."""
+    final = {label: r.final("train_loss") for label, r in results.items()}
+    slowest = max(final, key=lambda k: final[k])
+    passed = slowest == "sigmoid" and all(final[k] < final["sigmoid"] for k in final if k != "sigmoid")
+    rows = []
+    for label, r in results.items():
+        saturated, dead = r.stat("saturated_fraction", -1), r.stat("dead_fraction", -1)
+        extra = (f"saturated ≤ {np.nanmax(saturated):.1%}" if np.isfinite(saturated).any() else
+                 f"dead ≤ {np.nanmax(dead):.1%}" if np.isfinite(dead).any() else "no saturation/dead units defined")
+        rows.append(f"{label}: loss {final[label]:.3f}, {extra}")
+    return Verdict(
+        passed, f"slowest: {slowest} (loss {final[slowest]:.3f}); fastest: {min(final, key=lambda k: final[k])}",
+        "After the same number of steps, each with its recommended init gain (He, gain auto): " + "; ".join(rows)
+        + ". Fractions are the maximum over layers at the last probe.",
+        [comparison_figure(results, "Activations", out / "comparison.png")])
+
+
+@check
+def decay_settles_lower(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Both decayed runs end lower than the constant-lr run (mean train loss of the last 5 epochs)."""
+    settled = {label: float(np.mean(r.curve()[1][-5:])) for label, r in results.items()}
+    jitter = {label: float(np.std(r.curve()[1][-5:])) for label, r in results.items()}
+    passed = all(settled[k] < settled["constant"] for k in ("inverse_time", "exponential"))
+    return Verdict(
+        passed, "train loss, last 5 epochs: " + ", ".join(f"{k} {v:.3f} ± {jitter[k]:.2g}" for k, v in settled.items()),
+        "Mean ± std of the train loss over the last 5 epochs: "
+        + ", ".join(f"{k} {v:.4f} ± {jitter[k]:.2g}" for k, v in settled.items()) + ". A constant large step "
+        "keeps bouncing around the minimum; a shrinking one lets the iterate settle into it.",
+        [comparison_figure(results, "Learning-rate decay", out / "comparison.png")])

@@ -1,0 +1,62 @@
+"""The lecture's 2-D ravine: f(x, y) = ½ (a x² + b y²) with b ≫ a, steep across and flat along.
+
+Each optimizer runs from the same start with torch.optim (the same factories as the MLP) and
+the best learning rate of a small grid, so the comparison is of methods, not of lr choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from layerscope.optim import build_optimizer
+
+A, B = 1.0, 100.0  # curvature along x (flat) and y (steep): condition number 100
+START = (-8.0, 1.0)
+LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+
+
+def ravine(p: torch.Tensor) -> torch.Tensor:
+    """f(x, y) = ½ (a x² + b y²), minimum 0 at the origin."""
+    return 0.5 * (A * p[..., 0] ** 2 + B * p[..., 1] ** 2)
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One optimizer's path on the ravine."""
+
+    name: str
+    lr: float
+    points: np.ndarray  # (steps + 1, 2)
+    steps_to_min: float  # the step from which on f stays below tol · f(start); inf if never
+
+    @property
+    def zigzag(self) -> int:
+        """How often the steep coordinate y changed sign: the zig-zag across the ravine."""
+        signs = np.sign(self.points[:, 1])
+        return int(np.sum(signs[1:] * signs[:-1] < 0))
+
+
+def descend(name: str, hyper: dict, lr: float, steps: int, tol: float) -> Trajectory:
+    """Run optimizer ``name`` (lecture hyper-parameters ``hyper``) at ``lr`` for ``steps`` steps."""
+    p = torch.tensor(START, dtype=torch.float64, requires_grad=True)
+    optimizer = build_optimizer([p], {**hyper, "name": name, "lr": lr})
+    points = [p.detach().clone().numpy()]
+    for _ in range(steps):
+        optimizer.zero_grad()
+        ravine(p).backward()
+        optimizer.step()
+        points.append(p.detach().clone().numpy())
+    path = np.array(points)
+    values = ravine(torch.from_numpy(path)).numpy()
+    above = np.nonzero(~(values < tol * values[0]))[0]  # NaN counts as above
+    settled = float(above[-1] + 1) if len(above) and above[-1] + 1 < len(values) else float("inf")
+    return Trajectory(name, lr, path, settled if len(above) else 0.0)
+
+
+def best_trajectory(name: str, hyper: dict, steps: int = 500, tol: float = 1e-4) -> Trajectory:
+    """The fastest of ``LR_GRID`` for this optimizer (ties: the smaller lr)."""
+    runs = [descend(name, hyper, lr, steps, tol) for lr in LR_GRID]
+    return min(runs, key=lambda t: (t.steps_to_min, t.lr))
