@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from layerscope.probes import ProbeRecord
+from layerscope.ravine import A, B
 
 _ROWS = (("activation", "activation", "tab:blue"), ("backward", "backward signal dL/da", "tab:red"))
 
@@ -144,6 +145,6 @@ def ravine_figure(trajectories: list, function, path: Path) -> Path:
     ax.set_xlabel("x (flat direction)")
     ax.set_ylabel("y (steep direction)")
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("f(x, y) = ½(x² + 100 y²): paths to the minimum ★ (each optimizer at its best lr)")
+    ax.set_title(f"f(x, y) = ½({A:g} x² + {B:g} y²): paths to the minimum ★ (each optimizer at its best lr)")
     render(fig, path)
     return path

@@ -13,7 +13,7 @@ import torch
 
 from layerscope.optim import build_optimizer
 
-A, B = 1.0, 100.0  # curvature along x (flat) and y (steep): condition number 100
+A, B = 1.0, 40.0  # curvature along x (flat) and y (steep): condition number 40
 START = (-8.0, 1.0)
 LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 

@@ -85,6 +85,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     steps_per_epoch = n_train // batch
     total = trainer.max_steps if trainer.max_steps is not None else trainer.epochs * steps_per_epoch
     epochs = math.ceil(total / steps_per_epoch)
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log.info("layerscope %s: %s on %s (%s, %d train / %d test), %d steps -> %s", __version__, describe(cfg),
              device, data.name, n_train, len(data.x_test), total, run_dir)

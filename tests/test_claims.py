@@ -1,0 +1,170 @@
+"""Each claim check on synthetic records (a right and a deliberately wrong outcome), and on real runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from layerscope.claims import CHECKS
+from layerscope.paths import config_dir
+from layerscope.probes import ProbeRecord
+from layerscope.reproduce import load_experiments
+from layerscope.results import RunResult
+from layerscope.train import run
+
+LN10 = math.log(10)
+LAYERS = np.arange(10)
+
+
+def fake(tmp_path: Path, label: str = "run", status: str = "completed", losses=(), diverged_at=None,
+         theory: dict | None = None, spread: float = 0.0, **stats) -> RunResult:
+    """A RunResult whose probes (two identical ones) carry ``stats`` and whose epochs carry ``losses``."""
+    base = {"activation_std": 0.5 * np.ones(10), "backward_std": 1e-4 * np.ones(10),
+            "weight_grad_norm": np.ones(10), "saturated_fraction": np.full(10, np.nan),
+            "dead_fraction": np.full(10, np.nan), "unit_spread": np.full(10, spread)}
+    base.update({k: np.asarray(v, dtype=float) for k, v in stats.items()})
+    lists = {k: v.tolist() for k, v in base.items()}
+    theory = {k: np.asarray(v, dtype=float).tolist() for k, v in (theory or {}).items()}
+    probes = [ProbeRecord(0, lists, {}, theory or None), ProbeRecord(10, lists, {}, None)]
+    metrics = [{"epoch": i + 1, "step": 10 * (i + 1), "train_loss": loss} for i, loss in enumerate(losses)]
+    final = {"train_loss": losses[-1], "test_accuracy": 0.9} if losses else {}
+    summary = {"status": status, "num_classes": 10, "steps": 10 * len(losses), "final": final,
+               "diverged_at_step": diverged_at}
+    return RunResult(label, tmp_path / label, summary, metrics, probes)
+
+
+def verdict(name: str, results: dict[str, RunResult], tmp_path: Path) -> bool:
+    return CHECKS.get(name)(results, tmp_path).passed
+
+
+def with_theory(std, **extra):
+    return {"activation_std": std, "rel_error_activation_std": np.zeros(10), **extra}
+
+
+def test_std_collapses(tmp_path):
+    collapse = 0.21 * 0.22 ** LAYERS
+    assert verdict("std_collapses", {"run": fake(tmp_path, activation_std=collapse, theory=with_theory(collapse))}, tmp_path)
+    healthy = 0.63 * 0.9 ** LAYERS  # the Xavier setting: no collapse
+    assert not verdict("std_collapses", {"run": fake(tmp_path, activation_std=healthy, theory=with_theory(healthy))}, tmp_path)
+
+
+def test_saturation_and_backward(tmp_path):
+    growth = 1e-3 * 3.5 ** (9 - LAYERS)
+    theory = with_theory(np.full(10, 0.98), backward_std=growth, chi=np.full(10, 12.0))
+    saturated = fake(tmp_path, saturated_fraction=np.full(10, 0.92), backward_std=growth, theory=theory)
+    assert verdict("saturation_and_backward", {"run": saturated}, tmp_path)
+    assert CHECKS.get("saturation_and_backward")({"run": saturated}, tmp_path).lecture_differs
+    unsaturated = fake(tmp_path, saturated_fraction=np.full(10, 0.02), backward_std=growth, theory=theory)
+    assert not verdict("saturation_and_backward", {"run": unsaturated}, tmp_path)
+    wrong_direction = fake(tmp_path, saturated_fraction=np.full(10, 0.92), backward_std=growth[::-1], theory=theory)
+    assert not verdict("saturation_and_backward", {"run": wrong_direction}, tmp_path)
+
+
+def test_std_healthy(tmp_path):
+    std = 0.63 * 0.9 ** LAYERS
+    good = fake(tmp_path, activation_std=std, saturated_fraction=np.full(10, 0.01), theory=with_theory(std))
+    assert verdict("std_healthy", {"run": good}, tmp_path)
+    collapse = 0.21 * 0.22 ** LAYERS
+    assert not verdict("std_healthy", {"run": fake(tmp_path, activation_std=collapse,
+                                                   saturated_fraction=np.zeros(10), theory=with_theory(collapse))}, tmp_path)
+    saturated = fake(tmp_path, activation_std=np.full(10, 0.98), saturated_fraction=np.full(10, 0.9),
+                     theory=with_theory(np.full(10, 0.98)))
+    assert not verdict("std_healthy", {"run": saturated}, tmp_path)
+
+
+@pytest.mark.parametrize("check, right, wrong", [("std_ratio_matches_theory", 2 ** -0.5, 1.0),
+                                                 ("std_constant", 1.0, 2 ** -0.5)])
+def test_relu_std_ratio(tmp_path, check, right, wrong):
+    assert verdict(check, {"run": fake(tmp_path, activation_std=0.8 * right ** LAYERS)}, tmp_path)
+    assert not verdict(check, {"run": fake(tmp_path, activation_std=0.8 * wrong ** LAYERS)}, tmp_path)
+
+
+def test_symmetry_never_breaks(tmp_path):
+    assert verdict("symmetry_never_breaks", {"run": fake(tmp_path, losses=[LN10, LN10 - 1e-4])}, tmp_path)
+    assert not verdict("symmetry_never_breaks", {"run": fake(tmp_path, losses=[LN10, LN10], spread=0.1)}, tmp_path)
+    assert not verdict("symmetry_never_breaks", {"run": fake(tmp_path, losses=[2.0, 1.0])}, tmp_path)
+
+
+def test_vanishing_gradient(tmp_path):
+    shrinking = 0.35 * 0.22 ** (9 - LAYERS)
+    sigmoid = fake(tmp_path, "sigmoid", weight_grad_norm=shrinking, losses=[2.32, 2.31])
+    relu = fake(tmp_path, "relu_he", weight_grad_norm=np.linspace(0.5, 2.6, 10), losses=[1.0, 0.01])
+    assert verdict("vanishing_gradient", {"sigmoid": sigmoid, "relu_he": relu}, tmp_path)
+    relu_as_sigmoid = fake(tmp_path, "sigmoid", weight_grad_norm=np.linspace(0.5, 2.6, 10), losses=[1.0, 0.01])
+    assert not verdict("vanishing_gradient", {"sigmoid": relu_as_sigmoid, "relu_he": relu}, tmp_path)
+
+
+def test_clipping_rescues(tmp_path):
+    diverged = fake(tmp_path, "no_clip", status="diverged", diverged_at=3)
+    clipped = fake(tmp_path, "clip_norm", losses=[2.6, 0.4])
+    assert verdict("clipping_rescues", {"no_clip": diverged, "clip_norm": clipped}, tmp_path)
+    also_diverged = fake(tmp_path, "clip_norm", status="diverged", diverged_at=5)
+    assert not verdict("clipping_rescues", {"no_clip": diverged, "clip_norm": also_diverged}, tmp_path)
+    assert not verdict("clipping_rescues", {"no_clip": clipped, "clip_norm": clipped}, tmp_path)
+
+
+def test_bn_before_restores(tmp_path):
+    runs = {"none": fake(tmp_path, "none", activation_std=0.07 * 0.22 ** LAYERS, losses=[2.303, 2.302]),
+            "before": fake(tmp_path, "before", activation_std=np.full(10, 0.62), losses=[1.7, 0.07]),
+            "after": fake(tmp_path, "after", activation_std=np.full(10, 0.21), losses=[2.3, 0.18])}
+    assert verdict("bn_before_restores", runs, tmp_path)
+    runs["before"] = fake(tmp_path, "before", activation_std=0.07 * 0.22 ** LAYERS, losses=[2.303, 2.302])
+    assert not verdict("bn_before_restores", runs, tmp_path)
+
+
+def test_optimizers(tmp_path):
+    curves = {"sgd": [2.0, 1.5, 1.0], "momentum": [1.0, 0.5, 0.2], "adagrad": [1.5, 1.2, 1.0],
+              "rmsprop": [2.0, 2.0, 2.0], "adam": [0.9, 0.3, 0.1]}
+    runs = {k: fake(tmp_path, k, losses=v) for k, v in curves.items()}
+    verdict_ = CHECKS.get("optimizers")(runs, tmp_path)
+    assert verdict_.passed and (tmp_path / "ravine.png").exists()
+    runs["sgd"] = fake(tmp_path, "sgd", losses=[0.5, 0.1, 0.05])  # SGD first to the loss level
+    assert not verdict("optimizers", runs, tmp_path)
+
+
+def test_activations(tmp_path):
+    finals = {"sigmoid": 2.3, "tanh": 0.5, "relu": 0.2, "gelu": 0.3}
+    runs = {k: fake(tmp_path, k, losses=[2.3, v]) for k, v in finals.items()}
+    assert verdict("activations", runs, tmp_path)
+    runs["relu"] = fake(tmp_path, "relu", losses=[2.3, 2.31])
+    assert not verdict("activations", runs, tmp_path)
+
+
+def test_decay_settles_lower(tmp_path):
+    bouncing = [0.05, 0.36, 0.19, 0.04, 0.28, 0.42, 0.1]
+    runs = {"constant": fake(tmp_path, "constant", losses=bouncing),
+            "inverse_time": fake(tmp_path, "inverse_time", losses=[0.3, 0.05, 0.03, 0.02, 0.02, 0.02, 0.02]),
+            "exponential": fake(tmp_path, "exponential", losses=[0.3, 0.06, 0.03, 0.02, 0.02, 0.02, 0.02])}
+    assert verdict("decay_settles_lower", runs, tmp_path)
+    runs["exponential"] = fake(tmp_path, "exponential", losses=[x + 0.1 for x in bouncing])
+    assert not verdict("decay_settles_lower", runs, tmp_path)
+
+
+def test_every_experiment_names_a_known_check_and_all_twelve_exist():
+    experiments = load_experiments()
+    assert [e.number for e in experiments] == list(range(1, 13))
+    for experiment in experiments:
+        assert experiment.check in CHECKS and experiment.claim
+
+
+@pytest.mark.parametrize("experiment, wrong", [
+    ("small_gaussian_init", "init=xavier_normal"),
+    ("large_gaussian_init", "init=xavier_normal"),
+    ("xavier_tanh", "init=normal_0.01"),
+    ("xavier_relu", "init=he_normal"),
+    ("he_relu", "init=xavier_normal"),
+])
+def test_real_run_passes_and_a_wrong_setting_fails(tmp_path, experiment, wrong):
+    spec = load_experiments([experiment])[0]
+    outcome = {}
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for label, extra in (("right", []), ("wrong", [wrong])):
+            cfg = compose("train", overrides=[f"experiment={experiment}", "trainer.progress=false",
+                                              "probe.figures=false", "trainer.batch_size=300", *extra])
+            run(cfg, tmp_path / label)
+            outcome[label] = CHECKS.get(spec.check)({"run": RunResult.load(tmp_path / label)}, tmp_path).passed
+    assert outcome == {"right": True, "wrong": False}
