@@ -65,6 +65,7 @@ def check_probe(cfg: Mapping[str, Any]) -> None:
     """Validate ``probe`` keys (types and ranges)."""
     whole("probe.every", cfg.get("every"))
     whole("probe.bins", cfg.get("bins"), minimum=2)
+    whole("probe.histogram_sample", cfg.get("histogram_sample"), minimum=2, optional=True)
     margin = positive("probe.saturation_margin", cfg.get("saturation_margin", 0.01))
     if margin >= 0.5:
         raise ConfigError(f"probe.saturation_margin={margin} must be in (0, 0.5)")

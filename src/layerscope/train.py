@@ -79,7 +79,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     loss_fn = LOSSES.get(cfg.loss.name)
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, trainer.weight_decay)
     scheduler = build_scheduler(optimizer, cfg.scheduler)
-    probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin)
+    probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
+                  cfg.probe.histogram_sample)
     prediction = predict_run(cfg, data.input_dim, float(data.x_train.square().mean()))
 
     steps_per_epoch = n_train // batch

@@ -15,7 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import histogram_raw, scalar
 
 from layerscope.probes import ProbeRecord
 
@@ -69,21 +71,21 @@ class RunWriter:
         self._metrics.flush()
 
     def probe(self, record: ProbeRecord) -> None:
-        """Log a probe: histograms with ``add_histogram_raw`` and per-layer scalars."""
+        """Log a probe's histograms (the ``add_histogram_raw`` format) and per-layer scalars as one event."""
+        values = []
         for quantity, hists in record.histograms.items():
             for layer, h in enumerate(hists, start=1):
-                if not h.finite:
-                    continue
-                self.tb.add_histogram_raw(
-                    layer_tag(quantity, layer), min=h.min, max=h.max, num=h.num, sum=h.sum,
-                    sum_squares=h.sum_squares, bucket_limits=h.edges[1:].tolist(), bucket_counts=h.counts,
-                    global_step=record.step)
+                if h.finite:
+                    values += histogram_raw(
+                        layer_tag(quantity, layer), min=h.min, max=h.max, num=h.num, sum=h.sum,
+                        sum_squares=h.sum_squares, bucket_limits=h.edges[1:].tolist(), bucket_counts=h.counts).value
         scalars = dict(record.stats)
         scalars.update({f"theory_{k}": v for k, v in (record.theory or {}).items()})
-        for name, values in scalars.items():
-            for layer, value in enumerate(values, start=1):
+        for name, per_layer in scalars.items():
+            for layer, value in enumerate(per_layer, start=1):
                 if math.isfinite(value):
-                    self.tb.add_scalar(layer_tag(name, layer), value, record.step)
+                    values += scalar(layer_tag(name, layer), value).value
+        self.tb._get_file_writer().add_summary(Summary(value=values), record.step)
         self._probes.write(json.dumps(_clean(record.to_json())) + "\n")
         self._probes.flush()
 

@@ -1,0 +1,120 @@
+"""Probe statistics and histograms against direct computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from layerscope.activations import ACTIVATIONS
+from layerscope.init import initialize
+from layerscope.model import build_model
+from layerscope.probes import HISTOGRAMS, STATS, Histogram, Probe, ProbeRecord, histogram_summary
+
+
+@pytest.mark.parametrize("sample", [None, 1000])
+def test_histogram_summary_matches_torch(sample):
+    torch.manual_seed(0)
+    values = 3 + 0.5 * torch.randn(200, 50)
+    row = histogram_summary(values, bins=20, sample=sample)
+    low, high, num, mean, std = row[:5].tolist()
+    counts = row[5:].numpy()
+    assert (low, high, num) == (values.min().item(), values.max().item(), 10_000)
+    assert mean == pytest.approx(values.mean().item(), rel=1e-5) and std == pytest.approx(values.std().item(), rel=1e-4)
+    assert counts.sum() == pytest.approx(10_000, rel=1e-6)
+    exact, _ = np.histogram(values.numpy(), bins=20, range=(low, high))
+    tolerance = 0 if sample is None else 0.03 * 10_000  # a strided sample of 1000 of 10000 values
+    assert np.abs(counts - exact).max() <= max(tolerance, 1e-6) + (1 if sample is None else 0)
+
+
+def test_histogram_of_a_constant_tensor_has_one_full_bin():
+    row = histogram_summary(torch.zeros(30, 40), bins=10)
+    assert row[5].item() == 1200 and row[6:].sum().item() == 0 and row[4].item() == 0
+
+
+def test_histogram_tb_fields_from_moments():
+    h = Histogram.from_moments(-1.0, 1.0, 4.0, 0.5, 1.0, [1, 1, 1, 1])
+    assert h.sum == 2.0 and h.sum_squares == pytest.approx(3 * 1.0 + 4 * 0.25)
+    assert len(h.edges) == 5 and h.finite
+
+
+def make(activation: str, init: dict, bn: str = "none", depth: int = 4, width: int = 32):
+    torch.manual_seed(0)
+    model = build_model({"depth": depth, "width": width}, {"name": activation}, {"placement": bn}, 8, 3)
+    initialize(model, init, activation)
+    return model, Probe(model, ACTIVATIONS.get(activation), bins=16, sample=None)
+
+
+def probed(model, probe, x, y, step=True):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with probe.capture():
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+    measured = probe.measure()
+    if step:
+        optimizer.step()
+        probe.update_ratio(measured)
+    return probe.record(measured, step=7)
+
+
+def test_record_matches_direct_computation():
+    model, probe = make("tanh", {"name": "xavier_normal", "gain": 1.0})
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    acts, pres = [], []
+    def remember(module, inputs, output):
+        pres.append(inputs[0])
+        acts.append(output)
+
+    hooks = [b.act.register_forward_hook(remember) for b in model.blocks]
+    model(x)
+    for h in hooks:
+        h.remove()
+    before = [b.linear.weight.detach().clone() for b in model.blocks]
+    record = probed(model, probe, x, y)
+    assert record.step == 7 and set(record.stats) == set(STATS) and set(record.histograms) == set(HISTOGRAMS)
+    np.testing.assert_allclose(record.stats["activation_std"], [a.std().item() for a in acts], rtol=1e-5)
+    np.testing.assert_allclose(record.stats["preactivation_mean"], [p.mean().item() for p in pres], atol=1e-6)
+    np.testing.assert_allclose(record.stats["saturated_fraction"],
+                               [(a.abs() >= 0.98).float().mean().item() for a in acts], atol=1e-7)
+    np.testing.assert_allclose(record.stats["weight_norm"], [w.norm().item() for w in before], rtol=1e-5)
+    ratios = [(b.linear.weight.detach() - w).norm().item() / w.norm().item() for b, w in zip(model.blocks, before)]
+    np.testing.assert_allclose(record.stats["update_ratio"], ratios, rtol=1e-4)
+    assert np.isnan(record.stats["dead_fraction"]).all()  # tanh is no rectifier
+    assert all(g > 0 for g in record.stats["backward_norm"]) and record.finite
+
+
+def test_no_hooks_outside_capture():
+    model, probe = make("relu", {"name": "he_normal", "gain": "auto"})
+    probed(model, probe, torch.randn(16, 8), torch.randint(0, 3, (16,)))
+    assert all(not b.act._forward_hooks for b in model.blocks)
+
+
+def test_dead_fraction_counts_units_off_for_the_whole_batch():
+    model, probe = make("relu", {"name": "he_normal", "gain": "auto"}, depth=2, width=4)
+    with torch.no_grad():
+        model.blocks[0].linear.bias[:2] = -100.0  # two of four units never fire
+    record = probed(model, probe, torch.randn(32, 8), torch.randint(0, 3, (32,)), step=False)
+    assert record.stats["dead_fraction"][0] == 0.5
+    assert np.isnan(record.stats["update_ratio"]).all()  # no optimizer step followed
+
+
+def test_zero_init_units_are_identical_and_gradients_zero():
+    model, probe = make("tanh", {"name": "zeros"})
+    record = probed(model, probe, torch.randn(16, 8), torch.randint(0, 3, (16,)))
+    assert record.stats["unit_spread"] == [0.0] * 4
+    assert record.stats["weight_grad_norm"] == [0.0] * 4
+
+
+def test_nonfinite_values_mark_the_record():
+    model, probe = make("tanh", {"name": "xavier_normal", "gain": 1.0})
+    x = torch.randn(16, 8)
+    x[0, 0] = float("nan")
+    assert not probed(model, probe, x, torch.randint(0, 3, (16,)), step=False).finite
+
+
+def test_record_json_round_trip():
+    model, probe = make("sigmoid", {"name": "normal", "std": 0.5})
+    record = probed(model, probe, torch.randn(16, 8), torch.randint(0, 3, (16,)))
+    again = ProbeRecord.from_json(record.to_json())
+    assert again.stats == record.stats and again.histograms["backward"][2].counts == record.histograms["backward"][2].counts
