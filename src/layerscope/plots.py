@@ -13,17 +13,20 @@ from PIL import Image
 from layerscope.probes import ProbeRecord
 from layerscope.ravine import A, B
 
-_ROWS = (("activation", "activation", "tab:blue"), ("backward", "backward signal dL/da", "tab:red"))
+# activations share one x-range, as in the lecture; the backward signal can span orders of
+# magnitude across layers, so each of its panels has its own range (σ in the title).
+_ROWS = (("activation", "activation", "tab:blue", True), ("backward", "backward signal dL/da", "tab:red", False))
 
 
-def _histogram_row(fig: Figure, grid, row: int, record: ProbeRecord, quantity: str, label: str, color: str) -> None:
+def _histogram_row(fig: Figure, grid, row: int, record: ProbeRecord, quantity: str, label: str, color: str,
+                   shared: bool) -> None:
     hists = record.histograms[quantity]
     finite = [h for h in hists if h.finite]
     low = min((h.min for h in finite), default=-1.0)
     high = max((h.max for h in finite), default=1.0)
     first = None
     for layer, h in enumerate(hists):
-        ax = fig.add_subplot(grid[row, layer], sharex=first)
+        ax = fig.add_subplot(grid[row, layer], sharex=first if shared else None)
         first = first or ax
         if h.finite and h.num > 0:
             ax.stairs(np.asarray(h.counts) / h.num, h.edges, fill=True, color=color, alpha=0.8)
@@ -33,7 +36,7 @@ def _histogram_row(fig: Figure, grid, row: int, record: ProbeRecord, quantity: s
             ax.set_title(f"layer {layer + 1}\nnon-finite", fontsize=8, color="crimson")
         ax.set_yticks([])
         ax.tick_params(axis="x", labelsize=6)
-        if high > low:
+        if shared and high > low:
             ax.set_xlim(low, high)
         if layer == 0:
             ax.set_ylabel(label, fontsize=8)
@@ -44,8 +47,8 @@ def lecture_figure(record: ProbeRecord, title: str) -> Figure:
     depth = len(record.histograms["activation"])
     fig = Figure(figsize=(max(10.0, 1.5 * depth), 7.5), layout="constrained")
     grid = fig.add_gridspec(3, depth, height_ratios=(1, 1, 1.4))
-    for row, (quantity, label, color) in enumerate(_ROWS):
-        _histogram_row(fig, grid, row, record, quantity, label, color)
+    for row, (quantity, label, color, shared) in enumerate(_ROWS):
+        _histogram_row(fig, grid, row, record, quantity, label, color, shared)
     layers = np.arange(1, depth + 1)
     stats = {k: np.array([np.nan if v is None else v for v in vs], dtype=float) for k, vs in record.stats.items()}
     half = depth // 2
@@ -102,12 +105,14 @@ def comparison_figure(results: dict, title: str, path: Path) -> Path:
         color = f"C{index % 10}"
         layers = np.arange(1, len(result.probes[0].stats["activation_std"]) + 1)
         std = result.stat("activation_std")
-        axes[0].semilogy(layers, np.where(std > 0, std, np.nan), "o-", color=color, label=label)
+        if (std > 0).any():
+            axes[0].semilogy(layers, np.where(std > 0, std, np.nan), "o-", color=color, label=label)
         theory = result.theory("activation_std")
         if np.isfinite(theory).all() and len(theory) == len(layers):
             axes[0].semilogy(layers, theory, "--", color=color, lw=1)
         backward = result.stat("backward_std")
-        axes[1].semilogy(layers, np.where(backward > 0, backward, np.nan), "o-", color=color, label=label)
+        if (backward > 0).any():
+            axes[1].semilogy(layers, np.where(backward > 0, backward, np.nan), "o-", color=color, label=label)
         if trained:
             steps, loss = result.curve("train_loss")
             axes[2].plot(steps, loss, "-", color=color, label=f"{label} ({result.status})")
@@ -122,7 +127,11 @@ def comparison_figure(results: dict, title: str, path: Path) -> Path:
         axes[2].set_yscale("log")
         axes[2].grid(alpha=0.3, which="both")
         axes[2].legend(fontsize=7)
-    axes[0].legend(fontsize=7)
+    for ax in axes[:2]:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "all zero", ha="center", transform=ax.transAxes)
     fig.suptitle(title)
     render(fig, path)
     return path

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="experiment names (default: all)")
     parser.add_argument("--out", type=Path, default=Path("outputs/reproduce"), help="output folder")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.ERROR, format="%(message)s")  # divergence is a result, shown in the table
     from layerscope.report import print_table, write_report
 
     try:

@@ -47,7 +47,7 @@ def _moments(phi, q: float) -> tuple[float, float, float]:
         h = torch.zeros(1, dtype=torch.float64, requires_grad=True)
         y = phi(h)
         (dy,) = torch.autograd.grad(y.sum(), h)
-        return float(y), float(y) ** 2, float(dy) ** 2
+        return float(y.detach()), float(y.detach()) ** 2, float(dy) ** 2
     sd = math.sqrt(q)
     cells = min(int(20 * sd / min(sd / 50, 0.01)) // 2 * 2, 2_000_000)  # even: no midpoint at h = 0
     step = 20 * sd / cells

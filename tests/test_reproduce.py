@@ -1,0 +1,50 @@
+"""`make reproduce`: the table, REPORT.md and the exit status."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from layerscope import reproduce
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_one_experiment_writes_report_with_its_figure(tmp_path, capsys):
+    assert reproduce.main(["--only", "xavier_relu", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^ 4  Xavier \+ ReLU\s+PASS", out, re.M) and "1 of 1 claims pass" in out
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| 4 | Xavier + ReLU |" in report and "**PASS**" in report
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert figures and all((tmp_path / f).is_file() for f in figures)
+
+
+def test_a_failing_claim_makes_the_exit_status_nonzero(tmp_path, monkeypatch):
+    real = reproduce.load_experiments
+
+    def wrong_setting(only=None):
+        return [reproduce.Experiment(e.name, e.number, e.title, e.claim, e.check, {"run": ["init=xavier_normal"]})
+                for e in real(only)]
+
+    monkeypatch.setattr(reproduce, "load_experiments", wrong_setting)
+    assert reproduce.main(["--only", "he_relu", "--out", str(tmp_path)]) == 1
+    assert "**FAIL**" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_unknown_experiment_is_one_line(tmp_path, capsys):
+    assert reproduce.main(["--only", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0] and "he_relu" in err[0]
+
+
+@pytest.mark.slow
+def test_make_reproduce_only_one_experiment_end_to_end():
+    proc = subprocess.run(["make", "-s", "reproduce", "ONLY=zero_init"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 of 1 claims pass" in proc.stdout
+    assert "Zero init" in (ROOT / "outputs" / "reproduce" / "REPORT.md").read_text()
