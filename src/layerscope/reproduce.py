@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,51 @@ def run_variant(experiment: Experiment, label: str, overrides: list[str], out: P
     return RunResult.load(run_dir, label)
 
 
+def _verdict(v: Verdict) -> str:
+    return "PASS" if v.passed else "FAIL"
+
+
+def _error(v: Verdict) -> str:
+    return f"{v.theory_error:.1%}" if v.theory_error is not None else "–"
+
+
+def print_table(rows: list) -> None:
+    """One block per experiment: number, title, verdict, theory error, claim and measurement."""
+    print(f"\n{'#':>2}  {'experiment':34s} {'verdict':7s} {'theory err':10s} measured")
+    for experiment, verdict, _ in rows:
+        print(f"{experiment.number:>2}  {experiment.title:34s} {_verdict(verdict):7s} {_error(verdict):10s} "
+              f"{verdict.measured}")
+        for line in textwrap.wrap(f"claim: {experiment.claim}", 100):
+            print(f"    {line}")
+    passed = sum(v.passed for _, v, _ in rows)
+    print(f"\n{passed} of {len(rows)} claims pass")
+
+
+def write_report(rows: list, out: Path) -> Path:
+    """Write ``out/REPORT.md``: the summary table, then each experiment with its figures."""
+    lines = ["# layerscope: the lecture experiments, reproduced", "",
+             "Every figure below was computed by `make reproduce` from the runs in this folder; every verdict "
+             "compares the runs' recorded statistics with the mean-field theory or with another run.", "",
+             "| # | experiment | claim | measured | theory error | verdict |", "|---|---|---|---|---|---|"]
+    for experiment, verdict, _ in rows:
+        lines.append(f"| {experiment.number} | {experiment.title} | {experiment.claim} | {verdict.measured} | "
+                     f"{_error(verdict)} | **{_verdict(verdict)}** |")
+    for experiment, verdict, results in rows:
+        lines += ["", f"## {experiment.number}. {experiment.title} — {_verdict(verdict)}", "",
+                  f"**Claim.** {experiment.claim}", "", f"**Measured.** {verdict.measured}", "", verdict.explanation]
+        if verdict.lecture_differs:
+            lines += ["", f"**Where the measurement differs from the lecture.** {verdict.lecture_differs}"]
+        runs = ", ".join(f"`{label}`: {r.status}" for label, r in results.items())
+        lines += ["", f"Runs (`layerscope experiment={experiment.name}` plus the variant's overrides): {runs}. "
+                      f"Theory error: the largest relative error of the measured activation std against the "
+                      f"mean-field prediction at step 0: {_error(verdict)}."]
+        for figure in verdict.figures:
+            lines += ["", f"![{experiment.title}]({os.path.relpath(figure, out)})"]
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the experiments, print the claim table, write REPORT.md; 1 if any claim fails."""
     parser = argparse.ArgumentParser(prog="layerscope-reproduce", description=__doc__.splitlines()[0])
@@ -81,8 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs/reproduce"), help="output folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(message)s")  # divergence is a result, shown in the table
-    from layerscope.report import print_table, write_report
-
     try:
         experiments = load_experiments(args.only or None)
         args.out.mkdir(parents=True, exist_ok=True)

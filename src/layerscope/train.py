@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import platform
 import sys
 import time
@@ -14,7 +16,7 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -23,6 +25,7 @@ from layerscope.activations import ACTIVATIONS
 from layerscope.checks import check_probe, check_trainer, resolve_device
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
+from layerscope.grid import run_grid
 from layerscope.init import initialize
 from layerscope.losses import LOSSES
 from layerscope.model import MLP, build_model
@@ -177,11 +180,25 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                    probes=len(records))
     if cfg.probe.figures:
         draw_figures(records, describe(cfg), run_dir, writer)
+    writer.hparams(hyperparameters(cfg), {**summary["final"], "steps": step,
+                                          "diverged": float(summary["status"] == "diverged")}, step)
     writer.close()
     write_json_atomic(run_dir / "summary.json", summary)
     log.info("%s after %d steps: %s", summary["status"], step,
              ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished")
     return summary
+
+
+def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
+    """The settings a sweep varies, flattened (``activation``, ``init.std``, ``optimizer.lr``...)."""
+    flat: dict[str, Any] = {}
+    for group in ("activation", "init", "optimizer", "bn", "scheduler", "data", "loss", "model", "trainer"):
+        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
+            if key in ("progress", "device", "threads", "root") or isinstance(value, (dict, list)):
+                continue
+            name = group if key in ("name", "placement") else f"{group}.{key}"
+            flat[name] = "null" if value is None else value
+    return flat
 
 
 def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: RunWriter) -> None:
@@ -191,25 +208,54 @@ def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: 
         writer.tb.add_image("lecture/probe", pixels, record.step, dataformats="HWC")
 
 
-def _fail(run_dir: Path, err: BaseException) -> None:
-    message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-    write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": f"{type(err).__name__}: {message}"})
+def _fail(run_dir: Path, err: BaseException) -> str:
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    error = message if isinstance(err, ConfigError) else f"{type(err).__name__}: {message}"
+    write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": error})
+    return error
+
+
+def _completed(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "summary.json").read_text()).get("status") in ("completed", "diverged")
+    except (OSError, ValueError):
+        return False
+
+
+def _job_threads(cfg: DictConfig) -> None:
+    """Parallel jobs on one machine share its cores: unless set, give each job cores / n_jobs threads."""
+    launcher = HydraConfig.get().launcher
+    if cfg.trainer.threads is None and "Joblib" in str(launcher.get("_target_", "")):
+        jobs = launcher.get("n_jobs") or 1
+        jobs = os.cpu_count() if jobs < 0 else jobs
+        with open_dict(cfg):
+            cfg.trainer.threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    """Console entry point ``layerscope``: one run (or, with -m, one sweep job)."""
+    """Console entry point ``layerscope``: one run, or one job of a sweep (``-m``).
+
+    In a sweep a job's failure is recorded in its summary.json and the sweep goes on.
+    """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    if cfg.get("skip_completed") and _completed(run_dir):
+        log.info("skipped: %s already holds a finished run (skip_completed=true)", run_dir)
+        return
+    if sweep:
+        _job_threads(cfg)
     try:
-        run(cfg, run_dir)
+        (run_grid if cfg.get("grid") else run)(cfg, run_dir)
     except ConfigError as err:
-        _fail(run_dir, err)
-        print(f"layerscope: error: {err}", file=sys.stderr)
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
+        print(f"layerscope: error: {_fail(run_dir, err)}", file=sys.stderr)
+        if not sweep:
             sys.exit(2)
     except Exception as err:
-        _fail(run_dir, err)
-        raise
+        error = _fail(run_dir, err)
+        if not sweep:
+            raise
+        log.error("job %s failed: %s", HydraConfig.get().job.num, error)
 
 
 if __name__ == "__main__":

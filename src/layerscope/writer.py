@@ -17,7 +17,7 @@ from typing import Any
 
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import histogram_raw, scalar
+from torch.utils.tensorboard.summary import hparams, histogram_raw, scalar
 
 from layerscope.probes import ProbeRecord
 
@@ -88,6 +88,20 @@ class RunWriter:
         self.tb._get_file_writer().add_summary(Summary(value=values), record.step)
         self._probes.write(json.dumps(_clean(record.to_json())) + "\n")
         self._probes.flush()
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+        """Log the run's hyper-parameters and final metrics to the HPARAMS dashboard, in this folder.
+
+        ``SummaryWriter.add_hparams`` would write them into a new sub-folder (a second "run");
+        writing the three hparams summaries directly keeps one run per folder.
+        """
+        clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+        metrics = {f"hparam/{k}": v for k, v in metrics.items() if v is not None and math.isfinite(v)}
+        writer = self.tb._get_file_writer()
+        for summary in hparams(clean, metrics):
+            writer.add_summary(summary)
+        for tag, value in metrics.items():
+            self.tb.add_scalar(tag, value, step)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
         """Log a matplotlib figure as a TensorBoard image (closes it)."""
