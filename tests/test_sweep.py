@@ -1,0 +1,129 @@
+"""Sweeps: launchers, one folder and summary per job, the sweep report, local failures, resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+CLI = str(Path(sys.executable).with_name("layerscope"))
+REPORT = str(Path(sys.executable).with_name("layerscope-report"))
+SMALL = ["model.depth=2", "model.width=16", "trainer.max_steps=12", "probe.every=4", "probe.figures=false",
+         "trainer.progress=false", "trainer.batch_size=64"]
+
+
+def sweep(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run ``layerscope -m`` from ``tmp_path``; return the process and the sweep folder."""
+    env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(tmp_path / "outputs")}
+    proc = subprocess.run([CLI, "-m", *overrides], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    folders = sorted((tmp_path / "outputs" / "sweeps").glob("*/*"))
+    return proc, (folders[-1] if folders else tmp_path / "missing")
+
+
+def table(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "sweep.csv") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_basic_launcher_keeps_diverged_and_failed_jobs_as_rows(tmp_path):
+    # digits trains with lr 0.01 and diverges with lr 1000; mnist raises (no MNIST files here)
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "activation=relu", "data=digits,mnist", "optimizer.lr=0.01,1000")
+    assert proc.returncode == 0, proc.stderr
+    assert sweep_dir.parent.parent.name == "sweeps" and not (tmp_path / "multirun").exists()
+    rows = table(sweep_dir)
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3"]
+    assert {r["overrides"]: r["status"] for r in rows} == {
+        "data=digits optimizer.lr=0.01": "completed", "data=digits optimizer.lr=1000": "diverged",
+        "data=mnist optimizer.lr=0.01": "failed", "data=mnist optimizer.lr=1000": "failed"}
+    failed = rows[2]
+    assert "train-images-idx3-ubyte" in failed["error"] and "\n" not in failed["error"]
+    assert float(rows[0]["activation_std_first_layer_01"]) > 0 and rows[0]["backward_norm_last_layer_02"]
+    assert int(rows[1]["diverged_at_step"]) < 12
+    for job in ("0", "1", "2", "3"):
+        assert json.loads((sweep_dir / job / "summary.json").read_text())["status"] == rows[int(job)]["status"]
+    markdown = (sweep_dir / "SWEEP.md").read_text()
+    assert "4 jobs: 1 completed, 1 diverged, 2 failed" in markdown
+    assert (sweep_dir / "sweep_layers.png").stat().st_size > 0 and (sweep_dir / "sweep_loss.png").stat().st_size > 0
+
+
+def test_joblib_launcher_runs_two_jobs_with_one_thread_each(tmp_path):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "activation=tanh,relu")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["status"] for r in table(sweep_dir)] == ["completed", "completed"]
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    for job in ("0", "1"):
+        assert f"threads: {expected}" in (sweep_dir / job / "config.yaml").read_text()
+
+
+def test_submitit_local_launcher(tmp_path):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "hydra/launcher=submitit_local", "activation=tanh,relu")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["status"] for r in table(sweep_dir)] == ["completed", "completed"]
+
+
+def test_slurm_launcher_config_composes(tmp_path):
+    env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(tmp_path)}
+    out = subprocess.run([CLI, "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra",
+                          "--package", "hydra.launcher"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for key in ("partition: gpu", "timeout_min: 60", "gpus_per_node: 1", "mem_gb: 16", "SlurmLauncher"):
+        assert key in out.stdout
+
+
+def test_report_regenerates_a_partial_sweep_and_reruns_skip_finished_jobs(tmp_path):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "activation=tanh,relu")
+    assert proc.returncode == 0, proc.stderr
+    (sweep_dir / "1" / "summary.json").unlink()  # as if job 1 had been killed
+    out = subprocess.run([REPORT, str(sweep_dir)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert [r["status"] for r in table(sweep_dir)] == ["completed", "incomplete"]
+    finished = (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns
+    proc, again = sweep(tmp_path, *SMALL, "activation=tanh,relu", f"hydra.sweep.dir={sweep_dir}", "skip_completed=true")
+    assert proc.returncode == 0 and again == sweep_dir, proc.stderr
+    assert (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns == finished  # not run again
+    assert [r["status"] for r in table(sweep_dir)] == ["completed", "completed"]
+
+
+def test_report_on_a_missing_folder_is_one_line(tmp_path):
+    out = subprocess.run([REPORT, str(tmp_path / "nope")], capture_output=True, text=True)
+    assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_each_run_writes_hparams_without_a_sub_run(tmp_path):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "activation=tanh")
+    assert proc.returncode == 0, proc.stderr
+    job = sweep_dir / "0"
+    assert not [p for p in job.rglob("events.out.tfevents.*") if p.parent != job]
+    acc = EventAccumulator(str(job), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(content)
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["activation"].string_value == "tanh" and start.hparams["model.depth"].number_value == 2
+    assert {"hparam/train_loss", "hparam/test_accuracy"} <= set(acc.Tags()["scalars"])
+
+
+def test_probe_grid_measures_every_cell_in_one_run(tmp_path):
+    env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(tmp_path / "outputs")}
+    proc = subprocess.run([CLI, "experiment=probe_grid", "grid.activation=[tanh,relu]", "grid.init=[xavier_normal,he_normal]",
+                           "grid.bn=[none,before]", "model.width=32", "trainer.progress=false"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next((tmp_path / "outputs" / "runs").glob("*/*"))
+    with open(run_dir / "grid.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [(r["activation"], r["init"], r["bn"]) for r in rows][:3] == [
+        ("tanh", "xavier_normal", "none"), ("tanh", "xavier_normal", "before"), ("tanh", "he_normal", "none")]
+    assert len(rows) == 8 and (run_dir / "grid.png").exists() and (run_dir / "GRID.md").exists()
+    relu_he = next(r for r in rows if r["activation"] == "relu" and r["init"] == "he_normal" and r["bn"] == "none")
+    assert 0.5 < float(relu_he["std_ratio_last_first"]) < 2
+    bad = subprocess.run([CLI, "experiment=probe_grid", "grid.init=[nope]"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "grid.init names 'nope'" in bad.stderr and "Traceback" not in bad.stderr
