@@ -17,12 +17,14 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from layerscope import __version__
 from layerscope.activations import ACTIVATIONS
 from layerscope.checks import check_probe, check_trainer, resolve_device
+from layerscope.cli_errors import install as install_error_lines
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.grid import run_grid
@@ -37,6 +39,7 @@ from layerscope.theory import compare, predict_run
 from layerscope.writer import RunWriter, write_json_atomic
 
 log = logging.getLogger("layerscope")
+install_error_lines()
 
 
 @torch.no_grad()
@@ -210,7 +213,9 @@ def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: 
 
 def _fail(run_dir: Path, err: BaseException) -> str:
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    error = message if isinstance(err, ConfigError) else f"{type(err).__name__}: {message}"
+    if isinstance(err, OmegaConfBaseException) and err.full_key:
+        message = f"{err.full_key}: {message}"
+    error = message if isinstance(err, (ConfigError, OmegaConfBaseException)) else f"{type(err).__name__}: {message}"
     write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": error})
     return error
 
@@ -247,7 +252,7 @@ def main(cfg: DictConfig) -> None:
         _job_threads(cfg)
     try:
         (run_grid if cfg.get("grid") else run)(cfg, run_dir)
-    except ConfigError as err:
+    except (ConfigError, OmegaConfBaseException) as err:
         print(f"layerscope: error: {_fail(run_dir, err)}", file=sys.stderr)
         if not sweep:
             sys.exit(2)
