@@ -56,6 +56,9 @@ CASES = [
     (["data=cifar10"], "data_batch_1[.gz] not found"),
     (["data=mnist", "data.root={broken}"], "is not an unsigned-byte IDX file"),
     (["data.max_train=0"], "data.max_train=0"),
+    (["bn=before", "trainer.batch_size=1"], "bn=before needs batches of 2 or more"),
+    (["trainer.checkpoint_every=0"], "trainer.checkpoint_every=0"),
+    (["trainer.resume=maybe"], "trainer.resume='maybe' must be true or false"),
 ]
 
 

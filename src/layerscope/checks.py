@@ -59,6 +59,10 @@ def check_trainer(cfg: Mapping[str, Any]) -> None:
     positive("trainer.l1", cfg.get("l1", 0.0), allow_zero=True)
     positive("trainer.clip_grad_norm", cfg.get("clip_grad_norm"), optional=True)
     positive("trainer.clip_grad_value", cfg.get("clip_grad_value"), optional=True)
+    whole("trainer.checkpoint_every", cfg.get("checkpoint_every"), optional=True)
+    for key in ("resume", "fail_on_divergence", "progress"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise ConfigError(f"trainer.{key}={cfg.get(key)!r} must be true or false")
 
 
 def check_probe(cfg: Mapping[str, Any]) -> None:

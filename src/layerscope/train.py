@@ -24,6 +24,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from layerscope import __version__
 from layerscope.activations import ACTIVATIONS
 from layerscope.checks import check_probe, check_trainer, resolve_device
+from layerscope.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                                   truncate_jsonl)
 from layerscope.cli_errors import install as install_error_lines
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
@@ -78,6 +80,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if batch > n_train:
         raise ConfigError(f"trainer.batch_size={batch} is larger than the {n_train} training examples of "
                           f"data={data.name}; use trainer.batch_size<={n_train}")
+    if cfg.bn.placement != "none" and batch < 2:
+        raise ConfigError(f"bn={cfg.bn.placement} needs batches of 2 or more; use trainer.batch_size>=2 or bn=none")
     model = build_model(cfg.model, cfg.activation, cfg.bn, data.input_dim, data.num_classes)
     initialize(model, cfg.init, cfg.activation.name, cfg.activation)
     model.to(device)
@@ -97,14 +101,28 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("layerscope %s: %s on %s (%s, %d train / %d test), %d steps -> %s", __version__, describe(cfg),
              device, data.name, n_train, len(data.x_test), total, run_dir)
 
-    writer = RunWriter(run_dir)
     records: list[ProbeRecord] = []
     summary: dict[str, Any] = {"status": "running", "steps": 0, "epochs": 0, "diverged_at_step": None,
-                               "final": {}, "num_classes": data.num_classes, "device": str(device), "torch": torch.__version__,
+                               "final": {}, "num_classes": data.num_classes, "device": str(device), "torch": str(torch.__version__),
                                "python": platform.python_version(), "layerscope": __version__}
-    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
     generator = torch.Generator(device=device).manual_seed(trainer.seed)
-    step, started = 0, time.perf_counter()
+    resumed = resume(run_dir, device, model, optimizer, scheduler) if trainer.resume else None
+    step = resumed["step"] if resumed else 0
+    if resumed:
+        summary = resumed["summary"]
+        records = [ProbeRecord.from_json(r) for r in truncate_jsonl(run_dir / "probes.jsonl", step)]
+        truncate_jsonl(run_dir / "metrics.jsonl", step)
+        log.info("resuming from the checkpoint at step %d", step)
+    writer = RunWriter(run_dir, purge_step=step if resumed else None)
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    checkpoint_every = trainer.checkpoint_every
+    started = time.perf_counter()
+
+    def checkpoint(epoch: int, position: int, epoch_generator: torch.Tensor, sums: list[torch.Tensor]) -> None:
+        save_checkpoint(run_dir / CHECKPOINT, {
+            "step": step, "epoch": epoch, "position": position, "epoch_generator": epoch_generator,
+            "sums": sums, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": rng_state(), "summary": summary})
 
     def forward_backward(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(x)  # (B, classes)
@@ -128,13 +146,24 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             with probe.capture():
                 forward_backward(data.x_train[order], data.y_train[order])
             keep(probe.record(probe.measure(), step=0))
-        for epoch in range(epochs):
+        first_epoch = resumed["epoch"] if resumed else 0
+        for epoch in range(first_epoch, epochs):
+            continuing = resumed is not None and epoch == first_epoch
+            if continuing:
+                generator.set_state(resumed["epoch_generator"])
+            epoch_generator = generator.get_state()
             order = torch.randperm(n_train, device=device, generator=generator)
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device)
-            first_bad = torch.full((), -1, dtype=torch.long, device=device)
-            epoch_steps = min(steps_per_epoch, total - step)
-            for i in range(epoch_steps):
+            if continuing:
+                loss_sum, correct, first_bad = resumed["sums"]
+                set_rng_state(resumed["rng"])
+            else:
+                loss_sum = torch.zeros((), device=device)
+                correct = torch.zeros((), device=device)
+                first_bad = torch.full((), -1, dtype=torch.long, device=device)
+            begin = resumed["position"] if continuing else 0
+            epoch_steps = min(steps_per_epoch, total - (step - begin))
+            i = begin - 1
+            for i in range(begin, epoch_steps):
                 index = order[i * batch:(i + 1) * batch]
                 x, y = data.x_train[index], data.y_train[index]
                 probing = step % cfg.probe.every == 0 or step == total - 1
@@ -160,6 +189,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 bar.update()
                 if probing and first_bad.item() >= 0:
                     break
+                if checkpoint_every and step % checkpoint_every == 0:
+                    checkpoint(epoch, i + 1, epoch_generator, [loss_sum, correct, first_bad])
             scheduler.step()
             test = evaluate(model, loss_fn, data.x_test, data.y_test)
             host = torch.cat([torch.stack([loss_sum, correct]) / max(i + 1, 1), test,
@@ -179,6 +210,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     if summary["status"] == "running":
         summary["status"] = "completed"
+        if total:  # the final state, for resuming a longer run or reading the weights
+            checkpoint(epochs, 0, generator.get_state(), [])
     summary.update(train_seconds=seconds, samples_per_second=step * batch / seconds if step else None,
                    probes=len(records))
     if cfg.probe.figures:
@@ -190,6 +223,20 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("%s after %d steps: %s", summary["status"], step,
              ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished")
     return summary
+
+
+def resume(run_dir: Path, device: torch.device, model: MLP, optimizer, scheduler) -> dict[str, Any] | None:
+    """Load ``run_dir``'s checkpoint into the model, optimizer and scheduler; None if there is none."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        log.info("no checkpoint in %s: starting at step 0", run_dir)
+        return None
+    state = load_checkpoint(path, device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state
 
 
 def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
@@ -251,7 +298,7 @@ def main(cfg: DictConfig) -> None:
     if sweep:
         _job_threads(cfg)
     try:
-        (run_grid if cfg.get("grid") else run)(cfg, run_dir)
+        summary = (run_grid if cfg.get("grid") else run)(cfg, run_dir)
     except (ConfigError, OmegaConfBaseException) as err:
         print(f"layerscope: error: {_fail(run_dir, err)}", file=sys.stderr)
         if not sweep:
@@ -261,7 +308,38 @@ def main(cfg: DictConfig) -> None:
         if not sweep:
             raise
         log.error("job %s failed: %s", HydraConfig.get().job.num, error)
+    else:
+        if summary["status"] == "diverged" and cfg.trainer.get("fail_on_divergence"):
+            print(f"layerscope: error: the run diverged at step {summary['diverged_at_step']} "
+                  f"(trainer.fail_on_divergence=true)", file=sys.stderr)
+            sys.exit(3)
+
+
+def _resume_target(argv: list[str]) -> Path | None:
+    """The newest unfinished run folder whose command equals ``argv`` (less ``trainer.resume``)."""
+    if "-m" in argv or "--multirun" in argv or any(a.startswith("hydra.run.dir=") for a in argv):
+        return None
+    same = sorted(a for a in argv if not a.startswith("trainer.resume="))
+    root = Path(os.environ.get("LAYERSCOPE_OUTPUTS", "outputs")) / "runs"
+    for folder in sorted(root.glob("*/*"), reverse=True):
+        overrides = folder / ".hydra" / "overrides.yaml"
+        if not (folder / CHECKPOINT).exists() or not overrides.exists() or _completed(folder):
+            continue
+        earlier = sorted(str(o) for o in OmegaConf.load(overrides) if not str(o).startswith("trainer.resume="))
+        if earlier == same:
+            return folder
+    return None
+
+
+def cli() -> None:
+    """Console entry point ``layerscope``; with ``trainer.resume=true`` it reopens the run it continues."""
+    argv = sys.argv[1:]
+    if any(a.lower() == "trainer.resume=true" for a in argv):
+        target = _resume_target(argv)
+        if target is not None:
+            sys.argv.append(f"hydra.run.dir={target}")
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()

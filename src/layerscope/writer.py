@@ -54,9 +54,10 @@ def _clean(value: Any) -> Any:
 class RunWriter:
     """Writes one run's TensorBoard events and its metrics.jsonl / probes.jsonl files."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
         self.run_dir = run_dir
-        self.tb = SummaryWriter(log_dir=str(run_dir))
+        # purge_step: after a resume, TensorBoard drops earlier events at steps >= the checkpoint's
+        self.tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
         self._metrics = open(run_dir / "metrics.jsonl", "a")
         self._probes = open(run_dir / "probes.jsonl", "a")
 

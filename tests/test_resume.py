@@ -1,0 +1,91 @@
+"""Checkpoints: a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+CLI = str(Path(sys.executable).with_name("layerscope"))
+ARGS = ["model.depth=3", "model.width=64", "model.dropout=0.1", "trainer.batch_size=32", "trainer.max_steps=1500",
+        "trainer.checkpoint_every=25", "probe.every=20", "probe.figures=false", "trainer.progress=false"]
+
+
+def layerscope(outputs: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(outputs)}
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    assert layerscope(tmp_path / "reference", *ARGS).returncode == 0
+    reference = next((tmp_path / "reference" / "runs").glob("*/*"))
+
+    outputs = tmp_path / "killed"
+    env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(outputs)}
+    proc = subprocess.Popen([CLI, *ARGS], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(outputs.glob("runs/*/*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # part-way past the first checkpoint
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run = next((outputs / "runs").glob("*/*"))
+    assert not (run / "summary.json").exists(), "the run finished before it could be killed"
+    killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < killed_at < 1500
+
+    resumed = layerscope(outputs, *ARGS, "trainer.resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from the checkpoint at step {killed_at}" in resumed.stderr
+    assert [p.name for p in (outputs / "runs").glob("*/*")] == [run.name]  # continued in place
+    assert (run / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
+    assert json.loads((run / "summary.json").read_text())["final"] == json.loads(
+        (reference / "summary.json").read_text())["final"]
+    mine = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    theirs = torch.load(reference / "checkpoint.pt", weights_only=True)["model"]
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "histograms": 0})
+    acc.Reload()
+    for tag in ("loss/train", "activation_std/layer_01"):
+        steps = [e.step for e in acc.Scalars(tag)]
+        assert steps == sorted(set(steps)), f"duplicated steps in {tag}"
+    assert [e.step for e in acc.Histograms("activation/layer_02")] == list(range(0, 1500, 20)) + [1499]
+
+
+def test_resume_without_an_earlier_run_starts_fresh(tmp_path):
+    proc = layerscope(tmp_path, "model.depth=2", "model.width=16", "trainer.max_steps=5", "probe.figures=false",
+                      "trainer.resume=true")
+    assert proc.returncode == 0, proc.stderr
+    assert "no checkpoint in" in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_damaged_checkpoint_is_one_line(tmp_path, damage):
+    args = ["model.depth=2", "model.width=16", "trainer.max_steps=30", "trainer.checkpoint_every=10",
+            "probe.figures=false", "trainer.progress=false"]
+    assert layerscope(tmp_path, *args).returncode == 0
+    run = next((tmp_path / "runs").glob("*/*"))
+    (run / "summary.json").unlink()  # as if killed
+    path = run / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[:200] if damage == "truncate" else b"not a checkpoint")
+    proc = layerscope(tmp_path, *args, "trainer.resume=true")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert lines[-1].startswith("layerscope: error: ") and "checkpoint.pt is damaged" in lines[-1]
+
+
+def test_fail_on_divergence_turns_the_result_into_an_error(tmp_path):
+    args = ["model.depth=3", "model.width=32", "activation=relu", "init=normal_1", "optimizer.lr=1000",
+            "trainer.max_steps=30", "probe.every=5", "probe.figures=false"]
+    assert layerscope(tmp_path, *args).returncode == 0
+    proc = layerscope(tmp_path, *args, "trainer.fail_on_divergence=true")
+    assert proc.returncode == 3 and "diverged at step" in proc.stderr.splitlines()[-1]
