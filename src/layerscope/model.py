@@ -60,9 +60,8 @@ def _whole(key: str, value: Any) -> int:
     return value
 
 
-def build_model(model_cfg: Mapping[str, Any], activation_cfg: Mapping[str, Any], bn_cfg: Mapping[str, Any],
-                input_dim: int, num_classes: int) -> MLP:
-    """Build the MLP from the ``model``, ``activation`` and ``bn`` config groups."""
+def check_model(model_cfg: Mapping[str, Any], bn_cfg: Mapping[str, Any]) -> tuple[int, int, float, str]:
+    """Validated (depth, width, dropout, BN placement) from the ``model`` and ``bn`` groups."""
     depth = _whole("model.depth", model_cfg.get("depth"))
     width = _whole("model.width", model_cfg.get("width"))
     dropout = model_cfg.get("dropout", 0.0)
@@ -71,5 +70,11 @@ def build_model(model_cfg: Mapping[str, Any], activation_cfg: Mapping[str, Any],
     placement = bn_cfg.get("placement")
     if placement not in BN_PLACEMENTS:
         raise ConfigError(f"bn.placement={placement!r} is unknown; choose one of: {', '.join(BN_PLACEMENTS)}")
-    return MLP(input_dim, num_classes, depth, width, activation_cfg.get("name"), activation_cfg,
-               placement, float(dropout))
+    return depth, width, float(dropout), placement
+
+
+def build_model(model_cfg: Mapping[str, Any], activation_cfg: Mapping[str, Any], bn_cfg: Mapping[str, Any],
+                input_dim: int, num_classes: int) -> MLP:
+    """Build the MLP from the ``model``, ``activation`` and ``bn`` config groups."""
+    depth, width, dropout, placement = check_model(model_cfg, bn_cfg)
+    return MLP(input_dim, num_classes, depth, width, activation_cfg.get("name"), activation_cfg, placement, dropout)

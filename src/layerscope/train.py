@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from layerscope import __version__
-from layerscope.activations import ACTIVATIONS
+from layerscope.activations import ACTIVATIONS, build_activation
 from layerscope.checks import check_probe, check_trainer, resolve_device
 from layerscope.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
                                    truncate_jsonl)
@@ -32,7 +32,7 @@ from layerscope.errors import ConfigError
 from layerscope.grid import run_grid
 from layerscope.init import initialize
 from layerscope.losses import LOSSES
-from layerscope.model import MLP, build_model
+from layerscope.model import MLP, build_model, check_model
 from layerscope.optim import build_optimizer, build_scheduler
 from layerscope.paths import config_dir
 from layerscope.plots import lecture_figure, render
@@ -70,6 +70,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer = cfg.trainer
     check_trainer(trainer)
     check_probe(cfg.probe)
+    check_model(cfg.model, cfg.bn)
+    build_activation(cfg.activation.name, cfg.activation)
     device = resolve_device(trainer.device)
     if trainer.threads:
         torch.set_num_threads(trainer.threads)
