@@ -150,32 +150,31 @@ def std_healthy(results: dict[str, RunResult], out: Path) -> Verdict:
         _lecture_figure(r), theory_error=_theory_error(r))
 
 
+def _relu_ratio_verdict(results: dict[str, RunResult], sigma_w2: float, setting: str, why: str) -> Verdict:
+    """PASS when the per-layer std ratio is the theory's for ReLU with this σ_w², within 15%."""
+    r = results["run"]
+    std = r.stat("activation_std")
+    ratio, expected = _ratio_per_layer(std), _relu_ratio(sigma_w2)
+    return Verdict(
+        abs(ratio - expected) / expected < THEORY_TOLERANCE,
+        f"std {std[0]:.3g} → {std[-1]:.3g}, ×{ratio:.3f} per layer (theory for {setting}: {expected:.3f})",
+        f"Per-layer activation std: {_fmt(std)}. {why} {_RELU_WIDTH_NOTE}",
+        _lecture_figure(r), theory_error=_theory_error(r))
+
+
 @check
 def std_ratio_matches_theory(results: dict[str, RunResult], out: Path) -> Verdict:
     """The per-layer std ratio is the theory's for ReLU with σ_w² = 1 (1/√2) within 15%."""
-    r = results["run"]
-    std = r.stat("activation_std")
-    ratio, expected = _ratio_per_layer(std), _relu_ratio(1.0)
-    passed = abs(ratio - expected) / expected < THEORY_TOLERANCE
-    return Verdict(
-        passed, f"std ×{ratio:.3f} per layer (theory for Xavier + ReLU: {expected:.3f})",
-        f"Per-layer activation std: {_fmt(std)}. ReLU zeroes half of a symmetric input, so E[relu(h)²] = q/2 and "
-        f"with σ_w² = 1 the variance halves per layer: the std shrinks by 1/√2 ≈ 0.707. {_RELU_WIDTH_NOTE}",
-        _lecture_figure(r), theory_error=_theory_error(r))
+    return _relu_ratio_verdict(results, 1.0, "Xavier + ReLU", "ReLU zeroes half of a symmetric input, so "
+                               "E[relu(h)²] = q/2 and with σ_w² = 1 the variance halves per layer: the std shrinks "
+                               "by 1/√2 ≈ 0.707.")
 
 
 @check
 def std_constant(results: dict[str, RunResult], out: Path) -> Verdict:
-    """The per-layer std ratio is the theory's for ReLU with σ_w² = 2 (1) within 15%, every layer near theory."""
-    r = results["run"]
-    std = r.stat("activation_std")
-    ratio, expected = _ratio_per_layer(std), _relu_ratio(2.0)
-    passed = abs(ratio - expected) / expected < THEORY_TOLERANCE
-    return Verdict(
-        passed, f"std {std.min():.3g}–{std.max():.3g} across layers, ×{ratio:.3f} per layer (theory {expected:.3f})",
-        f"Per-layer activation std: {_fmt(std)}. He's σ_w² = 2 exactly undoes ReLU's halving of the second moment. "
-        f"{_RELU_WIDTH_NOTE}",
-        _lecture_figure(r), theory_error=_theory_error(r))
+    """The per-layer std ratio is the theory's for ReLU with σ_w² = 2 (1) within 15%."""
+    return _relu_ratio_verdict(results, 2.0, "He + ReLU", "He's σ_w² = 2 exactly undoes ReLU's halving of the "
+                               "second moment.")
 
 
 @check
