@@ -53,7 +53,7 @@ from layerscope.errors import ConfigError
 from layerscope.init import initialize
 from layerscope.model import build_model
 from layerscope.paths import config_dir
-from layerscope.train import describe, run
+from layerscope.trainer import describe, run
 
 N_TRAIN = 16384  # 32 steps per epoch at batch 512, so epoch ends (evaluation, reshuffle) are a small share
 DIM = 500

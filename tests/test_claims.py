@@ -14,7 +14,7 @@ from layerscope.paths import config_dir
 from layerscope.probes import ProbeRecord
 from layerscope.reproduce import load_experiments
 from layerscope.results import RunResult
-from layerscope.train import run
+from layerscope.trainer import run
 
 LN10 = math.log(10)
 LAYERS = np.arange(10)

@@ -22,7 +22,7 @@ from layerscope.claims import CHECKS, Verdict
 from layerscope.errors import ConfigError
 from layerscope.paths import config_dir
 from layerscope.results import RunResult
-from layerscope.train import run
+from layerscope.trainer import run
 
 
 @dataclass(frozen=True)

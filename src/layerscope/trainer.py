@@ -1,0 +1,313 @@
+"""One run: validate and build everything (``prepare``), then train with probes (``Trainer``)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from layerscope import __version__
+from layerscope.activations import ACTIVATIONS, build_activation
+from layerscope.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                                   truncate_jsonl)
+from layerscope.checks import check_probe, check_trainer, resolve_device
+from layerscope.data import Data, load_data
+from layerscope.errors import ConfigError
+from layerscope.init import initialize
+from layerscope.losses import LOSSES
+from layerscope.model import MLP, build_model, check_model
+from layerscope.optim import build_optimizer, build_scheduler
+from layerscope.plots import lecture_figure, render
+from layerscope.probes import Probe, ProbeRecord
+from layerscope.theory import Prediction, compare, predict_run
+from layerscope.writer import RunWriter, write_json_atomic
+
+log = logging.getLogger("layerscope")
+FINAL = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+@dataclass
+class Setup:
+    """Everything one run needs, validated and built from its config, on its device."""
+
+    cfg: DictConfig
+    run_dir: Path
+    device: torch.device
+    data: Data
+    model: MLP
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    probe: Probe
+    prediction: Prediction | None
+    total: int  # optimizer steps to take (0: probe only)
+    steps_per_epoch: int
+
+    @property
+    def epochs(self) -> int:
+        """Epochs needed for ``total`` steps."""
+        return math.ceil(self.total / self.steps_per_epoch)
+
+
+def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
+    """Check every key, then load the data and build the model, optimizer, schedule and probe."""
+    trainer = cfg.trainer
+    check_trainer(trainer)
+    check_probe(cfg.probe)
+    check_model(cfg.model, cfg.bn)
+    build_activation(cfg.activation.name, cfg.activation)
+    device = resolve_device(trainer.device)
+    if trainer.threads:
+        torch.set_num_threads(trainer.threads)
+    torch.manual_seed(trainer.seed)
+    data = load_data(cfg.data, trainer.seed)
+    batch, n_train = trainer.batch_size, len(data.x_train)
+    if batch > n_train:
+        raise ConfigError(f"trainer.batch_size={batch} is larger than the {n_train} training examples of "
+                          f"data={data.name}; use trainer.batch_size<={n_train}")
+    if cfg.bn.placement != "none" and batch < 2:
+        raise ConfigError(f"bn={cfg.bn.placement} needs batches of 2 or more; use trainer.batch_size>=2 or bn=none")
+    model = build_model(cfg.model, cfg.activation, cfg.bn, data.input_dim, data.num_classes)
+    initialize(model, cfg.init, cfg.activation.name, cfg.activation)
+    model.to(device)
+    data = data.to(device)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer, trainer.weight_decay)
+    probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
+                  cfg.probe.histogram_sample)
+    steps_per_epoch = n_train // batch
+    total = trainer.max_steps if trainer.max_steps is not None else trainer.epochs * steps_per_epoch
+    return Setup(cfg, run_dir, device, data, model, LOSSES.get(cfg.loss.name), optimizer,
+                 build_scheduler(optimizer, cfg.scheduler), probe,
+                 predict_run(cfg, data.input_dim, float(data.x_train.square().mean())), total, steps_per_epoch)
+
+
+@torch.no_grad()
+def evaluate(model: MLP, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """[mean loss, accuracy] on (x, y) in eval mode, as a device tensor (no host sync)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for start in range(0, len(x), chunk):
+        logits = model(x[start:start + chunk])
+        loss_sum += loss_fn(logits, y[start:start + chunk]) * len(logits)
+        correct += (logits.argmax(1) == y[start:start + chunk]).sum()
+    model.train()
+    return torch.stack([loss_sum, correct]) / len(x)
+
+
+def describe(cfg: DictConfig) -> str:
+    """A one-line description of the setting, for titles and logs."""
+    init = cfg.init.name + (f"(std={cfg.init.std})" if cfg.init.name == "normal" else "")
+    return (f"{cfg.model.depth}x{cfg.model.width} {cfg.activation.name}, init {init}, bn {cfg.bn.placement}, "
+            f"{cfg.optimizer.name} lr={cfg.optimizer.lr}")
+
+
+def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
+    """The settings a sweep varies, flattened (``activation``, ``init.std``, ``optimizer.lr``...)."""
+    flat: dict[str, Any] = {}
+    for group in ("activation", "init", "optimizer", "bn", "scheduler", "data", "loss", "model", "trainer"):
+        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
+            if key in ("progress", "device", "threads", "root") or isinstance(value, (dict, list)):
+                continue
+            name = group if key in ("name", "placement") else f"{group}.{key}"
+            flat[name] = "null" if value is None else value
+    return flat
+
+
+class Trainer:
+    """The training loop of one run: steps, probes, epoch ends, checkpoints, the summary."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.s = setup
+        self.cfg, self.trainer = setup.cfg, setup.cfg.trainer
+        self.records: list[ProbeRecord] = []
+        self.summary: dict[str, Any] = {
+            "status": "running", "steps": 0, "epochs": 0, "diverged_at_step": None, "final": {},
+            "num_classes": setup.data.num_classes, "device": str(setup.device), "torch": str(torch.__version__),
+            "python": platform.python_version(), "layerscope": __version__}
+        self.generator = torch.Generator(device=setup.device).manual_seed(self.trainer.seed)
+        self.weights = [m.weight for m in setup.model.modules() if isinstance(m, torch.nn.Linear)]
+        self.step = 0
+        self.resumed = self._resume() if self.trainer.resume else None
+        self.writer = RunWriter(setup.run_dir, purge_step=self.step if self.resumed else None)
+
+    def run(self) -> dict[str, Any]:
+        """Train (or only probe), then write figures, hparams and summary.json; return the summary."""
+        s = self.s
+        (s.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        log.info("layerscope %s: %s on %s (%s, %d train / %d test), %d steps -> %s", __version__,
+                 describe(self.cfg), s.device, s.data.name, len(s.data.x_train), len(s.data.x_test), s.total,
+                 s.run_dir)
+        started = time.perf_counter()
+        with logging_redirect_tqdm(), tqdm(total=s.total, initial=self.step, unit="step", desc="train", leave=False,
+                                           disable=None if self.trainer.progress else True) as self.bar:
+            if s.total == 0:
+                self._probe_only()
+            for epoch in range(self.resumed["epoch"] if self.resumed else 0, s.epochs):
+                if self._epoch(epoch):
+                    break
+        seconds = time.perf_counter() - started
+        if self.summary["status"] == "running":
+            self.summary["status"] = "completed"
+            if s.total:  # the final state, for resuming a longer run or reading the weights
+                self._checkpoint(s.epochs, 0, self.generator.get_state(), [])
+        self.summary.update(train_seconds=seconds, probes=len(self.records),
+                            samples_per_second=self.step * self.trainer.batch_size / seconds if self.step else None)
+        return self._finish()
+
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.s.model(x)  # (B, classes)
+        loss = self.s.loss_fn(logits, y)
+        l1 = self.trainer.l1
+        penalty = l1 * sum(w.abs().sum() for w in self.weights) if l1 else 0.0
+        self.s.optimizer.zero_grad(set_to_none=True)
+        (loss + penalty).backward()
+        return loss.detach(), logits.detach()
+
+    def _keep(self, record: ProbeRecord) -> bool:
+        """Log a probe record (with the theory at step 0); False if it saw NaN/inf."""
+        if record.step == 0 and self.s.prediction is not None:
+            record.theory = compare(self.s.prediction, record.stats)
+        self.writer.probe(record)
+        self.records.append(record)
+        return record.finite
+
+    def _probe_only(self) -> None:
+        """One forward/backward pass on a batch, measured, no update."""
+        s, batch = self.s, self.trainer.batch_size
+        order = torch.randperm(len(s.data.x_train), device=s.device, generator=self.generator)[:batch]
+        with s.probe.capture():
+            self._forward_backward(s.data.x_train[order], s.data.y_train[order])
+        self._keep(s.probe.record(s.probe.measure(), step=0))
+
+    def _epoch(self, epoch: int) -> bool:
+        """Train one epoch (or its rest, after a resume); True when the run diverged."""
+        s, batch, every = self.s, self.trainer.batch_size, self.cfg.probe.every
+        continuing = self.resumed is not None and epoch == self.resumed["epoch"]
+        if continuing:
+            self.generator.set_state(self.resumed["epoch_generator"])
+        epoch_generator = self.generator.get_state()
+        order = torch.randperm(len(s.data.x_train), device=s.device, generator=self.generator)
+        if continuing:
+            loss_sum, correct, first_bad = self.resumed["sums"]
+            set_rng_state(self.resumed["rng"])
+            begin = self.resumed["position"]
+        else:
+            loss_sum = torch.zeros((), device=s.device)
+            correct = torch.zeros((), device=s.device)
+            first_bad = torch.full((), -1, dtype=torch.long, device=s.device)
+            begin = 0
+        epoch_steps = min(s.steps_per_epoch, s.total - (self.step - begin))
+        i = begin - 1
+        for i in range(begin, epoch_steps):
+            index = order[i * batch:(i + 1) * batch]
+            x, y = s.data.x_train[index], s.data.y_train[index]
+            probing = self.step % every == 0 or self.step == s.total - 1
+            if probing:
+                with s.probe.capture():
+                    loss, logits = self._forward_backward(x, y)
+                measured = s.probe.measure()
+            else:
+                loss, logits = self._forward_backward(x, y)
+            if self.trainer.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(s.model.parameters(), self.trainer.clip_grad_norm)
+            if self.trainer.clip_grad_value:
+                torch.nn.utils.clip_grad_value_(s.model.parameters(), self.trainer.clip_grad_value)
+            s.optimizer.step()
+            loss_sum += loss
+            correct += (logits.argmax(1) == y).sum()
+            first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(loss), self.step)
+            if probing:
+                s.probe.update_ratio(measured)
+                if not self._keep(s.probe.record(measured, self.step)) and first_bad.item() < 0:
+                    first_bad.fill_(self.step)
+            self.step += 1
+            self.bar.update()
+            if probing and first_bad.item() >= 0:
+                break
+            if self.trainer.checkpoint_every and self.step % self.trainer.checkpoint_every == 0:
+                self._checkpoint(epoch, i + 1, epoch_generator, [loss_sum, correct, first_bad])
+        return self._end_epoch(epoch, loss_sum, correct, first_bad, steps=i + 1)
+
+    def _end_epoch(self, epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, first_bad: torch.Tensor,
+                   steps: int) -> bool:
+        """Step the schedule, evaluate, log the epoch (one host sync); True when the run diverged."""
+        s, batch = self.s, self.trainer.batch_size
+        s.scheduler.step()
+        test = evaluate(s.model, s.loss_fn, s.data.x_test, s.data.y_test)
+        host = torch.cat([torch.stack([loss_sum, correct]) / max(steps, 1), test, first_bad.reshape(1).float()]).tolist()
+        self.summary["steps"], self.summary["epochs"] = self.step, epoch + 1
+        if host[4] >= 0 or not all(math.isfinite(v) for v in host[:2]):
+            self.summary["status"] = "diverged"
+            self.summary["diverged_at_step"] = int(host[4]) if host[4] >= 0 else self.step
+            log.warning("diverged: the loss became NaN/inf at step %s; the run stops here",
+                        self.summary["diverged_at_step"])
+            return True
+        row = {"epoch": epoch + 1, "step": self.step, "train_loss": host[0], "train_accuracy": host[1] / batch,
+               "test_loss": host[2], "test_accuracy": host[3], "lr": s.optimizer.param_groups[0]["lr"]}
+        self.writer.epoch(row)
+        self.summary["final"] = {k: row[k] for k in FINAL}
+        self.bar.set_postfix(loss=f"{host[0]:.3f}", test_acc=f"{host[3]:.3f}")
+        log.info("epoch %d/%d  step %d  train loss %.4f acc %.3f  test loss %.4f acc %.3f  lr %.3g",
+                 epoch + 1, s.epochs, self.step, host[0], host[1] / batch, host[2], host[3], row["lr"])
+        return False
+
+    def _checkpoint(self, epoch: int, position: int, epoch_generator: torch.Tensor, sums: list) -> None:
+        s = self.s
+        save_checkpoint(s.run_dir / CHECKPOINT, {
+            "step": self.step, "epoch": epoch, "position": position, "epoch_generator": epoch_generator,
+            "sums": sums, "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+            "scheduler": s.scheduler.state_dict(), "rng": rng_state(), "summary": self.summary})
+
+    def _resume(self) -> dict[str, Any] | None:
+        """Load the run folder's checkpoint and cut the logs back to it; None if there is none."""
+        s = self.s
+        path = s.run_dir / CHECKPOINT
+        if not path.exists():
+            log.info("no checkpoint in %s: starting at step 0", s.run_dir)
+            return None
+        state = load_checkpoint(path, s.device)
+        s.model.load_state_dict(state["model"])
+        s.optimizer.load_state_dict(state["optimizer"])
+        s.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step, self.summary = state["step"], state["summary"]
+        self.records = [ProbeRecord.from_json(r) for r in truncate_jsonl(s.run_dir / "probes.jsonl", self.step)]
+        truncate_jsonl(s.run_dir / "metrics.jsonl", self.step)
+        log.info("resuming from the checkpoint at step %d", self.step)
+        return state
+
+    def _finish(self) -> dict[str, Any]:
+        """Figures, hparams, summary.json."""
+        s, summary = self.s, self.summary
+        if self.cfg.probe.figures:
+            draw_figures(self.records, describe(self.cfg), s.run_dir, self.writer)
+        self.writer.hparams(hyperparameters(self.cfg), {**summary["final"], "steps": self.step,
+                                                         "diverged": float(summary["status"] == "diverged")}, self.step)
+        self.writer.close()
+        write_json_atomic(s.run_dir / "summary.json", summary)
+        log.info("%s after %d steps: %s", summary["status"], self.step,
+                 ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished")
+        return summary
+
+
+def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: RunWriter) -> None:
+    """The lecture figure for every probe: figures/probe_<step>.png and a TensorBoard image."""
+    for record in tqdm(records, desc="figures", unit="fig", disable=None, leave=False):
+        pixels = render(lecture_figure(record, title), run_dir / "figures" / f"probe_{record.step:06d}.png")
+        writer.tb.add_image("lecture/probe", pixels, record.step, dataformats="HWC")
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train (or, with ``trainer.max_steps=0``, only probe) one configuration into ``run_dir``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Trainer(prepare(cfg, run_dir)).run()
