@@ -7,6 +7,7 @@ them all to the host as a ``ProbeRecord``.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -77,10 +78,22 @@ class Histogram:
         """The bins+1 bin edges from min to max."""
         return np.linspace(self.min, self.max, len(self.counts) + 1)
 
+    def to_json(self) -> dict:
+        """Strict-JSON fields (a non-finite moment becomes null)."""
+        head = {k: (v if math.isfinite(v) else None) for k, v in
+                (("min", self.min), ("max", self.max), ("num", self.num), ("sum", self.sum),
+                 ("sum_squares", self.sum_squares))}
+        return {**head, "counts": [round(c, 2) for c in self.counts]}
+
     @property
     def finite(self) -> bool:
         """Whether every value that went into it was finite."""
-        return bool(np.isfinite([self.min, self.max, self.sum, self.sum_squares]).all())
+        values = [self.min, self.max, self.sum, self.sum_squares]
+        return all(v is not None for v in values) and bool(np.isfinite(values).all())
+
+
+def _nulls(table: dict[str, list[float]]) -> dict[str, list[float | None]]:
+    return {k: [v if v is not None and math.isfinite(v) else None for v in vs] for k, vs in table.items()}
 
 
 @dataclass
@@ -97,16 +110,21 @@ class ProbeRecord:
         """False when a gradient, activation or weight held NaN or inf."""
         return all(h.finite for hs in self.histograms.values() for h in hs)
 
-    def to_json(self) -> dict:
-        """A JSON-ready dict (histograms as dicts)."""
-        return {"step": self.step, "stats": self.stats, "theory": self.theory,
-                "histograms": {q: [h.__dict__ for h in hs] for q, hs in self.histograms.items()}}
+    def to_json(self, quantities: tuple[str, ...] | None = None) -> dict:
+        """A strict-JSON dict (NaN/inf as null; counts to 0.01) with the histograms of ``quantities`` (all)."""
+        keep = self.histograms if quantities is None else {q: self.histograms[q] for q in quantities}
+        return {"step": self.step, "stats": _nulls(self.stats), "theory": _nulls(self.theory or {}) or None,
+                "histograms": {q: [h.to_json() for h in hs] for q, hs in keep.items()}}
 
     @classmethod
     def from_json(cls, row: dict) -> "ProbeRecord":
         """Inverse of ``to_json``."""
-        histograms = {q: [Histogram(**h) for h in hs] for q, hs in row["histograms"].items()}
-        return cls(row["step"], row["stats"], histograms, row.get("theory"))
+        nan = float("nan")
+        histograms = {q: [Histogram(**{k: nan if v is None else v for k, v in h.items()}) for h in hs]
+                      for q, hs in row["histograms"].items()}
+        stats = {k: [nan if v is None else v for v in vs] for k, vs in row["stats"].items()}
+        theory = {k: [nan if v is None else v for v in vs] for k, vs in row["theory"].items()} if row.get("theory") else None
+        return cls(row["step"], stats, histograms, theory)
 
 
 class Probe:

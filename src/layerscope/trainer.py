@@ -136,6 +136,10 @@ class Trainer:
             "python": platform.python_version(), "layerscope": __version__}
         self.generator = torch.Generator(device=setup.device).manual_seed(self.trainer.seed)
         self.weights = [m.weight for m in setup.model.modules() if isinstance(m, torch.nn.Linear)]
+        # plain Python copies of the keys the hot loop reads (a DictConfig lookup costs microseconds)
+        t = self.trainer
+        self.batch, self.every, self.l1 = t.batch_size, self.cfg.probe.every, t.l1
+        self.clip_norm, self.clip_value, self.checkpoint_every = t.clip_grad_norm, t.clip_grad_value, t.checkpoint_every
         self.step = 0
         self.resumed = self._resume() if self.trainer.resume else None
         self.writer = RunWriter(setup.run_dir, purge_step=self.step if self.resumed else None)
@@ -167,10 +171,11 @@ class Trainer:
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.s.model(x)  # (B, classes)
         loss = self.s.loss_fn(logits, y)
-        l1 = self.trainer.l1
-        penalty = l1 * sum(w.abs().sum() for w in self.weights) if l1 else 0.0
         self.s.optimizer.zero_grad(set_to_none=True)
-        (loss + penalty).backward()
+        if self.l1:
+            (loss + self.l1 * sum(w.abs().sum() for w in self.weights)).backward()
+        else:
+            loss.backward()
         return loss.detach(), logits.detach()
 
     def _keep(self, record: ProbeRecord) -> bool:
@@ -191,7 +196,7 @@ class Trainer:
 
     def _epoch(self, epoch: int) -> bool:
         """Train one epoch (or its rest, after a resume); True when the run diverged."""
-        s, batch, every = self.s, self.trainer.batch_size, self.cfg.probe.every
+        s, batch, every = self.s, self.batch, self.every
         continuing = self.resumed is not None and epoch == self.resumed["epoch"]
         if continuing:
             self.generator.set_state(self.resumed["epoch_generator"])
@@ -218,10 +223,10 @@ class Trainer:
                 measured = s.probe.measure()
             else:
                 loss, logits = self._forward_backward(x, y)
-            if self.trainer.clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(s.model.parameters(), self.trainer.clip_grad_norm)
-            if self.trainer.clip_grad_value:
-                torch.nn.utils.clip_grad_value_(s.model.parameters(), self.trainer.clip_grad_value)
+            if self.clip_norm:
+                torch.nn.utils.clip_grad_norm_(s.model.parameters(), self.clip_norm)
+            if self.clip_value:
+                torch.nn.utils.clip_grad_value_(s.model.parameters(), self.clip_value)
             s.optimizer.step()
             loss_sum += loss
             correct += (logits.argmax(1) == y).sum()
@@ -234,7 +239,7 @@ class Trainer:
             self.bar.update()
             if probing and first_bad.item() >= 0:
                 break
-            if self.trainer.checkpoint_every and self.step % self.trainer.checkpoint_every == 0:
+            if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                 self._checkpoint(epoch, i + 1, epoch_generator, [loss_sum, correct, first_bad])
         return self._end_epoch(epoch, loss_sum, correct, first_bad, steps=i + 1)
 

@@ -15,11 +15,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams, histogram_raw, scalar
+from torch.utils.tensorboard.summary import hparams
 
 from layerscope.probes import ProbeRecord
+
+
+FILE_HISTOGRAMS = ("activation", "backward")
+"""The histograms probes.jsonl keeps (those the lecture figure draws); TensorBoard gets all five."""
 
 
 def layer_tag(quantity: str, layer: int) -> str:
@@ -73,21 +77,21 @@ class RunWriter:
 
     def probe(self, record: ProbeRecord) -> None:
         """Log a probe's histograms (the ``add_histogram_raw`` format) and per-layer scalars as one event."""
-        values = []
+        values = []  # the protos add_histogram_raw and add_scalar would write, built directly (~4x faster)
         for quantity, hists in record.histograms.items():
             for layer, h in enumerate(hists, start=1):
                 if h.finite:
-                    values += histogram_raw(
-                        layer_tag(quantity, layer), min=h.min, max=h.max, num=h.num, sum=h.sum,
-                        sum_squares=h.sum_squares, bucket_limits=h.edges[1:].tolist(), bucket_counts=h.counts).value
+                    proto = HistogramProto(min=h.min, max=h.max, num=h.num, sum=h.sum, sum_squares=h.sum_squares,
+                                           bucket_limit=h.edges[1:].tolist(), bucket=h.counts)
+                    values.append(Summary.Value(tag=layer_tag(quantity, layer), histo=proto))
         scalars = dict(record.stats)
         scalars.update({f"theory_{k}": v for k, v in (record.theory or {}).items()})
         for name, per_layer in scalars.items():
             for layer, value in enumerate(per_layer, start=1):
                 if math.isfinite(value):
-                    values += scalar(layer_tag(name, layer), value).value
+                    values.append(Summary.Value(tag=layer_tag(name, layer), simple_value=value))
         self.tb._get_file_writer().add_summary(Summary(value=values), record.step)
-        self._probes.write(json.dumps(_clean(record.to_json())) + "\n")
+        self._probes.write(json.dumps(record.to_json(FILE_HISTOGRAMS)) + "\n")
         self._probes.flush()
 
     def hparams(self, params: dict[str, Any], metrics: dict[str, float], step: int) -> None:
