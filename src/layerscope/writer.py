@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
+from torch.utils.tensorboard.summary import histogram_raw, hparams
 
 from layerscope.probes import ProbeRecord
 
@@ -76,14 +76,14 @@ class RunWriter:
         self._metrics.flush()
 
     def probe(self, record: ProbeRecord) -> None:
-        """Log a probe's histograms (the ``add_histogram_raw`` format) and per-layer scalars as one event."""
-        values = []  # the protos add_histogram_raw and add_scalar would write, built directly (~4x faster)
+        """Log a probe's histograms (``histogram_raw``, as ``add_histogram_raw``) and per-layer scalars as one event."""
+        values = []  # what add_histogram_raw and add_scalar write, gathered into one event per probe
         for quantity, hists in record.histograms.items():
             for layer, h in enumerate(hists, start=1):
                 if h.finite:
-                    proto = HistogramProto(min=h.min, max=h.max, num=h.num, sum=h.sum, sum_squares=h.sum_squares,
-                                           bucket_limit=h.edges[1:].tolist(), bucket=h.counts)
-                    values.append(Summary.Value(tag=layer_tag(quantity, layer), histo=proto))
+                    values += histogram_raw(
+                        layer_tag(quantity, layer), min=h.min, max=h.max, num=h.num, sum=h.sum,
+                        sum_squares=h.sum_squares, bucket_limits=h.edges[1:].tolist(), bucket_counts=h.counts).value
         scalars = dict(record.stats)
         scalars.update({f"theory_{k}": v for k, v in (record.theory or {}).items()})
         for name, per_layer in scalars.items():
