@@ -80,7 +80,7 @@ def test_damaged_checkpoint_is_one_line(tmp_path, damage):
     proc = layerscope(tmp_path, *args, "trainer.resume=true")
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert lines[-1].startswith("layerscope: error: ") and "checkpoint.pt is damaged" in lines[-1]
+    assert len(lines) == 1 and lines[0].startswith("layerscope: error: ") and "checkpoint.pt is damaged" in lines[0]
 
 
 def test_fail_on_divergence_turns_the_result_into_an_error(tmp_path):

@@ -31,8 +31,8 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle, zip and EOF errors for a damaged file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"{path} is damaged ({first[:120]}); delete it to start the run over") from None
+        raise ConfigError(f"{path} is damaged or not a layerscope checkpoint ({type(err).__name__}); "
+                          f"delete it to start the run over") from None
 
 
 def rng_state() -> dict[str, Any]:
