@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
-venv: $(STAMP)  ## create .venv and install layerscope (editable) with torch=$(TORCH)
+venv: $(STAMP)  ## create .venv and install layerscope (editable) with the TORCH build
 
 run: $(STAMP)  ## train the default 10x500 MLP on digits (ARGS='activation=relu init=he_normal ...')
 	$(BIN)/layerscope $(ARGS)
@@ -42,7 +42,7 @@ bench: $(STAMP)  ## throughput: plain PyTorch loop vs the layerscope runner, sam
 reproduce: $(STAMP)  ## run every lecture experiment, check its claim, write outputs/reproduce/REPORT.md (ONLY=<name>)
 	$(BIN)/python -m layerscope.reproduce $(if $(ONLY),--only $(ONLY))
 
-tensorboard: $(STAMP)  ## serve outputs/ on http://localhost:$(PORT)
+tensorboard: $(STAMP)  ## serve outputs/ on http://localhost:6006 (PORT=... to change)
 	$(BIN)/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)
 
 clean:  ## remove .venv and caches (outputs/ is kept)
