@@ -89,3 +89,15 @@ def test_fail_on_divergence_turns_the_result_into_an_error(tmp_path):
     assert layerscope(tmp_path, *args).returncode == 0
     proc = layerscope(tmp_path, *args, "trainer.fail_on_divergence=true")
     assert proc.returncode == 3 and "diverged at step" in proc.stderr.splitlines()[-1]
+
+
+def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path):
+    args = ["model.depth=3", "model.width=32", "activation=relu", "init=normal_1", "optimizer.lr=1000",
+            "trainer.max_steps=40", "trainer.checkpoint_every=1", "probe.every=20", "probe.figures=false"]
+    assert layerscope(tmp_path, *args).returncode == 0
+    run = next((tmp_path / "runs").glob("*/*"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["step"] <= summary["diverged_at_step"]
+    assert all(torch.isfinite(t).all() for t in state["model"].values())

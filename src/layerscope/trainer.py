@@ -239,7 +239,7 @@ class Trainer:
             self.bar.update()
             if probing and first_bad.item() >= 0:
                 break
-            if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+            if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self._healthy(first_bad):
                 self._checkpoint(epoch, i + 1, epoch_generator, [loss_sum, correct, first_bad])
         return self._end_epoch(epoch, loss_sum, correct, first_bad, steps=i + 1)
 
@@ -265,6 +265,11 @@ class Trainer:
         log.info("epoch %d/%d  step %d  train loss %.4f acc %.3f  test loss %.4f acc %.3f  lr %.3g",
                  epoch + 1, s.epochs, self.step, host[0], host[1] / batch, host[2], host[3], row["lr"])
         return False
+
+    def _healthy(self, first_bad: torch.Tensor) -> bool:
+        """No NaN/inf loss so far and finite parameters: only such a state is worth a checkpoint."""
+        params = torch.stack([p.detach().float().abs().sum() for p in self.s.model.parameters()])
+        return first_bad.item() < 0 and bool(torch.isfinite(params).all())
 
     def _checkpoint(self, epoch: int, position: int, epoch_generator: torch.Tensor, sums: list) -> None:
         s = self.s
