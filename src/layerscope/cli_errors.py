@@ -62,8 +62,10 @@ def run_and_report(func: Callable[[], Any]) -> Any:
     except Exception as err:  # noqa: BLE001 - classified below, anything else goes to Hydra's report
         line = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else one_line(err)
         if line is None:
+            original_error = err
+
             def reraise() -> None:
-                raise err
+                raise original_error
             return _original(reraise)
         print(f"layerscope: error: {line}", file=sys.stderr)
         sys.exit(2)
