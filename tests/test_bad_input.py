@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 CLI = str(Path(sys.executable).with_name("layerscope"))
 FAST = ["trainer.max_steps=1", "model.depth=2", "model.width=8", "probe.figures=false", "trainer.progress=false"]
@@ -35,7 +36,8 @@ CASES = [
     (["trainer.epochs=-1"], "trainer.epochs=-1"),
     (["trainer.max_steps=-5"], "trainer.max_steps=-5"),
     (["trainer.device=tpu"], "trainer.device='tpu' is unknown"),
-    (["trainer.device=cuda"], "no CUDA GPU"),
+    pytest.param(["trainer.device=cuda"], "no CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")),
     (["trainer.seed=abc"], "trainer.seed='abc'"),
     (["trainer.weight_decay=-1"], "trainer.weight_decay=-1"),
     (["trainer.clip_grad_norm=0"], "trainer.clip_grad_norm=0"),
@@ -92,7 +94,11 @@ def check_one_line(proc: subprocess.CompletedProcess, expected: str) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("overrides, expected", CASES, ids=[" ".join(c[0]) for c in CASES])
+def _case_id(case) -> str:
+    return " ".join((case.values if hasattr(case, "values") else case)[0])
+
+
+@pytest.mark.parametrize("overrides, expected", CASES, ids=[_case_id(c) for c in CASES])
 def test_bad_input_is_one_line(workspace, overrides, expected):
     tmp, env, broken = workspace
     overrides = [o.format(broken=broken) for o in overrides]

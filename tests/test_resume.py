@@ -101,3 +101,22 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path):
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["step"] <= summary["diverged_at_step"]
     assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_checkpoints_load_onto_the_cpu_whatever_the_run_device(tmp_path, monkeypatch):
+    """A generator state must stay a CPU byte tensor: resuming a CUDA run once mapped it to the GPU."""
+    from layerscope import checkpoint
+
+    args = ["model.depth=2", "model.width=16", "trainer.max_steps=30", "trainer.checkpoint_every=10",
+            "probe.figures=false", "trainer.progress=false"]
+    assert layerscope(tmp_path, *args).returncode == 0
+    path = next((tmp_path / "runs").glob("*/*")) / "checkpoint.pt"
+    asked = []
+    original = torch.load
+    monkeypatch.setattr(checkpoint.torch, "load", lambda *a, map_location=None, **kw: asked.append(map_location)
+                        or original(*a, map_location="cpu", **kw))
+    state = checkpoint.load_checkpoint(path)
+    assert asked == ["cpu"]  # never the run's device
+    for rng in (state["epoch_generator"], state["rng"]["torch"]):
+        assert rng.device.type == "cpu" and rng.dtype == torch.uint8
+    torch.Generator().set_state(state["epoch_generator"])

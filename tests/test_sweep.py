@@ -34,7 +34,8 @@ def table(sweep_dir: Path) -> list[dict]:
 def test_basic_launcher_keeps_diverged_and_failed_jobs_as_rows(tmp_path):
     # digits trains with lr 0.01 and diverges with lr 1000; mnist raises (no MNIST files here)
     proc, sweep_dir = sweep(tmp_path, *SMALL, "activation=relu", "data=digits,mnist", "optimizer.lr=0.01,1000")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # a failed job fails the sweep; a diverged one does not
+    assert proc.stderr.splitlines()[-1].startswith("4 jobs: 1 completed, 1 diverged, 2 failed; see ")
     assert sweep_dir.parent.parent.name == "sweeps" and not (tmp_path / "multirun").exists()
     rows = table(sweep_dir)
     assert [r["job"] for r in rows] == ["0", "1", "2", "3"]

@@ -26,10 +26,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """Read a checkpoint; a corrupt or truncated file is a one-line ConfigError."""
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU; a corrupt or truncated file is a one-line ConfigError.
+
+    Generator states must stay CPU byte tensors (``Generator.set_state`` refuses others, also for a
+    CUDA generator); model and optimizer states are copied to their device when loaded into them.
+    """
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle, zip and EOF errors for a damaged file
         raise ConfigError(f"{path} is damaged or not a layerscope checkpoint ({type(err).__name__}); "
                           f"delete it to start the run over") from None

@@ -48,8 +48,14 @@ def resolve_device(name: Any) -> torch.device:
     return device
 
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+"""``trainer.dtype`` choices: float64 makes reduction order negligible (the stacked-equivalence tests)."""
+
+
 def check_trainer(cfg: Mapping[str, Any]) -> None:
     """Validate ``trainer`` keys (types and ranges)."""
+    if cfg.get("dtype") not in DTYPES:
+        raise ConfigError(f"trainer.dtype={cfg.get('dtype')!r} is unknown; choose one of: {', '.join(DTYPES)}")
     whole("trainer.epochs", cfg.get("epochs"), minimum=0)
     whole("trainer.max_steps", cfg.get("max_steps"), minimum=0, optional=True)
     whole("trainer.batch_size", cfg.get("batch_size"))

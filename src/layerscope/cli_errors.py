@@ -16,6 +16,8 @@ import hydra._internal.utils as hydra_utils
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from layerscope.errors import ConfigError
+
 _original = hydra_utils.run_and_report
 
 
@@ -36,6 +38,8 @@ def _unknown_key(err: ConfigKeyError | ConfigAttributeError) -> str:
 
 def one_line(err: BaseException) -> str | None:
     """The user's mistake in one line, or None when ``err`` is not a configuration mistake."""
+    if isinstance(err, ConfigError):  # raised by layerscope's own code inside Hydra (the stacked launcher)
+        return str(err)
     if isinstance(err, MissingConfigException) and err.options is not None:
         group, _, choice = str(err.missing_cfg_file).rpartition("/")
         return f"{group}={choice} is not a choice; choose one of: {', '.join(err.options)}"

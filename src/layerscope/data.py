@@ -32,19 +32,20 @@ class Data:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    seeded: bool = True  # whether the draw or the split depends on the seed (gaussian, digits, spirals)
 
     @property
     def input_dim(self) -> int:
         """Number of input features."""
         return int(self.x_train.shape[1])
 
-    def to(self, device: torch.device | str) -> "Data":
-        """The same data with every tensor on ``device``."""
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "Data":
+        """The same data with every tensor on ``device``, inputs as ``dtype``."""
         return replace(
             self,
-            x_train=self.x_train.to(device),
+            x_train=self.x_train.to(device, dtype),
             y_train=self.y_train.to(device),
-            x_test=self.x_test.to(device),
+            x_test=self.x_test.to(device, dtype),
             y_test=self.y_test.to(device),
         )
 
@@ -212,7 +213,9 @@ def standardize(data: Data) -> Data:
 def load_data(cfg: Mapping[str, Any], seed: int) -> Data:
     """Load dataset ``cfg.name`` on the CPU; shuffling and synthetic draws follow ``seed``."""
     loader = DATASETS.get(cfg.get("name"))
-    data = loader(cfg, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    untouched = generator.get_state()
+    data = replace(loader(cfg, generator), seeded=not torch.equal(generator.get_state(), untouched))
     limit = cfg.get("max_train")
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

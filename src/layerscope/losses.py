@@ -1,4 +1,8 @@
-"""Loss functions by name: cross-entropy on logits, or MSE between logits and one-hot targets."""
+"""Loss functions by name: cross-entropy on logits, or MSE between logits and one-hot targets.
+
+Each takes logits (..., B, classes) and labels (..., B) and returns the mean over the batch,
+keeping leading dims: a scalar for one model, (K,) for K stacked members.
+"""
 
 from __future__ import annotations
 
@@ -11,5 +15,19 @@ from layerscope.registry import Registry
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LOSSES: Registry[Loss] = Registry("loss")
-LOSSES.register("cross_entropy", F.cross_entropy)
-LOSSES.register("mse", lambda logits, y: F.mse_loss(logits, F.one_hot(y, logits.shape[1]).to(logits.dtype)))
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-log softmax(logits)[y], averaged over the batch."""
+    classes_second = logits.movedim(-1, 1) if logits.dim() > 2 else logits  # F.cross_entropy wants (N, C, ...)
+    return F.cross_entropy(classes_second, y, reduction="none").mean(-1)
+
+
+def mse(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the logits and one-hot targets, averaged over batch and classes."""
+    target = F.one_hot(y, logits.shape[-1]).to(logits.dtype)
+    return F.mse_loss(logits, target, reduction="none").mean((-2, -1))
+
+
+LOSSES.register("cross_entropy", cross_entropy)
+LOSSES.register("mse", mse)

@@ -38,7 +38,7 @@ OPTIMIZERS.register(
     lambda p, c, wd: torch.optim.Adam(p, lr=c["lr"], betas=(c["mu"], c["rho"]), eps=c["delta"], weight_decay=wd),
 )
 
-_DEFAULTS = {"mu": 0.9, "rho": 0.999, "delta": 1e-5}
+DEFAULTS = {"mu": 0.9, "rho": 0.999, "delta": 1e-5}
 
 
 def _number(group: str, cfg: Mapping[str, Any], key: str, default: float | None = None) -> float:
@@ -54,7 +54,7 @@ def build_optimizer(
     """The optimizer ``cfg.name`` with lr α, μ, ρ, δ from ``cfg`` and L2 ``weight_decay``."""
     factory = OPTIMIZERS.get(cfg.get("name"))
     values = {"lr": _number("optimizer", cfg, "lr")}
-    values.update({k: _number("optimizer", cfg, k, d) for k, d in _DEFAULTS.items()})
+    values.update({k: _number("optimizer", cfg, k, d) for k, d in DEFAULTS.items()})
     if values["lr"] <= 0:
         raise ConfigError(f"optimizer.lr={values['lr']:g} must be > 0")
     for key in ("mu", "rho"):

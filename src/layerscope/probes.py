@@ -31,28 +31,34 @@ dead_fraction NaN unless it is a rectifier, update_ratio NaN when no update foll
 UNIT_SPREAD_ROWS = 64  # unit_spread averages the across-unit std over the batch's first 64 samples
 
 
-def histogram_summary(values: torch.Tensor, bins: int, sample: int | None = None) -> torch.Tensor:
-    """[min, max, num, mean, std, count_1..count_bins] of ``values``, computed on its device.
+def histogram_summaries(values: torch.Tensor, bins: int, sample: int | None = None) -> torch.Tensor:
+    """One row [min, max, num, mean, std, count_1..count_bins] per leading index of ``values``, on its device.
 
-    min, max, mean and std use every value (std without the cancellation of sum-of-squares
-    formulas). The counts bin a strided sample of at most ``sample`` values (all when
+    min, max, mean and std use every value of a row (std without the cancellation of sum-of-squares
+    formulas). The counts bin a strided sample of at most ``sample`` values of the row (all when
     None or fewer) and are rescaled to sum to num.
     """
-    flat = values.detach().reshape(-1).float()
-    low, high = torch.aminmax(flat)
-    mean, var = flat.mean(), flat.var()  # var_mean is ~8x slower on CPU
-    num = flat.numel()
-    picked = flat[:: max(1, num // sample)] if sample else flat
+    flat = values.detach().reshape(len(values), -1).float()  # (rows, num)
+    low, high = torch.aminmax(flat, dim=1)
+    mean, var = flat.mean(1), flat.var(1)  # var_mean is ~8x slower on CPU
+    rows, num = flat.shape
+    picked = flat[:, :: max(1, num // sample)] if sample else flat
     span = (high - low).clamp_min(1e-30)  # all values equal (zero init): everything in bin 0
-    index = ((picked - low) * (bins / span)).nan_to_num_(0.0).long().clamp_(0, bins - 1)
-    counts = torch.bincount(index, minlength=bins).float() * (num / picked.numel())
-    head = torch.stack([low, high, torch.full_like(low, float(num)), mean, var.nan_to_num(0.0).sqrt()])
-    return torch.cat([head, counts])
+    index = ((picked - low[:, None]) * (bins / span)[:, None]).nan_to_num_(0.0).long().clamp_(0, bins - 1)
+    index += torch.arange(rows, device=flat.device)[:, None] * bins  # row r counts into bins r*bins...
+    counts = torch.bincount(index.reshape(-1), minlength=rows * bins).float().view(rows, bins)
+    head = torch.stack([low, high, torch.full_like(low, float(num)), mean, var.nan_to_num(0.0).sqrt()], dim=1)
+    return torch.cat([head, counts * (num / picked.shape[1])], dim=1)
+
+
+def histogram_summary(values: torch.Tensor, bins: int, sample: int | None = None) -> torch.Tensor:
+    """``histogram_summaries`` of all of ``values`` as one row."""
+    return histogram_summaries(values.reshape(1, -1), bins, sample)[0]
 
 
 def _norm(summary: torch.Tensor) -> torch.Tensor:
-    """Per-row L2 norm from stacked histogram summaries: √(num·mean² + (num-1)·std²)."""
-    num, mean, std = summary[:, 2], summary[:, 3], summary[:, 4]
+    """L2 norms from histogram summaries (last dim): √(num·mean² + (num-1)·std²)."""
+    num, mean, std = summary[..., 2], summary[..., 3], summary[..., 4]
     return (num * mean.square() + (num - 1) * std.square()).sqrt()
 
 
@@ -127,31 +133,122 @@ class ProbeRecord:
         return cls(row["step"], stats, histograms, theory)
 
 
+@dataclass
+class Captured:
+    """One probed pass of K stacked members, per hidden layer: tensors with a leading member dim.
+
+    pre: the activation's input (K, B, width); act: its output; grad: dL/d(act) (None before the
+    backward pass); weights: the layer's Linear weight (K, width, fan_in) and its gradient.
+    """
+
+    pre: list[torch.Tensor] = field(default_factory=list)
+    act: list[torch.Tensor] = field(default_factory=list)
+    grad: list[torch.Tensor | None] = field(default_factory=list)
+
+    def keep(self, layer: int, pre: torch.Tensor, act: torch.Tensor, single: bool = False) -> None:
+        """Store a layer's pre-activation and activation (``single``: of one model, without the member
+        dim); its gradient arrives on backward."""
+        shape = (lambda t: t.detach().unsqueeze(0)) if single else (lambda t: t.detach())
+        self.pre.append(shape(pre))
+        self.act.append(shape(act))
+        self.grad.append(None)
+        if act.requires_grad:
+            act.register_hook(lambda grad: self.grad.__setitem__(layer, shape(grad)))
+
+
+class Measure:
+    """Per-layer statistics and histograms of K stacked members, all on the device."""
+
+    def __init__(self, activation: Activation, bins: int = 60, saturation_margin: float = 0.01,
+                 sample: int | None = 16384) -> None:
+        self.activation, self.bins, self.sample, self.saturation_margin = activation, bins, sample, saturation_margin
+
+    def __call__(self, captured: Captured, weights: list[torch.Tensor],
+                 grads: list[torch.Tensor | None]) -> dict[str, dict[str, torch.Tensor]]:
+        """Statistics (K, depth) and histogram summaries (K, depth, 5 + bins) of a captured pass.
+
+        Call after the backward pass and before the update; ``update_ratio`` after the update.
+        """
+        grads = [g if g is not None else torch.zeros_like(w) for g, w in zip(grads, weights)]
+        backward = [g if g is not None else torch.zeros_like(a) for g, a in zip(captured.grad, captured.act)]
+        sources = {"preactivation": captured.pre, "activation": captured.act, "backward": backward,
+                   "weight_grad": grads, "weight": weights}
+        hist = {q: torch.stack([histogram_summaries(t, self.bins, self.sample) for t in ts], dim=1)
+                for q, ts in sources.items()}
+        members, depth = len(weights[0]), len(weights)
+        nan = torch.full((members, depth), float("nan"), device=weights[0].device)
+        by_layer = lambda values: torch.stack(values, dim=1)  # noqa: E731 - [(K,)] * depth -> (K, depth)
+        stats = {
+            "preactivation_mean": hist["preactivation"][..., 3], "preactivation_std": hist["preactivation"][..., 4],
+            "activation_mean": hist["activation"][..., 3], "activation_std": hist["activation"][..., 4],
+            "unit_spread": by_layer([a[:, :UNIT_SPREAD_ROWS].std(dim=2).mean(1) for a in captured.act]),
+            "saturated_fraction": by_layer(self._saturated(captured.act)) if self.activation.bounds else nan,
+            "dead_fraction": by_layer([(p <= 0).all(dim=1).float().mean(1) for p in captured.pre])
+            if self.activation.rectifier else nan,
+            "backward_norm": _norm(hist["backward"]),
+            "backward_std": hist["backward"][..., 4],
+            "weight_grad_norm": _norm(hist["weight_grad"]),
+            "weight_norm": _norm(hist["weight"]),
+            "update_ratio": nan,
+        }
+        return {"stats": stats, "hist": hist, "before": [w.detach().clone() for w in weights]}
+
+    @staticmethod
+    def update_ratio(measured: dict, weights: list[torch.Tensor]) -> None:
+        """Fill in ||ΔW|| / ||W|| per member and layer; call right after the update."""
+        measured["stats"]["update_ratio"] = torch.stack(
+            [(w.detach() - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-30)
+             for w, b in zip(weights, measured.pop("before"))], dim=1)
+
+    @staticmethod
+    def records(measured: dict, step: int,
+                extra: torch.Tensor | None = None) -> tuple[list[ProbeRecord], list[float]]:
+        """Bring the measurement of every member (and ``extra`` (K,)) to the host in one transfer.
+
+        One record per member, and ``extra``'s values.
+        """
+        names = list(measured["stats"])
+        stats = torch.stack([measured["stats"][n] for n in names], dim=1).float()  # (K, stats, depth)
+        members, _, depth = stats.shape
+        parts = [stats.reshape(members, -1)] + [h.reshape(members, -1) for h in measured["hist"].values()]
+        if extra is not None:
+            parts.append(extra.reshape(members, 1).float())
+        host = torch.cat(parts, dim=1).cpu().numpy().astype(float)
+        out = []
+        for row in host:
+            out_stats = {n: row[i * depth:(i + 1) * depth].tolist() for i, n in enumerate(names)}
+            offset, histograms = len(names) * depth, {}
+            for quantity, h in measured["hist"].items():
+                layers = row[offset: offset + h[0].numel()].reshape(h.shape[1:])
+                offset += h[0].numel()
+                histograms[quantity] = [Histogram.from_moments(*r[:5].tolist(), counts=r[5:].tolist()) for r in layers]
+            out.append(ProbeRecord(step, out_stats, histograms))
+        return out, (host[:, -1].tolist() if extra is not None else [])
+
+    def _saturated(self, acts: list[torch.Tensor]) -> list[torch.Tensor]:
+        low, high = self.activation.bounds
+        margin = self.saturation_margin * (high - low)
+        center, half = (low + high) / 2, (high - low) / 2 - margin
+        return [((a - center).abs() >= half).float().mean((1, 2)) for a in acts]
+
+
 class Probe:
-    """Measures every hidden block of an ``MLP`` at the steps the runner asks for."""
+    """Measures every hidden block of one ``MLP`` (a single run) at the steps the runner asks for."""
 
     def __init__(self, model: nn.Module, activation: Activation, bins: int = 60,
                  saturation_margin: float = 0.01, sample: int | None = 16384) -> None:
         self.blocks = list(model.blocks)
-        self.activation = activation
-        self.bins = bins
-        self.sample = sample
-        self.saturation_margin = saturation_margin
-        self._pre: list[torch.Tensor] = []
-        self._act: list[torch.Tensor] = []
-        self._grad: list[torch.Tensor | None] = []
+        self.measurer = Measure(activation, bins, saturation_margin, sample)
+        self.captured = Captured()
 
     @contextmanager
     def capture(self) -> Iterator[None]:
         """Record each block's activation input/output and, on backward, its gradient."""
-        depth = len(self.blocks)
-        self._pre, self._act, self._grad = [None] * depth, [None] * depth, [None] * depth
+        self.captured = Captured()
 
         def hook_for(i: int):
             def hook(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
-                self._pre[i], self._act[i] = inputs[0].detach(), output.detach()
-                if output.requires_grad:
-                    output.register_hook(lambda grad: self._grad.__setitem__(i, grad.detach()))
+                self.captured.keep(i, inputs[0], output, single=True)
             return hook
 
         handles = [block.act.register_forward_hook(hook_for(i)) for i, block in enumerate(self.blocks)]
@@ -161,60 +258,24 @@ class Probe:
             for handle in handles:
                 handle.remove()
 
+    def _weights(self) -> list[torch.Tensor]:
+        return [block.linear.weight.unsqueeze(0) for block in self.blocks]
+
     def measure(self) -> dict[str, dict[str, torch.Tensor]]:
         """Statistics of the captured forward/backward pass and the current weights (on device).
 
         Call after ``loss.backward()`` and before ``optimizer.step()``.
         """
-        weights = [block.linear.weight for block in self.blocks]
-        grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]
-        backward = [g if g is not None else torch.zeros_like(a) for g, a in zip(self._grad, self._act)]
-        sources = {"preactivation": self._pre, "activation": self._act, "backward": backward,
-                   "weight_grad": grads, "weight": weights}
-        hist = {q: torch.stack([histogram_summary(t, self.bins, self.sample) for t in ts])
-                for q, ts in sources.items()}
-        nan = torch.full((len(self.blocks),), float("nan"), device=weights[0].device)
-        stats = {
-            "preactivation_mean": hist["preactivation"][:, 3], "preactivation_std": hist["preactivation"][:, 4],
-            "activation_mean": hist["activation"][:, 3], "activation_std": hist["activation"][:, 4],
-            "unit_spread": torch.stack([a[:UNIT_SPREAD_ROWS].std(dim=1).mean() for a in self._act]),
-            "saturated_fraction": self._saturated() if self.activation.bounds else nan,
-            "dead_fraction": torch.stack([(p <= 0).all(dim=0).float().mean() for p in self._pre])
-            if self.activation.rectifier else nan,
-            "backward_norm": _norm(hist["backward"]),
-            "backward_std": hist["backward"][:, 4],
-            "weight_grad_norm": _norm(hist["weight_grad"]),
-            "weight_norm": _norm(hist["weight"]),
-            "update_ratio": nan,
-        }
-        self._before = [w.detach().clone() for w in weights]
-        return {"stats": stats, "hist": hist}
+        grads = [b.linear.weight.grad.unsqueeze(0) if b.linear.weight.grad is not None else None
+                 for b in self.blocks]
+        return self.measurer(self.captured, self._weights(), grads)
 
-    def update_ratio(self, measured: dict[str, torch.Tensor]) -> None:
+    def update_ratio(self, measured: dict) -> None:
         """Fill in ||ΔW|| / ||W|| per layer; call right after ``optimizer.step()``."""
-        weights = [block.linear.weight.detach() for block in self.blocks]
-        measured["stats"]["update_ratio"] = torch.stack(
-            [(w - b).norm() / b.norm().clamp_min(1e-30) for w, b in zip(weights, self._before)])
+        self.measurer.update_ratio(measured, self._weights())
 
-    def record(self, measured: dict[str, torch.Tensor], step: int) -> ProbeRecord:
+    def record(self, measured: dict, step: int) -> ProbeRecord:
         """Bring the measurement to the host in one transfer."""
-        self._pre = self._act = self._grad = []
-        self._before = []
-        names = list(measured["stats"])
-        stats = torch.stack([measured["stats"][n] for n in names]).float()
-        hist = {q: h for q, h in measured["hist"].items()}
-        flat = torch.cat([stats.flatten()] + [h.flatten() for h in hist.values()]).cpu().numpy().astype(float)
-        depth = stats.shape[1]
-        out_stats = {n: flat[i * depth:(i + 1) * depth].tolist() for i, n in enumerate(names)}
-        offset, histograms = stats.numel(), {}
-        for quantity, h in hist.items():
-            rows = flat[offset: offset + h.numel()].reshape(h.shape)
-            offset += h.numel()
-            histograms[quantity] = [Histogram.from_moments(*row[:5].tolist(), counts=row[5:].tolist()) for row in rows]
-        return ProbeRecord(step, out_stats, histograms)
-
-    def _saturated(self) -> torch.Tensor:
-        low, high = self.activation.bounds
-        margin = self.saturation_margin * (high - low)
-        center, half = (low + high) / 2, (high - low) / 2 - margin
-        return torch.stack([((a - center).abs() >= half).float().mean() for a in self._act])
+        self.captured = Captured()
+        measured.pop("before", None)
+        return self.measurer.records(measured, step)[0][0]

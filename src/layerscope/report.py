@@ -99,9 +99,8 @@ def _span(values: list[float]) -> str:
 
 def markdown(jobs: list[Job], sweep_dir: Path) -> str:
     """SWEEP.md: counts by status, the table, and the figures."""
-    counts = Counter(job.result.status for job in jobs)
     common = " ".join(common_overrides(sweep_dir)) or "none"
-    lines = [f"# Sweep {sweep_dir}", "", f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items()),
+    lines = [f"# Sweep {sweep_dir}", "", tally(jobs),
              "", f"Overrides shared by every job: `{common}`", "",
              "| job | overrides | status | steps | train loss | test loss | test acc | activation std L1 → Ln, "
              "first probe | last probe | backward norm L1 → Ln, first | last | note |",
@@ -184,16 +183,28 @@ def write_sweep_report(sweep_dir: Path) -> Path:
     return path
 
 
+def tally(jobs: list[Job]) -> str:
+    """'8 jobs: 6 completed, 1 diverged, 1 failed'."""
+    counts = Counter(job.result.status for job in jobs)
+    return f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
 class SweepReport(Callback):
-    """Hydra callback: write the sweep report when a multirun ends."""
+    """Hydra callback: write the sweep report when a multirun ends; exit 1 when a job failed.
+
+    A diverged job is a result, not a failure; a failed one (an invalid config, a crash) makes the
+    sweep's exit status 1, so scripts and CI can trust it.
+    """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
         path = write_sweep_report(sweep_dir)
-        counts = Counter(job.result.status for job in collect(sweep_dir))
-        print(f"sweep report: {path} ({', '.join(f'{n} {s}' for s, n in counts.items())})", file=sys.stderr)
+        jobs = collect(sweep_dir)
+        print(f"{tally(jobs)}; see {path}", file=sys.stderr)
+        if any(job.result.status == "failed" for job in jobs):
+            sys.exit(1)
 
 
 def cli(argv: list[str] | None = None) -> None:

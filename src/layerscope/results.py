@@ -12,6 +12,14 @@ from layerscope.probes import ProbeRecord
 from layerscope.writer import read_jsonl
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run that ended as completed or diverged (a sweep skips those)."""
+    try:
+        return json.loads((run_dir / "summary.json").read_text()).get("status") in ("completed", "diverged")
+    except (OSError, ValueError):
+        return False
+
+
 @dataclass
 class RunResult:
     """What one run recorded, as the claim checks and reports read it."""

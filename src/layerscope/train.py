@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -19,6 +18,7 @@ from layerscope.cli_errors import install as install_error_lines
 from layerscope.errors import ConfigError
 from layerscope.grid import run_grid
 from layerscope.paths import config_dir
+from layerscope.results import finished
 from layerscope.trainer import run
 from layerscope.writer import write_json_atomic
 
@@ -33,13 +33,6 @@ def _fail(run_dir: Path, err: BaseException) -> str:
     error = message if isinstance(err, (ConfigError, OmegaConfBaseException)) else f"{type(err).__name__}: {message}"
     write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": error})
     return error
-
-
-def _completed(run_dir: Path) -> bool:
-    try:
-        return json.loads((run_dir / "summary.json").read_text()).get("status") in ("completed", "diverged")
-    except (OSError, ValueError):
-        return False
 
 
 def _job_threads(cfg: DictConfig) -> None:
@@ -60,7 +53,7 @@ def main(cfg: DictConfig) -> None:
     """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    if cfg.get("skip_completed") and _completed(run_dir):
+    if cfg.get("skip_completed") and finished(run_dir):
         log.info("skipped: %s already holds a finished run (skip_completed=true)", run_dir)
         return
     if sweep:
@@ -91,7 +84,7 @@ def _resume_target(argv: list[str]) -> Path | None:
     root = Path(os.environ.get("LAYERSCOPE_OUTPUTS", "outputs")) / "runs"
     for folder in sorted(root.glob("*/*"), reverse=True):
         overrides = folder / ".hydra" / "overrides.yaml"
-        if not (folder / CHECKPOINT).exists() or not overrides.exists() or _completed(folder):
+        if not (folder / CHECKPOINT).exists() or not overrides.exists() or finished(folder):
             continue
         earlier = sorted(str(o) for o in OmegaConf.load(overrides) if not str(o).startswith("trainer.resume="))
         if earlier == same:

@@ -19,7 +19,7 @@ from layerscope import __version__
 from layerscope.activations import ACTIVATIONS, build_activation
 from layerscope.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
                                    truncate_jsonl)
-from layerscope.checks import check_probe, check_trainer, resolve_device
+from layerscope.checks import DTYPES, check_probe, check_trainer, resolve_device
 from layerscope.data import Data, load_data
 from layerscope.errors import ConfigError
 from layerscope.init import initialize
@@ -58,50 +58,74 @@ class Setup:
         return math.ceil(self.total / self.steps_per_epoch)
 
 
-def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
-    """Check every key, then load the data and build the model, optimizer, schedule and probe."""
-    trainer = cfg.trainer
-    check_trainer(trainer)
+def check_config(cfg: DictConfig) -> torch.device:
+    """Check every key that can be checked without data; return the run's device."""
+    check_trainer(cfg.trainer)
     check_probe(cfg.probe)
     check_model(cfg.model, cfg.bn)
     build_activation(cfg.activation.name, cfg.activation)
-    device = resolve_device(trainer.device)
-    if trainer.threads:
-        torch.set_num_threads(trainer.threads)
-    torch.manual_seed(trainer.seed)
-    data = load_data(cfg.data, trainer.seed)
-    batch, n_train = trainer.batch_size, len(data.x_train)
+    return resolve_device(cfg.trainer.device)
+
+
+def check_batch(cfg: DictConfig, data: Data) -> None:
+    """The batch must fit the training set, and batch norm needs two examples."""
+    batch, n_train = cfg.trainer.batch_size, len(data.x_train)
     if batch > n_train:
         raise ConfigError(f"trainer.batch_size={batch} is larger than the {n_train} training examples of "
                           f"data={data.name}; use trainer.batch_size<={n_train}")
     if cfg.bn.placement != "none" and batch < 2:
         raise ConfigError(f"bn={cfg.bn.placement} needs batches of 2 or more; use trainer.batch_size>=2 or bn=none")
+
+
+def initialized_model(cfg: DictConfig, data: Data) -> MLP:
+    """The run's MLP on the CPU, initialized from ``trainer.seed`` exactly as every run of that seed is."""
+    torch.manual_seed(cfg.trainer.seed)
     model = build_model(cfg.model, cfg.activation, cfg.bn, data.input_dim, data.num_classes)
     initialize(model, cfg.init, cfg.activation.name, cfg.activation)
-    model.to(device)
-    data = data.to(device)
+    return model.to(DTYPES[cfg.trainer.dtype])
+
+
+def total_steps(cfg: DictConfig, data: Data) -> tuple[int, int]:
+    """(optimizer steps to take, steps per epoch)."""
+    steps_per_epoch = len(data.x_train) // cfg.trainer.batch_size
+    max_steps = cfg.trainer.max_steps
+    return (max_steps if max_steps is not None else cfg.trainer.epochs * steps_per_epoch), steps_per_epoch
+
+
+def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
+    """Check every key, then load the data and build the model, optimizer, schedule and probe."""
+    trainer = cfg.trainer
+    device = check_config(cfg)
+    if trainer.threads:
+        torch.set_num_threads(trainer.threads)
+    data = load_data(cfg.data, trainer.seed)
+    check_batch(cfg, data)
+    model = initialized_model(cfg, data).to(device)
+    data = data.to(device, DTYPES[trainer.dtype])
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, trainer.weight_decay)
     probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
                   cfg.probe.histogram_sample)
-    steps_per_epoch = n_train // batch
-    total = trainer.max_steps if trainer.max_steps is not None else trainer.epochs * steps_per_epoch
+    total, steps_per_epoch = total_steps(cfg, data)
     return Setup(cfg, run_dir, device, data, model, LOSSES.get(cfg.loss.name), optimizer,
                  build_scheduler(optimizer, cfg.scheduler), probe,
                  predict_run(cfg, data.input_dim, float(data.x_train.square().mean())), total, steps_per_epoch)
 
 
 @torch.no_grad()
-def evaluate(model: MLP, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """[mean loss, accuracy] on (x, y) in eval mode, as a device tensor (no host sync)."""
+def evaluate(model, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """[mean loss, accuracy] on (x, y) in eval mode, as a device tensor (no host sync).
+
+    Shape (2,) for one model, (2, K) for K stacked members (``x`` shared or per member).
+    """
     model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
-    for start in range(0, len(x), chunk):
-        logits = model(x[start:start + chunk])
-        loss_sum += loss_fn(logits, y[start:start + chunk]) * len(logits)
-        correct += (logits.argmax(1) == y[start:start + chunk]).sum()
+    loss_sum = correct = 0
+    for start in range(0, y.shape[-1], chunk):
+        logits = model(x[..., start:start + chunk, :])  # ([K,] n, classes)
+        labels = y[..., start:start + chunk].expand(logits.shape[:-1])
+        loss_sum = loss_sum + loss_fn(logits, labels) * labels.shape[-1]
+        correct = correct + (logits.argmax(-1) == labels).sum(-1)
     model.train()
-    return torch.stack([loss_sum, correct]) / len(x)
+    return torch.stack([loss_sum, correct]) / y.shape[-1]
 
 
 def describe(cfg: DictConfig) -> str:
@@ -203,11 +227,11 @@ class Trainer:
         epoch_generator = self.generator.get_state()
         order = torch.randperm(len(s.data.x_train), device=s.device, generator=self.generator)
         if continuing:
-            loss_sum, correct, first_bad = self.resumed["sums"]
+            loss_sum, correct, first_bad = (t.to(s.device) for t in self.resumed["sums"])
             set_rng_state(self.resumed["rng"])
             begin = self.resumed["position"]
         else:
-            loss_sum = torch.zeros((), device=s.device)
+            loss_sum = torch.zeros((), device=s.device, dtype=s.data.x_train.dtype)
             correct = torch.zeros((), device=s.device)
             first_bad = torch.full((), -1, dtype=torch.long, device=s.device)
             begin = 0
@@ -262,8 +286,7 @@ class Trainer:
         self.writer.epoch(row)
         self.summary["final"] = {k: row[k] for k in FINAL}
         self.bar.set_postfix(loss=f"{host[0]:.3f}", test_acc=f"{host[3]:.3f}")
-        log.info("epoch %d/%d  step %d  train loss %.4f acc %.3f  test loss %.4f acc %.3f  lr %.3g",
-                 epoch + 1, s.epochs, self.step, host[0], host[1] / batch, host[2], host[3], row["lr"])
+        log_epoch(log, row, s.epochs)
         return False
 
     def _healthy(self, first_bad: torch.Tensor) -> bool:
@@ -285,7 +308,7 @@ class Trainer:
         if not path.exists():
             log.info("no checkpoint in %s: starting at step 0", s.run_dir)
             return None
-        state = load_checkpoint(path, s.device)
+        state = load_checkpoint(path)
         s.model.load_state_dict(state["model"])
         s.optimizer.load_state_dict(state["optimizer"])
         s.scheduler.load_state_dict(state["scheduler"])
@@ -298,16 +321,27 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         """Figures, hparams, summary.json."""
-        s, summary = self.s, self.summary
-        if self.cfg.probe.figures:
-            draw_figures(self.records, describe(self.cfg), s.run_dir, self.writer)
-        self.writer.hparams(hyperparameters(self.cfg), {**summary["final"], "steps": self.step,
-                                                         "diverged": float(summary["status"] == "diverged")}, self.step)
-        self.writer.close()
-        write_json_atomic(s.run_dir / "summary.json", summary)
-        log.info("%s after %d steps: %s", summary["status"], self.step,
-                 ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished")
-        return summary
+        finish_run(self.cfg, self.summary, self.records, self.writer, self.step)
+        return self.summary
+
+
+def log_epoch(logger: logging.Logger, row: dict[str, Any], epochs: int) -> None:
+    """The log line of one epoch's metrics."""
+    logger.info("epoch %d/%d  step %d  train loss %.4f acc %.3f  test loss %.4f acc %.3f  lr %.3g", row["epoch"], epochs,
+                row["step"], row["train_loss"], row["train_accuracy"], row["test_loss"], row["test_accuracy"], row["lr"])
+
+
+def finish_run(cfg: DictConfig, summary: dict[str, Any], records: list[ProbeRecord], writer: RunWriter,
+               steps: int, logger: logging.Logger = log) -> None:
+    """The end of every run: its figures, hparams and summary.json, and a closing log line."""
+    if cfg.probe.figures:
+        draw_figures(records, describe(cfg), writer.run_dir, writer)
+    writer.hparams(hyperparameters(cfg), {**summary["final"], "steps": steps,
+                                          "diverged": float(summary["status"] == "diverged")}, steps)
+    writer.close()
+    write_json_atomic(writer.run_dir / "summary.json", summary)
+    logger.info("%s after %d steps: %s", summary["status"], steps,
+             ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished")
 
 
 def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: RunWriter) -> None:

@@ -1,0 +1,228 @@
+"""Stacked groups: every member equals its single run, a member's failure or divergence stays its own,
+and ``hydra/launcher=stacked`` writes ordinary run folders.
+
+Equivalence is checked in float64 (``trainer.dtype=float64``), where the different reduction order
+of a stacked matmul changes results by ~1e-15 relative: TOLERANCE leaves six orders of margin for
+the growth of rounding differences over 100 steps, and is far below any effect a setting has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from layerscope.group import group_key, train_group
+from layerscope.paths import config_dir
+from layerscope.results import RunResult
+from layerscope.stacked_model import StackedMLP
+from layerscope.trainer import initialized_model, run
+
+TOLERANCE = 1e-9
+BASE = ["model.depth=3", "model.width=24", "trainer.max_steps=100", "trainer.batch_size=64", "probe.every=15",
+        "probe.figures=false", "trainer.progress=false", "trainer.dtype=float64", "trainer.checkpoint_every=40"]
+CLI = str(Path(sys.executable).with_name("layerscope"))
+
+
+def configs(variants: list[list[str]], base: list[str] = BASE):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return [compose("train", overrides=base + v) for v in variants]
+
+
+def singles_and_group(tmp_path: Path, variants: list[list[str]], base: list[str] = BASE):
+    """Run each variant alone and all of them as one stacked group; both sets of results."""
+    cfgs = configs(variants, base)
+    assert len({group_key(c) for c in cfgs}) == 1, "the variants must share a shape"
+    alone = []
+    for i, cfg in enumerate(cfgs):
+        (tmp_path / f"single_{i}").mkdir()
+        run(cfg, tmp_path / f"single_{i}")
+        alone.append(RunResult.load(tmp_path / f"single_{i}"))
+    train_group(cfgs, [tmp_path / f"member_{i}" for i in range(len(cfgs))])
+    return alone, [RunResult.load(tmp_path / f"member_{i}") for i in range(len(cfgs))]
+
+
+def assert_same_run(single: RunResult, member: RunResult, probes_until: int | None = None) -> None:
+    """Same status, steps, epoch metrics and per-layer probe statistics (within TOLERANCE)."""
+    assert (member.status, member.summary["diverged_at_step"]) == (single.status, single.summary["diverged_at_step"])
+    assert [r["step"] for r in member.metrics] == [r["step"] for r in single.metrics]
+    for a, b in zip(single.metrics, member.metrics):
+        np.testing.assert_allclose([b[k] for k in a], [a[k] for k in a], rtol=TOLERANCE, atol=1e-12)
+    keep = [p for p in single.probes if probes_until is None or p.step < probes_until]
+    assert [p.step for p in member.probes][:len(keep)] == [p.step for p in keep]
+    for a, b in zip(keep, member.probes):
+        for stat in a.stats:  # probe statistics are computed in float32 (histogram_summaries)
+            np.testing.assert_allclose(b.stats[stat], a.stats[stat], rtol=1e-5, atol=1e-7, err_msg=f"{stat} @ {a.step}")
+
+
+@pytest.mark.parametrize("bn", ["none", "before", "after"])
+def test_every_optimizer_and_penalty_matches_its_single_run(tmp_path, bn):
+    variants = [["optimizer=sgd", "trainer.weight_decay=0.01", "scheduler=exponential", "scheduler.gamma=0.7"],
+                ["optimizer=momentum", "trainer.seed=1", "init=he_normal", "trainer.clip_grad_norm=0.5"],
+                ["optimizer=nesterov", "scheduler=step", "scheduler.step_size=2", "scheduler.gamma=0.5"],
+                ["optimizer=adagrad", "optimizer.lr=0.01", "trainer.clip_grad_value=0.01", "trainer.seed=2"],
+                ["optimizer=rmsprop", "optimizer.lr=0.001", "trainer.l1=0.001", "init=xavier_uniform"],
+                ["optimizer=adam", "optimizer.lr=0.001", "scheduler=inverse_time", "init=normal", "init.std=0.1"]]
+    alone, members = singles_and_group(tmp_path, variants, BASE + [f"bn={bn}", "activation=prelu"])
+    for single, member in zip(alone, members):
+        assert single.status == "completed" and len(single.metrics) == 5
+        assert_same_run(single, member)
+        assert member.summary["stacked"]["members"] == len(variants)
+
+
+def test_seeded_data_and_mse_per_member(tmp_path):
+    # gaussian data is drawn from the seed: members of different seeds train on different data
+    variants = [["trainer.seed=0"], ["trainer.seed=1"], ["trainer.seed=1", "optimizer=adam", "optimizer.lr=0.001"]]
+    alone, members = singles_and_group(tmp_path, variants, BASE + ["data=gaussian", "data.dim=20", "loss=mse"])
+    for single, member in zip(alone, members):
+        assert_same_run(single, member)
+
+
+def test_a_diverging_member_is_masked_and_an_invalid_one_fails_alone(tmp_path):
+    variants = [["optimizer.lr=0.01"], ["optimizer.lr=1000", "init=normal_1"], ["optimizer.lr=-1"],
+                ["optimizer.lr=0.05", "trainer.seed=4"]]
+    cfgs = configs(variants, [b for b in BASE if "checkpoint" not in b] + ["activation=relu", "trainer.checkpoint_every=5"])
+    alone = []
+    for i, cfg in enumerate(cfgs):
+        (tmp_path / f"single_{i}").mkdir()
+        try:
+            run(cfg, tmp_path / f"single_{i}")
+        except Exception as err:  # noqa: BLE001 - the invalid variant
+            (tmp_path / f"single_{i}" / "summary.json").write_text(json.dumps({"status": "failed", "error": str(err)}))
+        alone.append(RunResult.load(tmp_path / f"single_{i}"))
+    summaries = train_group(cfgs, [tmp_path / f"member_{i}" for i in range(len(cfgs))])
+    members = [RunResult.load(tmp_path / f"member_{i}") for i in range(len(cfgs))]
+    assert [s["status"] for s in summaries] == ["completed", "diverged", "failed", "completed"]
+    assert members[2].summary == {"status": "failed", "error": "optimizer.lr=-1 must be > 0"}
+    diverged_at = alone[1].summary["diverged_at_step"]
+    assert alone[1].status == "diverged" and members[1].summary["diverged_at_step"] == diverged_at
+    assert_same_run(alone[1], members[1], probes_until=diverged_at)
+    for i in (0, 3):
+        assert_same_run(alone[i], members[i])
+    saved = torch.load(tmp_path / "member_1" / "checkpoint.pt", weights_only=True)  # the last good one
+    assert saved["step"] <= diverged_at and all(torch.isfinite(t).all() for t in saved["model"].values())
+
+
+def test_a_member_checkpoint_is_its_single_runs(tmp_path):
+    alone, members = singles_and_group(tmp_path, [["optimizer=adam", "optimizer.lr=0.001"], ["trainer.seed=3"]],
+                                       BASE + ["bn=before"])
+    for i in range(2):
+        single = torch.load(tmp_path / f"single_{i}" / "checkpoint.pt", weights_only=True)
+        member = torch.load(tmp_path / f"member_{i}" / "checkpoint.pt", weights_only=True)
+        assert single["model"].keys() == member["model"].keys() and single["step"] == member["step"] == 100
+        for key in single["model"]:
+            torch.testing.assert_close(member["model"][key], single["model"][key], rtol=TOLERANCE, atol=1e-12)
+        assert single["optimizer"]["param_groups"][0]["lr"] == member["optimizer"]["param_groups"][0]["lr"]
+        for index, state in single["optimizer"]["state"].items():
+            for key, value in state.items():
+                torch.testing.assert_close(member["optimizer"]["state"][index][key], value, rtol=TOLERANCE, atol=1e-12)
+        assert torch.equal(single["epoch_generator"], member["epoch_generator"])
+
+
+def test_dropout_draws_one_mask_per_member_with_its_distribution():
+    p, members = 0.3, 4
+    cfg = configs([["model.dropout=0.3", "model.depth=1", "model.width=2000", "data=gaussian", "data.dim=8"]])[0]
+    data = type("D", (), {"input_dim": 8, "num_classes": 10})()
+    models = [initialized_model(cfg, data) for _ in range(members)]
+    stacked = StackedMLP(models, cfg.activation, torch.device("cpu"), torch.float64)
+    stacked.params["head.weight"].data.fill_(0)
+    x = torch.ones(members, 64, 8, dtype=torch.float64)
+    captured = []
+    original = torch.nn.functional.dropout
+    torch.nn.functional.dropout = lambda a, *args, **kw: captured.append((a, out := original(a, *args, **kw))) or out
+    try:
+        stacked(x)
+    finally:
+        torch.nn.functional.dropout = original
+    before, after = captured[0]
+    kept = after != 0
+    n = kept[0].numel()
+    for k in range(members):  # kept fraction within 5 binomial standard deviations of 1 - p
+        assert abs(kept[k].double().mean().item() - (1 - p)) < 5 * (p * (1 - p) / n) ** 0.5
+        torch.testing.assert_close(after[k][kept[k]], before[k][kept[k]] / (1 - p))
+    assert not any(torch.equal(kept[0], kept[k]) for k in range(1, members))  # each member its own mask
+
+
+def test_group_key_separates_shapes_and_keeps_member_settings_together():
+    a, b, c, d = configs([["optimizer=adam", "trainer.seed=3", "init=he_normal", "trainer.l1=0.1"],
+                          ["scheduler=step", "trainer.clip_grad_norm=1"], ["model.width=25"], ["bn=before"]])
+    assert group_key(a) == group_key(b)
+    assert len({group_key(a), group_key(c), group_key(d)}) == 3
+
+
+def sweep(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, Path | None]:
+    env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(tmp_path / "outputs")}
+    proc = subprocess.run([CLI, "-m", "hydra/launcher=stacked", *overrides], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    folders = sorted((tmp_path / "outputs" / "sweeps").glob("*/*"))
+    return proc, (folders[-1] if folders else None)
+
+
+SMALL = ["model.depth=2", "model.width=16", "trainer.max_steps=12", "probe.every=4", "trainer.progress=false",
+         "trainer.batch_size=64"]
+
+
+def test_stacked_launcher_writes_ordinary_run_folders(tmp_path):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "hydra.launcher.max_members=3", "optimizer=sgd,adam",
+                            "trainer.seed=0,1", "model.width=16,8", "probe.figures=false")
+    assert proc.returncode == 0, proc.stderr
+    assert "8 jobs, 0 skipped as finished, stacked as 2 x 3, 2 x 1" in proc.stdout + proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("8 jobs: 8 completed; see ")
+    for job in sweep_dir.glob("[0-7]"):
+        files = {p.name for p in job.iterdir()}
+        assert {"config.yaml", ".hydra", "metrics.jsonl", "probes.jsonl", "summary.json", "checkpoint.pt",
+                "train.log"} <= files and any(f.startswith("events.out.tfevents") for f in files)
+        assert "epoch 1/" in (job / "train.log").read_text()
+    assert (sweep_dir / "SWEEP.md").exists() and len(RunResult.load(sweep_dir / "5").probes) == 4
+
+
+def test_stacked_launcher_skips_finished_jobs_and_figures_are_drawn(tmp_path):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "trainer.seed=0,1", "probe.figures=true")
+    assert proc.returncode == 0, proc.stderr
+    assert (sweep_dir / "0" / "figures" / "probe_000000.png").exists()
+    (sweep_dir / "1" / "summary.json").unlink()  # as if killed
+    finished = (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns
+    proc, again = sweep(tmp_path, *SMALL, "trainer.seed=0,1", "probe.figures=true", f"hydra.sweep.dir={sweep_dir}",
+                        "skip_completed=true")
+    assert proc.returncode == 0 and again == sweep_dir, proc.stderr
+    assert (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns == finished
+    assert len(RunResult.load(sweep_dir / "1").metrics) == len(RunResult.load(sweep_dir / "0").metrics)
+
+
+def test_submitit_local_dispatch_trains_each_group_as_a_job(tmp_path):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "probe.figures=false", "hydra.launcher.dispatch=submitit_local",
+                            "optimizer=sgd,adam", "model.width=16,8")
+    assert proc.returncode == 0, proc.stderr
+    assert "stacked as 2 x 2" in proc.stdout + proc.stderr
+    assert [RunResult.load(sweep_dir / str(i)).status for i in range(4)] == ["completed"] * 4
+    assert len(list((sweep_dir / ".submitit").glob("*/*_result.pkl"))) == 2
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["hydra.launcher.max_members=0"], "hydra.launcher.max_members=0 must be a whole number >= 1"),
+    (["hydra.launcher.dispatch=cloud"], "hydra.launcher.dispatch='cloud' is unknown"),
+    (["hydra.launcher.members=3"], "hydra.launcher.members is not a config key"),
+    (["model.width=2000000"], "needs"),
+])
+def test_bad_launcher_input_is_one_line_and_writes_nothing(tmp_path, overrides, expected):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "trainer.seed=0,1", *overrides)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("layerscope: error: ") and expected in lines[0]
+    assert sweep_dir is None  # nothing written
+
+
+def test_a_sweep_of_invalid_jobs_records_each_failure_and_exits_non_zero(tmp_path):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "probe.figures=false", "optimizer.lr=-1,0")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("2 jobs: 2 failed; see ")
+    assert [RunResult.load(sweep_dir / str(i)).summary["error"] for i in range(2)] == [
+        "optimizer.lr=-1 must be > 0", "optimizer.lr=0 must be > 0"]
+
