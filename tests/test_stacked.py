@@ -22,6 +22,7 @@ from hydra import compose, initialize_config_dir
 from layerscope.group import group_key, train_group
 from layerscope.paths import config_dir
 from layerscope.results import RunResult
+from layerscope import stacked_model
 from layerscope.stacked_model import StackedMLP
 from layerscope.trainer import initialized_model, run
 
@@ -75,6 +76,15 @@ def test_every_optimizer_and_penalty_matches_its_single_run(tmp_path, bn):
         assert single.status == "completed" and len(single.metrics) == 5
         assert_same_run(single, member)
         assert member.summary["stacked"]["members"] == len(variants)
+
+
+def test_one_block_update_as_on_a_gpu_matches_too(tmp_path, monkeypatch):
+    monkeypatch.setattr(stacked_model, "PER_PARAMETER", set())  # the (K, P) block a GPU updates
+    variants = [["optimizer=momentum", "trainer.clip_grad_norm=0.5", "trainer.weight_decay=0.01"],
+                ["optimizer=adam", "optimizer.lr=0.001", "trainer.clip_grad_value=0.01", "trainer.seed=1"]]
+    alone, members = singles_and_group(tmp_path, variants, BASE + ["bn=before"])
+    for single, member in zip(alone, members):
+        assert_same_run(single, member)
 
 
 def test_seeded_data_and_mse_per_member(tmp_path):

@@ -66,7 +66,7 @@ def check_trainer(cfg: Mapping[str, Any]) -> None:
     positive("trainer.clip_grad_norm", cfg.get("clip_grad_norm"), optional=True)
     positive("trainer.clip_grad_value", cfg.get("clip_grad_value"), optional=True)
     whole("trainer.checkpoint_every", cfg.get("checkpoint_every"), optional=True)
-    for key in ("resume", "fail_on_divergence", "progress"):
+    for key in ("resume", "fail_on_divergence", "progress", "cuda_graph"):
         if not isinstance(cfg.get(key, False), bool):
             raise ConfigError(f"trainer.{key}={cfg.get(key)!r} must be true or false")
 

@@ -34,6 +34,7 @@ from layerscope.activations import ACTIVATIONS
 from layerscope.checkpoint import CHECKPOINT, rng_state, save_checkpoint, truncate_jsonl
 from layerscope.checks import DTYPES
 from layerscope.data import Data, load_data
+from layerscope.epoch_log import EpochLog
 from layerscope.errors import ConfigError
 from layerscope.losses import LOSSES
 from layerscope.model import MLP
@@ -158,6 +159,10 @@ class GroupData:
             return self.x_train[index], self.y_train[index]
         return self.x_train[self.which, index], self.y_train[self.which, index]
 
+    def labels(self, index: torch.Tensor) -> torch.Tensor:
+        """Labels (K, n) at per-member indices (K, n)."""
+        return self.y_train[index] if self.shared else self.y_train[self.which, index]
+
     def test(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The test inputs and labels, shared ((N, features), (N,)) or per member."""
         if self.shared:
@@ -176,7 +181,7 @@ class GroupTrainer:
         self.device = device
         self.data = GroupData(datasets, members, device, dtype)
         self.model = StackedMLP([m.model for m in members], cfg.activation, device, dtype)
-        self.optimizer = StackedOptimizer(self.model.flat, [m.cfg.optimizer for m in members],
+        self.optimizer = StackedOptimizer(self.model.chunks, [m.cfg.optimizer for m in members],
                                           [m.cfg.trainer.weight_decay for m in members],
                                           [m.cfg.trainer.clip_grad_norm for m in members],
                                           [m.cfg.trainer.clip_grad_value for m in members])
@@ -189,7 +194,8 @@ class GroupTrainer:
         self.batch, self.every, self.checkpoint_every = t.batch_size, cfg.probe.every, t.checkpoint_every
         self.total, self.steps_per_epoch = total_steps(cfg, datasets[0])
         self.step = 0
-        self.first_bad = torch.full((len(members),), -1, dtype=torch.long, device=device)
+        self.first_bad = torch.full((len(members),), -1, dtype=torch.long, device=device)  # masks a member's updates
+        self.epoch_log = EpochLog(self.steps_per_epoch, self.batch, (len(members),), device, dtype)
         for m in members:
             m.summary = {"status": "running", "steps": 0, "epochs": 0, "diverged_at_step": None, "final": {},
                          "num_classes": self.data.classes, "device": str(device), "torch": str(torch.__version__),
@@ -242,8 +248,7 @@ class GroupTrainer:
             total = total + (self.l1 * sum(w.abs().sum((1, 2)) for w in self.model.linear_weights())).sum()
         self.model.zero_grad()
         total.backward()
-        weights = self.model.weights()
-        measured = self.measure(captured, weights, [w.grad for w in weights]) if probing else None
+        measured = self.measure(captured, self.model.weights(), self.model.weight_grads()) if probing else None
         return losses.detach(), logits.detach(), measured
 
     def _probe_only(self) -> None:
@@ -258,9 +263,7 @@ class GroupTrainer:
         epoch_generators = [g.get_state() for g in self.generators]
         order = torch.stack([torch.randperm(self.data.n_train, device=self.device, generator=g)
                              for g in self.generators])  # (K, N): each member's own data order
-        members = len(self.members)
-        loss_sum = torch.zeros(members, device=self.device, dtype=self.model.flat.dtype)
-        correct = torch.zeros(members, device=self.device, dtype=torch.long)
+        self.epoch_log.start()
         epoch_steps = min(self.steps_per_epoch, self.total - self.step)
         i = -1
         for i in range(epoch_steps):
@@ -268,9 +271,8 @@ class GroupTrainer:
             probing = self.step % self.every == 0 or self.step == self.total - 1
             losses, logits, measured = self._forward_backward(x, y, probing)
             self.first_bad = torch.where((self.first_bad < 0) & ~torch.isfinite(losses), self.step, self.first_bad)
-            self.optimizer.step(self.model.grad(), self.first_bad < 0)
-            loss_sum += losses
-            correct += (logits.argmax(-1) == y).sum(-1)
+            self.optimizer.step(self.model.grads(), self.first_bad < 0)
+            self.epoch_log.add(losses, logits)
             if probing:
                 self.measure.update_ratio(measured, self.model.weights())
             self.step += 1
@@ -281,11 +283,12 @@ class GroupTrainer:
                     break
             if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                 healthy = ((self.first_bad < 0) & torch.isfinite(self.model.flat).all(1)).tolist()
+                saved = self.epoch_log.saved(i + 1)
                 for k, m in self.active:
                     if healthy[k]:
-                        self._checkpoint(k, epoch, i + 1, epoch_generators[k],
-                                         [loss_sum[k], correct[k], self.first_bad[k]])
-        return self._end_epoch(epoch, loss_sum, correct, steps=i + 1)
+                        self._checkpoint(k, epoch, i + 1, epoch_generators[k], [t[:, k] for t in saved])
+        labels = self.data.labels(order[:, :(i + 1) * self.batch]).view(len(self.members), i + 1, self.batch)
+        return self._end_epoch(epoch, self.epoch_log.totals(i + 1, labels.transpose(0, 1)))
 
     def _keep(self, measured: dict, step: int, epoch: int = 0) -> None:
         """Log each active member's probe record (one transfer); end the members that diverged."""
@@ -310,7 +313,7 @@ class GroupTrainer:
         m.done = True
         m.log.warning("diverged: the loss became NaN/inf at step %d; this member stops here (masked)", at_step)
 
-    def _end_epoch(self, epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, steps: int) -> bool:
+    def _end_epoch(self, epoch: int, totals: torch.Tensor) -> bool:
         """Step each member's schedule, evaluate, log the epoch (one host sync); True when no member is left."""
         lrs = []
         for m in self.members:
@@ -320,17 +323,15 @@ class GroupTrainer:
             lrs.append(m.optimizer.param_groups[0]["lr"])
         self.optimizer.set_lr(lrs)
         test = evaluate(self.model, self.loss_fn, *self.data.test())  # (2, K)
-        sums = torch.stack([loss_sum, correct.to(loss_sum.dtype)]) / max(steps, 1)
-        host = torch.cat([sums, test.to(sums.dtype), self.first_bad[None].to(sums.dtype)]).T.tolist()
+        host = torch.cat([totals[:2], test.to(totals.dtype), self.first_bad[None].to(totals.dtype)]).T.tolist()
         for k, m in self.active:
-            train_loss, train_correct, test_loss, test_accuracy, bad = host[k]
+            train_loss, train_accuracy, test_loss, test_accuracy, bad = host[k]
             m.summary["steps"], m.summary["epochs"] = self.step, epoch + 1
-            if bad >= 0 or not (math.isfinite(train_loss) and math.isfinite(train_correct)):
+            if bad >= 0 or not (math.isfinite(train_loss) and math.isfinite(train_accuracy)):
                 self._diverged(m, int(bad) if bad >= 0 else self.step, epoch)
                 continue
-            row = {"epoch": epoch + 1, "step": self.step, "train_loss": train_loss,
-                   "train_accuracy": train_correct / self.batch, "test_loss": test_loss,
-                   "test_accuracy": test_accuracy, "lr": lrs[k]}
+            row = {"epoch": epoch + 1, "step": self.step, "train_loss": train_loss, "train_accuracy": train_accuracy,
+                   "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": lrs[k]}
             m.writer.epoch(row)
             m.summary["final"] = {key: row[key] for key in FINAL}
             log_epoch(m.log, row, math.ceil(self.total / self.steps_per_epoch))
@@ -340,12 +341,14 @@ class GroupTrainer:
         """Member k's checkpoint, in the single-run format (``trainer.resume`` can continue it alone)."""
         m = self.members[k]
         block = next(b for b in self.optimizer.blocks if b.start <= k < b.stop)
-        params = list(m.model.parameters())
-        for p, state in zip(params, block.torch_state(k, [p.shape for p in params])):
-            m.optimizer.state[p] = state
+        states = {key: self.model.unstack(block.rows(key, k)) for key in block.state}
+        for i, p in enumerate(m.model.parameters()):  # torch.optim's state of parameter i
+            m.optimizer.state[p] = {key: values[i].clone() for key, values in states.items()}
+            if block.name in ("adagrad", "rmsprop", "adam"):
+                m.optimizer.state[p]["step"] = torch.tensor(float(block.steps))
         save_checkpoint(m.run_dir / CHECKPOINT, {
             "step": self.step, "epoch": epoch, "position": position, "epoch_generator": epoch_generator,
-            "sums": [s.detach().cpu() for s in sums], "model": self.model.member_state(k, m.model),
+            "sums": [t.cpu() for t in sums], "model": self.model.member_state(k, m.model),
             "optimizer": m.optimizer.state_dict(), "scheduler": m.scheduler.state_dict(), "rng": rng_state(),
             "summary": m.summary})
 

@@ -19,8 +19,9 @@ LOSSES: Registry[Loss] = Registry("loss")
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """-log softmax(logits)[y], averaged over the batch."""
-    classes_second = logits.movedim(-1, 1) if logits.dim() > 2 else logits  # F.cross_entropy wants (N, C, ...)
-    return F.cross_entropy(classes_second, y, reduction="none").mean(-1)
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, y)
+    return F.cross_entropy(logits.movedim(-1, 1), y, reduction="none").mean(-1)  # classes second: (K, C, B)
 
 
 def mse(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -173,8 +173,7 @@ class Measure:
         backward = [g if g is not None else torch.zeros_like(a) for g, a in zip(captured.grad, captured.act)]
         sources = {"preactivation": captured.pre, "activation": captured.act, "backward": backward,
                    "weight_grad": grads, "weight": weights}
-        hist = {q: torch.stack([histogram_summaries(t, self.bins, self.sample) for t in ts], dim=1)
-                for q, ts in sources.items()}
+        hist = {q: self._summaries(ts) for q, ts in sources.items()}
         members, depth = len(weights[0]), len(weights)
         nan = torch.full((members, depth), float("nan"), device=weights[0].device)
         by_layer = lambda values: torch.stack(values, dim=1)  # noqa: E731 - [(K,)] * depth -> (K, depth)
@@ -192,6 +191,22 @@ class Measure:
             "update_ratio": nan,
         }
         return {"stats": stats, "hist": hist, "before": [w.detach().clone() for w in weights]}
+
+    def _summaries(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """``histogram_summaries`` of each layer's (K, ...) tensor: (K, layers, 5 + bins).
+
+        Layers of one shape are binned in one call (a few kernels for all of them, not per layer).
+        """
+        members, out = len(tensors[0]), [None] * len(tensors)
+        by_shape: dict[torch.Size, list[int]] = {}
+        for layer, t in enumerate(tensors):
+            by_shape.setdefault(t.shape, []).append(layer)
+        for layers in by_shape.values():
+            stacked = torch.stack([tensors[i] for i in layers], dim=1).reshape(members * len(layers), -1)
+            rows = histogram_summaries(stacked, self.bins, self.sample).view(members, len(layers), -1)
+            for j, layer in enumerate(layers):
+                out[layer] = rows[:, j]
+        return torch.stack(out, dim=1)
 
     @staticmethod
     def update_ratio(measured: dict, weights: list[torch.Tensor]) -> None:

@@ -20,9 +20,11 @@ from omegaconf import OmegaConf
 
 from layerscope.claims import CHECKS, Verdict
 from layerscope.errors import ConfigError
+from layerscope.group import group_key, train_group
 from layerscope.paths import config_dir
 from layerscope.results import RunResult
 from layerscope.trainer import run
+from layerscope.writer import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -58,22 +60,41 @@ def load_experiments(only: list[str] | None = None) -> list[Experiment]:
     return sorted((e for e in found if not only or e.name in only), key=lambda e: e.number)
 
 
-def run_variant(experiment: Experiment, label: str, overrides: list[str], out: Path) -> RunResult:
-    """Compose ``experiment=<name>`` plus the variant's overrides and run it into ``out/<name>/<label>``."""
-    run_dir = out / experiment.name / label
+def _fresh(run_dir: Path) -> Path:
+    """The variant's folder, emptied of a previous run's files (nothing else is touched)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.iterdir():  # a rerun replaces the variant's previous files, nothing else
+    for stale in run_dir.iterdir():
         if stale.is_file():
             stale.unlink()
-    cfg = compose("train", overrides=[f"experiment={experiment.name}", "trainer.progress=false", *overrides])
-    try:
-        run(cfg, run_dir)
-    except ConfigError:
-        raise
-    except Exception as err:  # a failing run is a result; its check sees the status
-        logging.getLogger("layerscope").error("%s/%s failed: %s", experiment.name, label, err)
-        return RunResult(label, run_dir, {"status": "failed", "error": str(err)})
-    return RunResult.load(run_dir, label)
+    return run_dir
+
+
+def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
+    """Run every variant into ``out/<name>/<label>``: variants that share a model shape as one stacked group.
+
+    A variant's config is ``experiment=<name>`` plus its overrides. A run that fails is a result: its
+    check sees the status (a stacked member with an invalid config is ``failed`` with its error).
+    """
+    labels = list(experiment.variants)
+    cfgs = [compose("train", overrides=[f"experiment={experiment.name}", "trainer.progress=false", *overrides])
+            for overrides in experiment.variants.values()]
+    dirs = [_fresh(out / experiment.name / label) for label in labels]
+    groups: dict[str, list[int]] = {}
+    for index, cfg in enumerate(cfgs):
+        groups.setdefault(group_key(cfg), []).append(index)
+    for indices in groups.values():
+        try:
+            if len(indices) > 1:
+                train_group([cfgs[i] for i in indices], [dirs[i] for i in indices])
+            else:
+                run(cfgs[indices[0]], dirs[indices[0]])
+        except ConfigError:
+            raise
+        except Exception as err:  # a failing run is a result; its check sees the status
+            logging.getLogger("layerscope").error("%s failed: %s", experiment.name, err)
+            for i in indices:
+                write_json_atomic(dirs[i] / "summary.json", {"status": "failed", "error": str(err)})
+    return {label: RunResult.load(run_dir, label) for label, run_dir in zip(labels, dirs)}
 
 
 def _verdict(v: Verdict) -> str:
@@ -139,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         for experiment in experiments:
             started = time.perf_counter()
             print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
-            results = {label: run_variant(experiment, label, overrides, args.out)
-                       for label, overrides in experiment.variants.items()}
+            results = run_experiment(experiment, args.out)
             verdict = CHECKS.get(experiment.check)(results, args.out / experiment.name)
             print(f"{'PASS' if verdict.passed else 'FAIL'} ({time.perf_counter() - started:.0f} s)", flush=True)
             rows.append((experiment, verdict, results))

@@ -1,9 +1,9 @@
 """K members of one MLP shape as one model: every parameter stacked along a leading member dim.
 
 All learnable parameters of all members live in one (K, P) tensor ``flat``: row k holds member k's
-parameters in the order of ``MLP.parameters()`` (``parameters_to_vector``), so a member's row is
-its single-run model, and the optimizer updates every parameter of every member in a few
-elementwise kernels. Each layer multiplies with ``torch.baddbmm``: activations are (K, B, width).
+parameters in the order of ``MLP.parameters()``, Linear weights as (fan_in, fan_out), so a GPU
+updates every parameter of every member in a few elementwise kernels. Each layer multiplies with
+``torch.baddbmm``: activations are (K, B, width).
 Batch norm normalizes each member over its own batch; dropout draws one mask per member.
 """
 
@@ -14,13 +14,22 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from layerscope.activations import build_activation
 from layerscope.model import MLP
 from layerscope.probes import Captured
 
-BN_MOMENTUM, BN_EPS = 0.1, 1e-5  # nn.BatchNorm1d's defaults, as the single run uses
+BN_MOMENTUM, BN_EPS = 0.1, 1e-5
+PER_PARAMETER = {"cpu"}  # device types whose optimizer updates each parameter apart (memory-bound, not launch-bound)  # nn.BatchNorm1d's defaults, as the single run uses
+
+
+def _is_linear_weight(name: str, shape: torch.Size) -> bool:
+    return name.endswith("weight") and len(shape) == 2
+
+
+def _stored(name: str, p: torch.Tensor) -> torch.Tensor:
+    """A Linear weight is stored (fan_in, fan_out), so x @ W needs no transpose and its gradient no copy."""
+    return p.t() if _is_linear_weight(name, p.shape) else p
 
 
 class StackedMLP:
@@ -35,14 +44,22 @@ class StackedMLP:
         self.dropout = first.blocks[0].dropout.p if first.blocks[0].dropout is not None else 0.0
         self.prelu = isinstance(first.blocks[0].act, nn.PReLU)
         self.act = build_activation(activation_cfg.get("name"), activation_cfg)
-        self.flat = torch.stack([parameters_to_vector(m.parameters()).detach() for m in members]).to(device, dtype)
         members_count = len(members)
+        rows = [torch.cat([_stored(n, p).reshape(-1) for n, p in m.named_parameters()]) for m in members]
+        self.flat = torch.stack(rows).detach().to(device, dtype)
         self.params: dict[str, torch.Tensor] = {}
+        self.shapes: dict[str, torch.Size] = {}
         offset = 0
         for name, p in first.named_parameters():  # leaves that share the storage of flat's columns
-            view = self.flat[:, offset:offset + p.numel()].view(members_count, *p.shape)
-            self.params[name] = view.detach().requires_grad_()
+            stored = _stored(name, p).shape
+            view = self.flat[:, offset:offset + p.numel()].view(members_count, *stored)
+            self.params[name], self.shapes[name] = view.detach().requires_grad_(), p.shape
             offset += p.numel()
+        # what the optimizer updates: one (K, P) block on a GPU (a few kernels per step); per parameter on
+        # the CPU, where gathering the gradients into one block would cost a pass over memory per step
+        self.per_parameter = device.type in PER_PARAMETER
+        self.chunks = ([p.detach().view(members_count, -1) for p in self.params.values()] if self.per_parameter
+                       else [self.flat])
         self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in members]).to(device, dtype)
                         for name, _ in first.named_buffers() if not name.endswith("num_batches_tracked")}
         self.batches_tracked = 0
@@ -62,16 +79,32 @@ class StackedMLP:
         self.training = False
 
     def weights(self) -> list[torch.Tensor]:
-        """The hidden layers' Linear weights, (K, width, fan_in) each."""
-        return [self.params[f"blocks.{i}.linear.weight"] for i in range(self.depth)]
+        """The hidden layers' Linear weights as a single run holds them, (K, width, fan_in) each."""
+        return [self.params[f"blocks.{i}.linear.weight"].transpose(1, 2) for i in range(self.depth)]
+
+    def weight_grads(self) -> list[torch.Tensor]:
+        """Their gradients, (K, width, fan_in) each."""
+        return [self.params[f"blocks.{i}.linear.weight"].grad.transpose(1, 2) for i in range(self.depth)]
 
     def linear_weights(self) -> list[torch.Tensor]:
         """Every Linear weight, the head's included (what L1 penalizes)."""
-        return self.weights() + [self.params["head.weight"]]
+        return [p for name, p in self.params.items() if name.endswith("linear.weight") or name == "head.weight"]
 
-    def grad(self) -> torch.Tensor:
-        """The gradient of every parameter as one (K, P) tensor, in ``flat``'s layout."""
-        return torch.cat([p.grad.reshape(self.members, -1) for p in self.params.values()], dim=1)
+    def grads(self) -> list[torch.Tensor]:
+        """The gradients in the layout of ``chunks``."""
+        grads = [p.grad.view(self.members, -1) for p in self.params.values()]
+        return grads if self.per_parameter else [torch.cat(grads, dim=1)]
+
+    def unstack(self, row: torch.Tensor) -> list[torch.Tensor]:
+        """One member's row of ``flat`` (or of an optimizer state) as its single-run parameters, on the CPU."""
+        out, offset = [], 0
+        for name, shape in self.shapes.items():
+            n = shape.numel()
+            stored = self.params[name].shape[1:]
+            chunk = row[offset:offset + n].reshape(stored).detach().cpu()
+            out.append(chunk.t() if _is_linear_weight(name, shape) else chunk)
+            offset += n
+        return out
 
     def zero_grad(self) -> None:
         """Drop the gradients (the next backward pass allocates them anew)."""
@@ -79,8 +112,8 @@ class StackedMLP:
             p.grad = None
 
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        weight, bias = self.params[f"{name}.weight"], self.params[f"{name}.bias"]
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))  # (K, B, out)
+        weight, bias = self.params[f"{name}.weight"], self.params[f"{name}.bias"]  # (K, in, out), (K, out)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight)  # (K, B, out)
 
     def _batch_norm(self, h: torch.Tensor, name: str) -> torch.Tensor:
         mean_name, var_name = f"{name}.running_mean", f"{name}.running_var"
@@ -123,7 +156,8 @@ class StackedMLP:
     @torch.no_grad()
     def member_state(self, k: int, model: MLP) -> dict[str, torch.Tensor]:
         """Member ``k`` written into its single-run ``model`` (on the CPU): that model's state_dict."""
-        vector_to_parameters(self.flat[k].to("cpu", next(model.parameters()).dtype), model.parameters())
+        for param, value in zip(model.parameters(), self.unstack(self.flat[k])):
+            param.copy_(value)
         state = model.state_dict()
         for name, value in self.buffers.items():
             state[name].copy_(value[k])

@@ -1,6 +1,6 @@
 """The lecture's update rules on K stacked members, each with its own optimizer and hyper-parameters.
 
-Parameters and gradients are (K, P) rows (``StackedMLP.flat``). Members are ordered by optimizer,
+Parameters and gradients are (K, n) rows (``StackedMLP.chunks``). Members are ordered by optimizer,
 so each optimizer updates a contiguous block of rows in place; α, μ, ρ, δ, the L2 weight decay and
 the clipping bounds are (rows, 1) tensors. The rules are ``layerscope.optim``'s, written as torch.optim
 computes them, so a member follows its single run (tests/test_stacked.py):
@@ -34,82 +34,89 @@ def _column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
 class Block:
     """The rows [start, stop) of the members that share one optimizer, with their hyper-parameters and state."""
 
-    def __init__(self, name: str, start: int, stop: int, cfgs: list[Mapping[str, Any]], flat: torch.Tensor) -> None:
+    def __init__(self, name: str, start: int, stop: int, cfgs: list[Mapping[str, Any]],
+                 chunks: list[torch.Tensor]) -> None:
         self.name, self.start, self.stop = name, start, stop
-        self.mu, self.rho, self.delta = (_column([float(c.get(k, DEFAULTS[k])) for c in cfgs], flat)
+        self.mu, self.rho, self.delta = (_column([float(c.get(k, DEFAULTS[k])) for c in cfgs], chunks[0])
                                          for k in ("mu", "rho", "delta"))
-        self.state = {key: torch.zeros_like(flat[start:stop]) for key in STATE[name]}
+        self.state = {key: [torch.zeros_like(c[start:stop]) for c in chunks] for key in STATE[name]}
         self.steps = 0
 
-    def direction(self, g: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-        """The update Δθ (to subtract) for gradients ``g`` of these rows at learning rates ``lr``."""
+    def update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        """θ -= Δθ in place for these rows of every chunk, at learning rates ``lr`` (rows, 1)."""
         self.steps += 1
-        name, st = self.name, self.state
+        for i, (theta, g) in enumerate(zip(params, grads)):
+            st = {key: values[i] for key, values in self.state.items()}
+            theta.addcmul_(self._direction(g, st), lr, value=-1.0)
+
+    def _direction(self, g: torch.Tensor, st: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Δθ / α for gradients ``g``."""
+        name = self.name
+        if name == "sgd":
+            return g
         if name in ("momentum", "nesterov"):
             buf = st["momentum_buffer"]
             buf.copy_(g) if self.steps == 1 else buf.mul_(self.mu).add_(g)
-            return lr * (g + self.mu * buf if name == "nesterov" else buf)
+            return g + self.mu * buf if name == "nesterov" else buf
         if name == "adagrad":
             st["sum"].addcmul_(g, g)
-            return lr * g / (st["sum"].sqrt() + self.delta)
+            return g / (st["sum"].sqrt() + self.delta)
         if name == "rmsprop":
             st["square_avg"].mul_(self.rho).addcmul_(g, g * (1 - self.rho))
-            return lr * g / (st["square_avg"].sqrt() + self.delta)
-        if name == "adam":
-            st["exp_avg"].lerp_(g, 1 - self.mu)
-            st["exp_avg_sq"].mul_(self.rho).addcmul_(g, g * (1 - self.rho))
-            correction1, correction2 = 1 - self.mu ** self.steps, (1 - self.rho ** self.steps).sqrt()
-            return (lr / correction1) * st["exp_avg"] / (st["exp_avg_sq"].sqrt() / correction2 + self.delta)
-        return lr * g
+            return g / (st["square_avg"].sqrt() + self.delta)
+        st["exp_avg"].lerp_(g, 1 - self.mu)  # adam
+        st["exp_avg_sq"].mul_(self.rho).addcmul_(g, g * (1 - self.rho))
+        correction1, correction2 = 1 - self.mu ** self.steps, (1 - self.rho ** self.steps).sqrt()
+        return st["exp_avg"] / correction1 / (st["exp_avg_sq"].sqrt() / correction2 + self.delta)
 
-    def torch_state(self, row: int, shapes: list[torch.Size]) -> list[dict[str, torch.Tensor]]:
-        """torch.optim's per-parameter state of member row ``row`` (a global row index), on the CPU."""
-        out, offset = [], 0
-        for shape in shapes:
-            n = math.prod(shape)
-            entry = {key: value[row - self.start, offset:offset + n].reshape(shape).cpu().clone()
-                     for key, value in self.state.items()}
-            if self.name in ("adagrad", "rmsprop", "adam"):
-                entry["step"] = torch.tensor(float(self.steps))
-            out.append(entry)
-            offset += n
-        return out
+    def rows(self, key: str, row: int) -> torch.Tensor:
+        """State ``key`` of member row ``row`` (a global row index) as one flat row."""
+        return torch.cat([chunk[row - self.start] for chunk in self.state[key]])
 
 
 class StackedOptimizer:
-    """Updates (K, P) rows in place; members must come ordered by optimizer name."""
+    """Updates the rows of K members in place; members must come ordered by optimizer name.
 
-    def __init__(self, flat: torch.Tensor, optimizers: list[Mapping[str, Any]], weight_decay: list[float],
+    ``chunks`` hold the parameters as (K, n) tensors: one (K, P) block, or one per parameter.
+    """
+
+    def __init__(self, chunks: list[torch.Tensor], optimizers: list[Mapping[str, Any]], weight_decay: list[float],
                  clip_norm: list[float | None], clip_value: list[float | None]) -> None:
-        self.flat = flat
+        self.chunks = chunks
         names = [str(c["name"]) for c in optimizers]
         if names != sorted(names, key=names.index):
             raise ValueError(f"members must come ordered by optimizer, not {names}")
-        self.blocks = []
-        for name in dict.fromkeys(names):
-            start = names.index(name)
-            stop = start + names.count(name)
-            self.blocks.append(Block(name, start, stop, list(optimizers[start:stop]), flat))
-        self.lr = _column([float(c["lr"]) for c in optimizers], flat)
-        self.weight_decay = _column(weight_decay, flat) if any(weight_decay) else None
-        self.clip_norm = _column([v or math.inf for v in clip_norm], flat) if any(clip_norm) else None
-        self.clip_value = _column([v or math.inf for v in clip_value], flat) if any(clip_value) else None
+        self.blocks = [Block(name, names.index(name), names.index(name) + names.count(name),
+                             list(optimizers[names.index(name):names.index(name) + names.count(name)]), chunks)
+                       for name in dict.fromkeys(names)]
+        self.lr = _column([float(c["lr"]) for c in optimizers], chunks[0])
+        self.weight_decay = _column(weight_decay, chunks[0]) if any(weight_decay) else None
+        self.clip_norm = _column([v or math.inf for v in clip_norm], chunks[0]) if any(clip_norm) else None
+        self.clip_value = _column([v or math.inf for v in clip_value], chunks[0]) if any(clip_value) else None
 
     def set_lr(self, lrs: list[float]) -> None:
         """Each member's learning rate (after its schedule stepped)."""
         self.lr.copy_(_column(lrs, self.lr))
 
     @torch.no_grad()
-    def step(self, grad: torch.Tensor, alive: torch.Tensor) -> None:
-        """Clip, add weight decay and update every member whose ``alive`` (K,) is true."""
+    def step(self, grads: list[torch.Tensor], alive: torch.Tensor) -> None:
+        """Clip, add weight decay and update every member whose ``alive`` (K,) is true (``grads`` are ours to change).
+
+        A masked member's learning rate is 0; its rows may turn NaN (0 · NaN) but are never read again:
+        it has ended, with its last healthy checkpoint.
+        """
         if self.clip_norm is not None:  # as clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1
-            norm = grad.norm(dim=1, keepdim=True)
-            grad = grad * (self.clip_norm / (norm + CLIP_EPS)).clamp(max=1.0)
+            norm = sum(g.square().sum(1, keepdim=True) for g in grads).sqrt()
+            coefficient = (self.clip_norm / (norm + CLIP_EPS)).clamp(max=1.0)
+            for g in grads:
+                g.mul_(coefficient)
         if self.clip_value is not None:
-            grad = torch.clamp(grad, -self.clip_value, self.clip_value)
+            for g in grads:
+                torch.clamp(g, -self.clip_value, self.clip_value, out=g)
         if self.weight_decay is not None:
-            grad = grad + self.weight_decay * self.flat
+            for g, theta in zip(grads, self.chunks):
+                g.addcmul_(theta, self.weight_decay)
+        lr = self.lr * alive[:, None]
         for block in self.blocks:
             rows = slice(block.start, block.stop)
-            delta = block.direction(grad[rows], self.lr[rows])
-            self.flat[rows] -= torch.where(alive[rows, None], delta, 0.0)
+            block.update([c[rows] for c in self.chunks], [g[rows] for g in grads], lr[rows])

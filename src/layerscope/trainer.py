@@ -6,6 +6,7 @@ import logging
 import math
 import platform
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,9 @@ from layerscope.activations import ACTIVATIONS, build_activation
 from layerscope.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
                                    truncate_jsonl)
 from layerscope.checks import DTYPES, check_probe, check_trainer, resolve_device
+from layerscope.cuda_graph import CapturedStep, capturable
 from layerscope.data import Data, load_data
+from layerscope.epoch_log import EpochLog
 from layerscope.errors import ConfigError
 from layerscope.init import initialize
 from layerscope.losses import LOSSES
@@ -103,6 +106,10 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
     model = initialized_model(cfg, data).to(device)
     data = data.to(device, DTYPES[trainer.dtype])
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, trainer.weight_decay)
+    if trainer.cuda_graph:
+        if device.type != "cuda":
+            raise ConfigError(f"trainer.cuda_graph=true needs a CUDA device, not {device}; use trainer.cuda_graph=false")
+        capturable(optimizer)
     probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
                   cfg.probe.histogram_sample)
     total, steps_per_epoch = total_steps(cfg, data)
@@ -165,6 +172,10 @@ class Trainer:
         self.batch, self.every, self.l1 = t.batch_size, self.cfg.probe.every, t.l1
         self.clip_norm, self.clip_value, self.checkpoint_every = t.clip_grad_norm, t.clip_grad_value, t.checkpoint_every
         self.step = 0
+        self.bad_at: int | None = None  # a probe that saw NaN/inf with a finite loss
+        self.index = torch.zeros(self.batch, dtype=torch.long, device=setup.device)  # the batch's rows
+        self.epoch_log = EpochLog(setup.steps_per_epoch, self.batch, (), setup.device, setup.data.x_train.dtype)
+        self.fast = CapturedStep(self._train_step, setup.optimizer) if t.cuda_graph else None
         self.resumed = self._resume() if self.trainer.resume else None
         self.writer = RunWriter(setup.run_dir, purge_step=self.step if self.resumed else None)
 
@@ -202,6 +213,27 @@ class Trainer:
             loss.backward()
         return loss.detach(), logits.detach()
 
+    def _train_step(self, probe: bool = False) -> dict | None:
+        """One step on the rows in ``self.index``: the plain loop's work and two slots of the epoch log.
+
+        It reads fixed buffers only and never syncs, so ``trainer.cuda_graph`` can capture it; with
+        ``probe`` the pass is measured (before the update) and the update's size after it.
+        """
+        s = self.s
+        x, y = s.data.x_train[self.index], s.data.y_train[self.index]
+        with s.probe.capture() if probe else nullcontext():
+            loss, logits = self._forward_backward(x, y)
+        measured = s.probe.measure() if probe else None
+        if self.clip_norm:
+            torch.nn.utils.clip_grad_norm_(s.model.parameters(), self.clip_norm)
+        if self.clip_value:
+            torch.nn.utils.clip_grad_value_(s.model.parameters(), self.clip_value)
+        s.optimizer.step()
+        self.epoch_log.add(loss, logits)
+        if probe:
+            s.probe.update_ratio(measured)
+        return measured
+
     def _keep(self, record: ProbeRecord) -> bool:
         """Log a probe record (with the theory at step 0); False if it saw NaN/inf."""
         if record.step == 0 and self.s.prediction is not None:
@@ -226,73 +258,59 @@ class Trainer:
             self.generator.set_state(self.resumed["epoch_generator"])
         epoch_generator = self.generator.get_state()
         order = torch.randperm(len(s.data.x_train), device=s.device, generator=self.generator)
+        begin = self.resumed["position"] if continuing else 0
+        self.epoch_log.start(begin, [t.to(s.device) for t in self.resumed["sums"]] if continuing else None)
         if continuing:
-            loss_sum, correct, first_bad = (t.to(s.device) for t in self.resumed["sums"])
             set_rng_state(self.resumed["rng"])
-            begin = self.resumed["position"]
-        else:
-            loss_sum = torch.zeros((), device=s.device, dtype=s.data.x_train.dtype)
-            correct = torch.zeros((), device=s.device)
-            first_bad = torch.full((), -1, dtype=torch.long, device=s.device)
-            begin = 0
         epoch_steps = min(s.steps_per_epoch, s.total - (self.step - begin))
+        self.epoch_start = self.step - begin  # the run's step at slot 0 of the epoch log
         i = begin - 1
         for i in range(begin, epoch_steps):
-            index = order[i * batch:(i + 1) * batch]
-            x, y = s.data.x_train[index], s.data.y_train[index]
+            self.index.copy_(order[i * batch:(i + 1) * batch])
             probing = self.step % every == 0 or self.step == s.total - 1
-            if probing:
-                with s.probe.capture():
-                    loss, logits = self._forward_backward(x, y)
-                measured = s.probe.measure()
+            if probing:  # measured, eagerly
+                record = s.probe.record(self._train_step(probe=True), self.step)
+                if not self._keep(record) and self.bad_at is None:
+                    self.bad_at = self.step
+            elif self.fast is not None:
+                self.fast()
             else:
-                loss, logits = self._forward_backward(x, y)
-            if self.clip_norm:
-                torch.nn.utils.clip_grad_norm_(s.model.parameters(), self.clip_norm)
-            if self.clip_value:
-                torch.nn.utils.clip_grad_value_(s.model.parameters(), self.clip_value)
-            s.optimizer.step()
-            loss_sum += loss
-            correct += (logits.argmax(1) == y).sum()
-            first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(loss), self.step)
-            if probing:
-                s.probe.update_ratio(measured)
-                if not self._keep(s.probe.record(measured, self.step)) and first_bad.item() < 0:
-                    first_bad.fill_(self.step)
+                self._train_step()
             self.step += 1
             self.bar.update()
-            if probing and first_bad.item() >= 0:
+            if probing and (self.bad_at is not None or int(self.epoch_log.first_bad(i + 1)) >= 0):
                 break
-            if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self._healthy(first_bad):
-                self._checkpoint(epoch, i + 1, epoch_generator, [loss_sum, correct, first_bad])
-        return self._end_epoch(epoch, loss_sum, correct, first_bad, steps=i + 1)
+            if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self._healthy(i + 1):
+                self._checkpoint(epoch, i + 1, epoch_generator, self.epoch_log.saved(i + 1))
+        labels = s.data.y_train[order[:(i + 1) * batch]].view(i + 1, batch)
+        return self._end_epoch(epoch, self.epoch_log.totals(i + 1, labels))
 
-    def _end_epoch(self, epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, first_bad: torch.Tensor,
-                   steps: int) -> bool:
+    def _end_epoch(self, epoch: int, totals: torch.Tensor) -> bool:
         """Step the schedule, evaluate, log the epoch (one host sync); True when the run diverged."""
-        s, batch = self.s, self.trainer.batch_size
+        s = self.s
         s.scheduler.step()
         test = evaluate(s.model, s.loss_fn, s.data.x_test, s.data.y_test)
-        host = torch.cat([torch.stack([loss_sum, correct]) / max(steps, 1), test, first_bad.reshape(1).float()]).tolist()
+        train_loss, train_accuracy, bad, test_loss, test_accuracy = torch.cat([totals, test.to(totals.dtype)]).tolist()
+        bad_steps = ([self.bad_at] if self.bad_at is not None else []) + ([self.epoch_start + int(bad)] if bad >= 0 else [])
         self.summary["steps"], self.summary["epochs"] = self.step, epoch + 1
-        if host[4] >= 0 or not all(math.isfinite(v) for v in host[:2]):
+        if bad_steps or not (math.isfinite(train_loss) and math.isfinite(train_accuracy)):
             self.summary["status"] = "diverged"
-            self.summary["diverged_at_step"] = int(host[4]) if host[4] >= 0 else self.step
+            self.summary["diverged_at_step"] = min(bad_steps) if bad_steps else self.step
             log.warning("diverged: the loss became NaN/inf at step %s; the run stops here",
                         self.summary["diverged_at_step"])
             return True
-        row = {"epoch": epoch + 1, "step": self.step, "train_loss": host[0], "train_accuracy": host[1] / batch,
-               "test_loss": host[2], "test_accuracy": host[3], "lr": s.optimizer.param_groups[0]["lr"]}
+        row = {"epoch": epoch + 1, "step": self.step, "train_loss": train_loss, "train_accuracy": train_accuracy,
+               "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": s.optimizer.param_groups[0]["lr"]}
         self.writer.epoch(row)
         self.summary["final"] = {k: row[k] for k in FINAL}
-        self.bar.set_postfix(loss=f"{host[0]:.3f}", test_acc=f"{host[3]:.3f}")
+        self.bar.set_postfix(loss=f"{train_loss:.3f}", test_acc=f"{test_accuracy:.3f}")
         log_epoch(log, row, s.epochs)
         return False
 
-    def _healthy(self, first_bad: torch.Tensor) -> bool:
+    def _healthy(self, steps: int) -> bool:
         """No NaN/inf loss so far and finite parameters: only such a state is worth a checkpoint."""
         params = torch.stack([p.detach().float().abs().sum() for p in self.s.model.parameters()])
-        return first_bad.item() < 0 and bool(torch.isfinite(params).all())
+        return self.bad_at is None and int(self.epoch_log.first_bad(steps)) < 0 and bool(torch.isfinite(params).all())
 
     def _checkpoint(self, epoch: int, position: int, epoch_generator: torch.Tensor, sums: list) -> None:
         s = self.s
@@ -309,6 +327,8 @@ class Trainer:
             log.info("no checkpoint in %s: starting at step 0", s.run_dir)
             return None
         state = load_checkpoint(path)
+        if len(state.get("sums", [])) not in (0, 2):
+            raise ConfigError(f"{path} was written by an older layerscope; delete it to start the run over")
         s.model.load_state_dict(state["model"])
         s.optimizer.load_state_dict(state["optimizer"])
         s.scheduler.load_state_dict(state["scheduler"])
