@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 ONLY ?=
-.PHONY: help venv run test test-slow bench reproduce tensorboard clean
+.PHONY: help venv run test test-slow bench bench-sweep reproduce tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test-slow: $(STAMP)  ## only the slow end-to-end tests
 
 bench: $(STAMP)  ## throughput: plain PyTorch loop vs the layerscope runner, same model/data/batch
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
+
+bench-sweep: $(STAMP)  ## one sweep three ways: one after another, basic launcher, stacked launcher (ARGS='--ks 16')
+	$(BIN)/python benchmarks/sweep.py $(ARGS)
 
 reproduce: $(STAMP)  ## run every lecture experiment, check its claim, write outputs/reproduce/REPORT.md (ONLY=<name>)
 	$(BIN)/python -m layerscope.reproduce $(if $(ONLY),--only $(ONLY))

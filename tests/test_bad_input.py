@@ -61,6 +61,10 @@ CASES = [
     (["bn=before", "trainer.batch_size=1"], "bn=before needs batches of 2 or more"),
     (["trainer.checkpoint_every=0"], "trainer.checkpoint_every=0"),
     (["trainer.resume=maybe"], "trainer.resume='maybe' must be true or false"),
+    (["trainer.dtype=float16"], "trainer.dtype='float16' is unknown; choose one of: float32, float64"),
+    (["trainer.cuda_graph=yes"], "trainer.cuda_graph='yes' must be true or false"),
+    pytest.param(["trainer.cuda_graph=true"], "trainer.cuda_graph=true needs a CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")),
 ]
 
 

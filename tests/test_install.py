@@ -23,6 +23,7 @@ def test_wheel_ships_configs_and_its_cli_runs_from_elsewhere(tmp_path):
     wheel = next((tmp_path / "dist").glob("layerscope-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "layerscope/configs/train.yaml" in names and "layerscope/configs/init/he_normal.yaml" in names
+    assert "hydra_plugins/layerscope_launcher/stacked_launcher.py" in names  # Hydra finds the stacked launcher
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
                    check=True, capture_output=True)
