@@ -83,6 +83,20 @@ def plan(cfgs: list[DictConfig], max_members: int) -> list[list[int]]:
     return chunks
 
 
+def remember_compositions(loader: Any) -> None:
+    """Compose each job once: Hydra's sweeper composes every job to validate the batch, then the
+    launcher would again (~0.2 s a job); the second time gets a copy of the first."""
+    compose, cache = loader.load_sweep_config, {}
+
+    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        key = (id(master_config), tuple(sweep_overrides))
+        if key not in cache:
+            cache[key] = compose(master_config, sweep_overrides)
+        return copy.deepcopy(cache[key])
+
+    loader.load_sweep_config = load_sweep_config
+
+
 def check_launcher(max_members: Any, dispatch: Any) -> None:
     """The launcher's own keys, before anything is written."""
     whole("hydra.launcher.max_members", max_members)
