@@ -57,6 +57,8 @@ import torch
 from layerscope.paths import config_dir
 from layerscope.trainer import run
 
+from output import publish  # benchmarks/output.py (this folder)
+
 BATCH = 128
 N_TRAIN, DIM, N_TEST = 1024, 784, 256  # 8 steps per epoch at batch 128
 WAYS = ("sequential", "basic", "stacked")
@@ -246,13 +248,7 @@ def main(argv: list[str] | None = None) -> int:
               "model": f"{args.depth}x{args.width} tanh MLP", "data": f"gaussian {N_TRAIN}x{DIM}, {N_TEST} test",
               "sweeps": {k: sweep_overrides(k) for k in args.ks}, "fixed": fixed_overrides(args),
               "rows": rows, "ratios": ratios(rows)}
-    print(report(result))
-    if args.keep:
-        print(f"job folders kept in {root}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return publish(report(result), result, args.json, root if args.keep else None)
 
 
 if __name__ == "__main__":

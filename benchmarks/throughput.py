@@ -31,7 +31,6 @@ The exit status is 0 whatever the ratio: this is a measurement, not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -50,10 +49,10 @@ from omegaconf import DictConfig, OmegaConf
 from layerscope.checks import resolve_device
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
-from layerscope.init import initialize
-from layerscope.model import build_model
 from layerscope.paths import config_dir
-from layerscope.trainer import describe, run
+from layerscope.trainer import describe, initialized_model, run
+
+from output import publish  # benchmarks/output.py (this folder)
 
 N_TRAIN = 16384  # 32 steps per epoch at batch 512, so epoch ends (evaluation, reshuffle) are a small share
 DIM = 500
@@ -108,11 +107,8 @@ class PlainLoop:
     def __init__(self, cfg: DictConfig, device: torch.device) -> None:
         """Build the same model and data as ``run(cfg, ...)`` does, on ``device``."""
         self.device = device
-        torch.manual_seed(cfg.trainer.seed)
         data = load_data(cfg.data, cfg.trainer.seed)
-        self.model = build_model(cfg.model, cfg.activation, cfg.bn, data.input_dim, data.num_classes)
-        initialize(self.model, cfg.init, cfg.activation.name, cfg.activation)
-        self.model.to(device).train()
+        self.model = initialized_model(cfg, data).to(device).train()
         self.x, self.y = data.x_train.to(device), data.y_train.to(device)
         self.batch = cfg.trainer.batch_size
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.optimizer.lr)
@@ -225,13 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"throughput: error: {err}", file=sys.stderr)
             return 2
     result["load_average"] = {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}
-    print(report(result))
-    if args.keep:
-        print(f"runner output kept in {root}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return publish(report(result), result, args.json, root if args.keep else None)
 
 
 if __name__ == "__main__":

@@ -45,15 +45,23 @@ class CapturedStep:
         self.graph.replay()
 
     def _capture(self, lr: list[float]) -> None:
-        pool = self.graph.pool() if self.graph is not None else None
-        self.graph, self.lr = torch.cuda.CUDAGraph(), lr
+        self.graph, self.lr = None, lr  # the old graph and its memory go first
+        graph = torch.cuda.CUDAGraph()
         self.optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the gradients it fills
-        with torch.cuda.graph(self.graph, pool=pool):
+        with torch.cuda.graph(graph):
             self.step()  # recorded, not run: the replay that follows runs it
+        self.graph = graph
 
 
-def capturable(optimizer: torch.optim.Optimizer) -> None:
-    """Keep the optimizer's step counters on the device (Adam, RMSprop), as a captured update needs."""
+def set_capturable(optimizer: torch.optim.Optimizer, on: bool) -> None:
+    """Keep the optimizer's step counters on the parameters' device (Adam, RMSprop) when ``on``, as a
+    captured update needs, else on the CPU; call it again after ``load_state_dict``, which restores
+    the flag the checkpoint was saved with."""
     for group in optimizer.param_groups:
-        if "capturable" in group:
-            group["capturable"] = True
+        if "capturable" not in group:
+            continue
+        group["capturable"] = on
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if "step" in state:
+                state["step"] = state["step"].to(p.device if on else "cpu", torch.float32)

@@ -23,13 +23,12 @@ from layerscope.activations import ACTIVATIONS
 from layerscope.checks import resolve_device
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
-from layerscope.init import initialize
 from layerscope.losses import LOSSES
-from layerscope.model import build_model
 from layerscope.paths import config_dir
 from layerscope.plots import render
 from layerscope.probes import Probe
 from layerscope.theory import compare, predict_run
+from layerscope.trainer import initialized_model
 from layerscope.writer import write_json_atomic
 
 GROUPS = ("activation", "init", "bn")
@@ -46,10 +45,7 @@ def choice(group: str, name: str) -> DictConfig:
 
 def measure_cell(cfg: DictConfig, data, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> dict[str, Any]:
     """One forward/backward pass of a freshly initialized model, probed: per-layer stats and theory."""
-    torch.manual_seed(cfg.trainer.seed)
-    model = build_model(cfg.model, cfg.activation, cfg.bn, data.input_dim, data.num_classes)
-    initialize(model, cfg.init, cfg.activation.name, cfg.activation)
-    model.to(device)
+    model = initialized_model(cfg, data).to(device)
     probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
                   cfg.probe.histogram_sample)
     with probe.capture():

@@ -271,7 +271,10 @@ class GroupTrainer:
             probing = self.step % self.every == 0 or self.step == self.total - 1
             losses, logits, measured = self._forward_backward(x, y, probing)
             self.first_bad = torch.where((self.first_bad < 0) & ~torch.isfinite(losses), self.step, self.first_bad)
-            self.optimizer.step(self.model.grads(), self.first_bad < 0)
+            grads = self.model.grads()
+            if not self.model.per_parameter:
+                self.model.zero_grad()  # the gathered copy is what the update reads
+            self.optimizer.step(grads, self.first_bad < 0)
             self.epoch_log.add(losses, logits)
             if probing:
                 self.measure.update_ratio(measured, self.model.weights())

@@ -36,13 +36,13 @@ GB = 1024**3
 
 
 def member_bytes(cfg: DictConfig, data: Data) -> int:
-    """Device bytes one member needs: parameters with their gradients, update temporaries and two
-    optimizer moments (6 copies), activations and their gradients (8 per unit and example), the
-    test pass, and its own copy of the data when the data depends on its seed."""
+    """Device bytes one member needs: parameters with their gradients (twice on a GPU: per parameter
+    and gathered), update temporaries and two optimizer moments (8 copies), activations and their
+    gradients (8 per unit and example), the test pass, and its own data when that depends on its seed."""
     depth, width, batch = cfg.model.depth, cfg.model.width, cfg.trainer.batch_size
     fans = [data.input_dim] + [width] * depth
     params = sum((fan + 1) * width for fan in fans[:-1]) + (width + 1) * data.num_classes + 4 * width * depth
-    values = 6 * params + 8 * batch * width * depth + 3 * min(4096, len(data.x_test)) * width
+    values = 8 * params + 8 * batch * width * depth + 3 * min(4096, len(data.x_test)) * width
     if data.seeded:
         values += data.x_train.numel() + data.x_test.numel()
     return values * torch.finfo(DTYPES[cfg.trainer.dtype]).bits // 8
@@ -71,14 +71,16 @@ def _fits(cfg: DictConfig, loaded: dict) -> int | None:
     return int(MEMORY_SHARE * free // need)
 
 
-def plan(cfgs: list[DictConfig], max_members: int) -> list[list[int]]:
-    """Job indices per stacked model: jobs of one shape, at most ``max_members`` and what fits in memory."""
+def plan(cfgs: list[DictConfig], max_members: int, fit_memory: bool = True) -> list[list[int]]:
+    """Job indices per stacked model: jobs of one shape, at most ``max_members`` and (``fit_memory``)
+    what fits this machine's device memory."""
     groups: dict[str, list[int]] = {}
     for index, cfg in enumerate(cfgs):
         groups.setdefault(group_key(cfg), []).append(index)
     chunks, loaded = [], {}
     for indices in groups.values():
-        size = min(max_members, _fits(cfgs[indices[0]], loaded) or max_members)
+        fits = _fits(cfgs[indices[0]], loaded) if fit_memory else None
+        size = min(max_members, fits or max_members)
         chunks += [indices[i:i + size] for i in range(0, len(indices), size)]
     return chunks
 
@@ -129,13 +131,18 @@ def _submitit(work: list[tuple[list[DictConfig], list[str]]], dispatch: str, opt
     else:
         params = {k: v for k, v in params.items() if k in ("timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb")}
     executor.update_parameters(**params)
-    jobs = [executor.submit(train_group, cfgs, dirs) for cfgs, dirs in work]
     results = []
-    for job in jobs:
-        try:
-            results.append(job.result())
-        except Exception as err:  # noqa: BLE001 - a node's failure belongs to its members
-            results.append(err)
+    if dispatch == "submitit_local":  # one machine, one device: one stacked model at a time, as planned
+        work_now = [[w] for w in work]
+    else:
+        work_now = [work]
+    for batch in work_now:
+        jobs = [executor.submit(train_group, cfgs, dirs) for cfgs, dirs in batch]
+        for job in jobs:
+            try:
+                results.append(job.result())
+            except Exception as err:  # noqa: BLE001 - a node's failure belongs to its members
+                results.append(err)
     return results
 
 
@@ -172,7 +179,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     skipped = {i for i, task in enumerate(tasks) if task.get("skip_completed") and finished(folders[i])}
     todo = [i for i in range(len(configs)) if i not in skipped]
     try:
-        chunks = [[todo[i] for i in chunk] for chunk in plan([tasks[i] for i in todo], launcher.max_members)]
+        chunks = [[todo[i] for i in chunk]  # on SLURM the nodes' GPUs are not this machine's: max_members alone
+                  for chunk in plan([tasks[i] for i in todo], launcher.max_members, launcher.dispatch != "slurm")]
     except ConfigError:
         _forget_sweep(Path(str(hydra_cfg.sweep.dir)))
         raise

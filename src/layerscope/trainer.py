@@ -21,7 +21,7 @@ from layerscope.activations import ACTIVATIONS, build_activation
 from layerscope.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
                                    truncate_jsonl)
 from layerscope.checks import DTYPES, check_probe, check_trainer, resolve_device
-from layerscope.cuda_graph import CapturedStep, capturable
+from layerscope.cuda_graph import CapturedStep, set_capturable
 from layerscope.data import Data, load_data
 from layerscope.epoch_log import EpochLog
 from layerscope.errors import ConfigError
@@ -99,6 +99,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
     """Check every key, then load the data and build the model, optimizer, schedule and probe."""
     trainer = cfg.trainer
     device = check_config(cfg)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # streams and graphs (trainer.cuda_graph) belong to the current device
     if trainer.threads:
         torch.set_num_threads(trainer.threads)
     data = load_data(cfg.data, trainer.seed)
@@ -106,10 +108,9 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
     model = initialized_model(cfg, data).to(device)
     data = data.to(device, DTYPES[trainer.dtype])
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, trainer.weight_decay)
-    if trainer.cuda_graph:
-        if device.type != "cuda":
-            raise ConfigError(f"trainer.cuda_graph=true needs a CUDA device, not {device}; use trainer.cuda_graph=false")
-        capturable(optimizer)
+    if trainer.cuda_graph and device.type != "cuda":
+        raise ConfigError(f"trainer.cuda_graph=true needs a CUDA device, not {device}; use trainer.cuda_graph=false")
+    set_capturable(optimizer, trainer.cuda_graph)
     probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
                   cfg.probe.histogram_sample)
     total, steps_per_epoch = total_steps(cfg, data)
@@ -331,6 +332,7 @@ class Trainer:
             raise ConfigError(f"{path} was written by an older layerscope; delete it to start the run over")
         s.model.load_state_dict(state["model"])
         s.optimizer.load_state_dict(state["optimizer"])
+        set_capturable(s.optimizer, self.trainer.cuda_graph)
         s.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         self.step, self.summary = state["step"], state["summary"]
