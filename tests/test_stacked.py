@@ -27,7 +27,7 @@ from layerscope.stacked_model import StackedMLP
 from layerscope.trainer import initialized_model, run
 
 TOLERANCE = 1e-9
-BASE = ["model.depth=3", "model.width=24", "trainer.max_steps=100", "trainer.batch_size=64", "probe.every=15",
+BASE = ["model.depth=3", "model.width=24", "trainer.max_steps=70", "trainer.batch_size=64", "probe.every=15",
         "probe.figures=false", "trainer.progress=false", "trainer.dtype=float64", "trainer.checkpoint_every=40"]
 CLI = str(Path(sys.executable).with_name("layerscope"))
 
@@ -73,7 +73,7 @@ def test_every_optimizer_and_penalty_matches_its_single_run(tmp_path, bn):
                 ["optimizer=adam", "optimizer.lr=0.001", "scheduler=inverse_time", "init=normal", "init.std=0.1"]]
     alone, members = singles_and_group(tmp_path, variants, BASE + [f"bn={bn}", "activation=prelu"])
     for single, member in zip(alone, members):
-        assert single.status == "completed" and len(single.metrics) == 5
+        assert single.status == "completed" and len(single.metrics) == 4
         assert_same_run(single, member)
         assert member.summary["stacked"]["members"] == len(variants)
 
@@ -126,7 +126,7 @@ def test_a_member_checkpoint_is_its_single_runs(tmp_path):
     for i in range(2):
         single = torch.load(tmp_path / f"single_{i}" / "checkpoint.pt", weights_only=True)
         member = torch.load(tmp_path / f"member_{i}" / "checkpoint.pt", weights_only=True)
-        assert single["model"].keys() == member["model"].keys() and single["step"] == member["step"] == 100
+        assert single["model"].keys() == member["model"].keys() and single["step"] == member["step"] == 70
         for key in single["model"]:
             torch.testing.assert_close(member["model"][key], single["model"][key], rtol=TOLERANCE, atol=1e-12)
         assert single["optimizer"]["param_groups"][0]["lr"] == member["optimizer"]["param_groups"][0]["lr"]
@@ -194,12 +194,14 @@ def test_stacked_launcher_writes_ordinary_run_folders(tmp_path):
 
 
 def test_stacked_launcher_skips_finished_jobs_and_figures_are_drawn(tmp_path):
-    proc, sweep_dir = sweep(tmp_path, *SMALL, "trainer.seed=0,1", "probe.figures=true")
+    figures = ["probe.figures=true", "probe.every=11"]  # two probes, two lecture figures per job
+    small = [a for a in SMALL if not a.startswith("probe.every")]
+    proc, sweep_dir = sweep(tmp_path, *small, "trainer.seed=0,1", *figures)
     assert proc.returncode == 0, proc.stderr
-    assert (sweep_dir / "0" / "figures" / "probe_000000.png").exists()
+    assert (sweep_dir / "0" / "figures" / "probe_000011.png").exists()
     (sweep_dir / "1" / "summary.json").unlink()  # as if killed
     finished = (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns
-    proc, again = sweep(tmp_path, *SMALL, "trainer.seed=0,1", "probe.figures=true", f"hydra.sweep.dir={sweep_dir}",
+    proc, again = sweep(tmp_path, *small, "trainer.seed=0,1", *figures, f"hydra.sweep.dir={sweep_dir}",
                         "skip_completed=true")
     assert proc.returncode == 0 and again == sweep_dir, proc.stderr
     assert (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns == finished
