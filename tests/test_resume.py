@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -120,3 +121,61 @@ def test_checkpoints_load_onto_the_cpu_whatever_the_run_device(tmp_path, monkeyp
     for rng in (state["epoch_generator"], state["rng"]["torch"]):
         assert rng.device.type == "cpu" and rng.dtype == torch.uint8
     torch.Generator().set_state(state["epoch_generator"])
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_cleanly_and_resume_is_bit_identical(tmp_path, sig, status):
+    args = ["model.depth=2", "model.width=32", "model.dropout=0.1", "trainer.batch_size=32", "trainer.max_steps=600",
+            "trainer.checkpoint_every=null", "probe.every=40", "probe.figures=false", "trainer.progress=false"]
+    assert layerscope(tmp_path / "reference", *args).returncode == 0
+    reference = next((tmp_path / "reference" / "runs").glob("*/*"))
+    outputs = tmp_path / "stopped"
+    env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(outputs)}
+    proc = subprocess.Popen([CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(outputs.glob("runs/*/*/metrics.jsonl"))) == 0:
+        time.sleep(0.01)
+    time.sleep(0.5)  # part-way through training
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    run = next((outputs / "runs").glob("*/*"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert proc.returncode == status and "trainer.resume=true" in stderr.strip().splitlines()[-1], stderr
+    assert summary["status"] == "interrupted" and summary["signal"] == signal.Signals(sig).name
+    stopped_at = summary["interrupted_at_step"]
+    assert 0 < stopped_at < 600 and torch.load(run / "checkpoint.pt", weights_only=True)["step"] == stopped_at
+    resumed = layerscope(outputs, *args, "trainer.resume=true")
+    assert resumed.returncode == 0 and f"resuming from the checkpoint at step {stopped_at}" in resumed.stderr
+    assert (run / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
+    assert (run / "probes.jsonl").read_text() == (reference / "probes.jsonl").read_text()
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    """summary.json, metrics.jsonl and probes.jsonl stay strict JSON when the loss overflows."""
+    args = ["model.depth=3", "model.width=32", "activation=relu", "init=normal_1", "optimizer.lr=1e38",
+            "trainer.max_steps=30", "probe.every=1", "probe.figures=false"]
+    assert layerscope(tmp_path, *args).returncode == 0
+    run = next((tmp_path / "runs").glob("*/*"))
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} is not JSON"))
+
+    summary = strict((run / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    for name in ("metrics.jsonl", "probes.jsonl"):
+        for line in (run / name).read_text().splitlines():
+            strict(line)
+    assert any(v is None for line in (run / "probes.jsonl").read_text().splitlines()
+               for values in strict(line)["stats"].values() for v in values)
+
+
+def test_write_json_atomic_turns_non_finite_numbers_into_null(tmp_path):
+    from layerscope.results import RunResult
+    from layerscope.writer import write_json_atomic
+
+    write_json_atomic(tmp_path / "summary.json", {"status": "diverged", "final": {"train_loss": float("inf")},
+                                                  "rates": [float("nan"), torch.tensor(float("-inf")), 1.5]})
+    text = (tmp_path / "summary.json").read_text()
+    data = json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} is not JSON"))
+    assert data["final"]["train_loss"] is None and data["rates"] == [None, None, 1.5]
+    assert np.isnan(RunResult.load(tmp_path).final("train_loss"))  # null reads back as NaN

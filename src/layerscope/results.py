@@ -59,7 +59,8 @@ class RunResult:
 
     def final(self, key: str = "train_loss") -> float:
         """The last epoch's value of ``key`` (NaN if no epoch finished)."""
-        return float(self.summary.get("final", {}).get(key, np.nan))
+        value = self.summary.get("final", {}).get(key)
+        return np.nan if value is None else float(value)
 
     def steps_to(self, loss: float, key: str = "train_loss") -> float:
         """First step at whose epoch end ``key`` <= ``loss`` (inf if never)."""

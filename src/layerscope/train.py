@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def main(cfg: DictConfig) -> None:
             raise
         log.error("job %s failed: %s", HydraConfig.get().job.num, error)
     else:
+        if summary["status"] == "interrupted":
+            print(f"layerscope: {summary['signal']}: the run stopped after step {summary['steps']} in {run_dir}; "
+                  f"continue it with the same command and trainer.resume=true", file=sys.stderr)
+            sys.exit(128 + signal.Signals[summary["signal"]].value)
         if summary["status"] == "diverged" and cfg.trainer.get("fail_on_divergence"):
             print(f"layerscope: error: the run diverged at step {summary['diverged_at_step']} "
                   f"(trainer.fail_on_divergence=true)", file=sys.stderr)

@@ -24,6 +24,7 @@ from layerscope.checks import DTYPES, check_probe, check_trainer, resolve_device
 from layerscope.cuda_graph import CapturedStep, set_capturable
 from layerscope.data import Data, load_data
 from layerscope.epoch_log import EpochLog
+from layerscope.interrupt import Interrupt
 from layerscope.errors import ConfigError
 from layerscope.init import initialize
 from layerscope.losses import LOSSES
@@ -177,6 +178,7 @@ class Trainer:
         self.index = torch.zeros(self.batch, dtype=torch.long, device=setup.device)  # the batch's rows
         self.epoch_log = EpochLog(setup.steps_per_epoch, self.batch, (), setup.device, setup.data.x_train.dtype)
         self.fast = CapturedStep(self._train_step, setup.optimizer) if t.cuda_graph else None
+        self.interrupt = Interrupt()
         self.resumed = self._resume() if self.trainer.resume else None
         self.writer = RunWriter(setup.run_dir, purge_step=self.step if self.resumed else None)
 
@@ -188,8 +190,9 @@ class Trainer:
                  describe(self.cfg), s.device, s.data.name, len(s.data.x_train), len(s.data.x_test), s.total,
                  s.run_dir)
         started = time.perf_counter()
-        with logging_redirect_tqdm(), tqdm(total=s.total, initial=self.step, unit="step", desc="train", leave=False,
-                                           disable=None if self.trainer.progress else True) as self.bar:
+        with self.interrupt, logging_redirect_tqdm(), tqdm(
+                total=s.total, initial=self.step, unit="step", desc="train", leave=False,
+                disable=None if self.trainer.progress else True) as self.bar:
             if s.total == 0:
                 self._probe_only()
             for epoch in range(self.resumed["epoch"] if self.resumed else 0, s.epochs):
@@ -279,6 +282,8 @@ class Trainer:
                 self._train_step()
             self.step += 1
             self.bar.update()
+            if self.interrupt.received:
+                return self._interrupted(epoch, i + 1, epoch_generator)
             if probing and (self.bad_at is not None or int(self.epoch_log.first_bad(i + 1)) >= 0):
                 break
             if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self._healthy(i + 1):
@@ -307,6 +312,16 @@ class Trainer:
         self.bar.set_postfix(loss=f"{train_loss:.3f}", test_acc=f"{test_accuracy:.3f}")
         log_epoch(log, row, s.epochs)
         return False
+
+    def _interrupted(self, epoch: int, position: int, epoch_generator: torch.Tensor) -> bool:
+        """Stop after this step: checkpoint a healthy state, mark the run interrupted; True (the loop ends)."""
+        if self._healthy(position):
+            self._checkpoint(epoch, position, epoch_generator, self.epoch_log.saved(position))
+        self.summary.update(status="interrupted", interrupted_at_step=self.step, signal=self.interrupt.name,
+                            steps=self.step)
+        log.warning("%s: stopped after step %d; continue with the same command and trainer.resume=true",
+                    self.interrupt.name, self.step)
+        return True
 
     def _healthy(self, steps: int) -> bool:
         """No NaN/inf loss so far and finite parameters: only such a state is worth a checkpoint."""
@@ -342,8 +357,9 @@ class Trainer:
         return state
 
     def _finish(self) -> dict[str, Any]:
-        """Figures, hparams, summary.json."""
-        finish_run(self.cfg, self.summary, self.records, self.writer, self.step)
+        """Figures (not when interrupted: the resumed run draws them), hparams, summary.json."""
+        finish_run(self.cfg, self.summary, self.records, self.writer, self.step,
+                   figures=self.summary["status"] != "interrupted")
         return self.summary
 
 
@@ -354,9 +370,9 @@ def log_epoch(logger: logging.Logger, row: dict[str, Any], epochs: int) -> None:
 
 
 def finish_run(cfg: DictConfig, summary: dict[str, Any], records: list[ProbeRecord], writer: RunWriter,
-               steps: int, logger: logging.Logger = log) -> None:
+               steps: int, logger: logging.Logger = log, figures: bool = True) -> None:
     """The end of every run: its figures, hparams and summary.json, and a closing log line."""
-    if cfg.probe.figures:
+    if cfg.probe.figures and figures:
         draw_figures(records, describe(cfg), writer.run_dir, writer)
     writer.hparams(hyperparameters(cfg), {**summary["final"], "steps": steps,
                                           "diverged": float(summary["status"] == "diverged")}, steps)

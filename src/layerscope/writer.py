@@ -34,18 +34,18 @@ def layer_tag(quantity: str, layer: int) -> str:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` via a temporary file and a rename, so readers never see half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+    tmp.write_text(json.dumps(_clean(data), indent=2, default=_jsonable, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
-        return value.item()
+        return _clean(value.item())
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def _clean(value: Any) -> Any:
-    """NaN/inf become null so every line is strict JSON."""
+    """NaN/inf become null so every file is strict JSON (readers take null back as NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -72,7 +72,7 @@ class RunWriter:
             self.tb.add_scalar(f"loss/{split}", row[f"{split}_loss"], step)
             self.tb.add_scalar(f"accuracy/{split}", row[f"{split}_accuracy"], step)
         self.tb.add_scalar("lr", row["lr"], step)
-        self._metrics.write(json.dumps(_clean(row)) + "\n")
+        self._metrics.write(json.dumps(_clean(row), allow_nan=False) + "\n")
         self._metrics.flush()
 
     def probe(self, record: ProbeRecord) -> None:
@@ -91,7 +91,7 @@ class RunWriter:
                 if math.isfinite(value):
                     values.append(Summary.Value(tag=layer_tag(name, layer), simple_value=value))
         self.tb._get_file_writer().add_summary(Summary(value=values), record.step)
-        self._probes.write(json.dumps(record.to_json(FILE_HISTOGRAMS)) + "\n")
+        self._probes.write(json.dumps(record.to_json(FILE_HISTOGRAMS), allow_nan=False) + "\n")
         self._probes.flush()
 
     def hparams(self, params: dict[str, Any], metrics: dict[str, float], step: int) -> None:
