@@ -123,31 +123,40 @@ def test_checkpoints_load_onto_the_cpu_whatever_the_run_device(tmp_path, monkeyp
     torch.Generator().set_state(state["epoch_generator"])
 
 
+SIGNAL_ARGS = ["model.depth=3", "model.width=64", "model.dropout=0.1", "trainer.batch_size=32", "trainer.max_steps=1500",
+               "trainer.checkpoint_every=null", "probe.every=100", "probe.figures=false", "trainer.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The run the interrupted-and-resumed ones must equal."""
+    outputs = tmp_path_factory.mktemp("uninterrupted")
+    assert layerscope(outputs, *SIGNAL_ARGS).returncode == 0
+    return next((outputs / "runs").glob("*/*"))
+
+
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_cleanly_and_resume_is_bit_identical(tmp_path, sig, status):
-    args = ["model.depth=2", "model.width=32", "model.dropout=0.1", "trainer.batch_size=32", "trainer.max_steps=600",
-            "trainer.checkpoint_every=null", "probe.every=40", "probe.figures=false", "trainer.progress=false"]
-    assert layerscope(tmp_path / "reference", *args).returncode == 0
-    reference = next((tmp_path / "reference" / "runs").glob("*/*"))
+def test_a_signal_stops_cleanly_and_resume_is_bit_identical(tmp_path, uninterrupted, sig, status):
     outputs = tmp_path / "stopped"
     env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(outputs)}
-    proc = subprocess.Popen([CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([CLI, *SIGNAL_ARGS], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(outputs.glob("runs/*/*/metrics.jsonl"))) == 0:
-        time.sleep(0.01)
-    time.sleep(0.5)  # part-way through training
-    proc.send_signal(sig)
+    while time.monotonic() < deadline and not list(outputs.glob("runs/*/*/metrics.jsonl")):
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before the signal could reach its loop"
+    proc.send_signal(sig)  # one epoch of 44 steps is done, about 1450 are left
     _, stderr = proc.communicate(timeout=120)
     run = next((outputs / "runs").glob("*/*"))
     summary = json.loads((run / "summary.json").read_text())
     assert proc.returncode == status and "trainer.resume=true" in stderr.strip().splitlines()[-1], stderr
     assert summary["status"] == "interrupted" and summary["signal"] == signal.Signals(sig).name
     stopped_at = summary["interrupted_at_step"]
-    assert 0 < stopped_at < 600 and torch.load(run / "checkpoint.pt", weights_only=True)["step"] == stopped_at
-    resumed = layerscope(outputs, *args, "trainer.resume=true")
+    assert 0 < stopped_at < 1500 and torch.load(run / "checkpoint.pt", weights_only=True)["step"] == stopped_at
+    resumed = layerscope(outputs, *SIGNAL_ARGS, "trainer.resume=true")
     assert resumed.returncode == 0 and f"resuming from the checkpoint at step {stopped_at}" in resumed.stderr
-    assert (run / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
-    assert (run / "probes.jsonl").read_text() == (reference / "probes.jsonl").read_text()
+    assert (run / "metrics.jsonl").read_text() == (uninterrupted / "metrics.jsonl").read_text()
+    assert (run / "probes.jsonl").read_text() == (uninterrupted / "probes.jsonl").read_text()
 
 
 def test_non_finite_numbers_are_written_as_null(tmp_path):
