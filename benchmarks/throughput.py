@@ -49,7 +49,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from layerscope.checks import resolve_device
+from layerscope.validate import resolve_device
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.paths import config_dir

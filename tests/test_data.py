@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from layerscope.data import load_data, read_idx
 from layerscope.errors import ConfigError
+from layerscope.validate import check_group
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -131,7 +132,7 @@ def test_max_train_applies_before_standardization():
 @pytest.mark.parametrize("bad", [0, -5, 2.5, True, "10"])
 def test_bad_max_train_raises_config_error(bad):
     with pytest.raises(ConfigError, match="data.max_train"):
-        load_data({**SMALL_GAUSSIAN, "max_train": bad}, seed=0)
+        check_group("data", {**SMALL_GAUSSIAN, "max_train": bad})
 
 
 @pytest.mark.parametrize(
@@ -146,7 +147,7 @@ def test_bad_max_train_raises_config_error(bad):
 )
 def test_bad_synthetic_settings_raise_config_error(cfg, key):
     with pytest.raises(ConfigError, match=key):
-        load_data(cfg, seed=0)
+        check_group("data", cfg)
 
 
 # --- MNIST / Fashion-MNIST: tiny IDX files -------------------------------------------------------
@@ -268,11 +269,13 @@ def test_idx_cut_inside_the_header_raises_config_error(tmp_path):
         read_idx(path)
 
 
-@pytest.mark.parametrize("content", ["cut_stream", "not_gzip"])
+@pytest.mark.parametrize("content", ["cut_stream", "not_gzip", "corrupt_body"])
 def test_broken_gz_raises_config_error(tmp_path, content):
     path = tmp_path / "train-images-idx3-ubyte.gz"
     full = gzip.compress(idx_bytes(np.arange(200, dtype=np.uint8).reshape(2, 10, 10)))
-    path.write_bytes(full[: len(full) // 2] if content == "cut_stream" else b"this is not gzip data")
+    broken = {"cut_stream": full[: len(full) // 2], "not_gzip": b"this is not gzip data",
+              "corrupt_body": full[:10] + bytes(b ^ 0xFF for b in full[10:-8]) + full[-8:]}  # zlib.error
+    path.write_bytes(broken[content])
     _assert_one_line_config_error(lambda: read_idx(path), path.name)
 
 
@@ -423,3 +426,25 @@ def test_cifar10_pickle_with_forbidden_global_is_refused_without_running_it(tmp_
         lambda: load_data({"name": "cifar10", "root": str(tmp_path)}, seed=0), "data_batch_2")
     assert "refusing" in message and global_name in message
     assert not marker.exists()
+
+
+def test_a_label_outside_the_classes_names_the_file(tmp_path):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / IDX_NAMES[3], np.array([1, 2, 200, 3, 4, 5, 6, 7, 8, 9], np.uint8))
+    _assert_one_line_config_error(lambda: load_data({"name": "mnist", "root": tmp_path}, seed=0),
+                                  "t10k-labels-idx1-ubyte", "label 200 at index 2", "outside the 10 classes 0..9")
+
+
+def test_a_cifar_label_outside_the_classes_names_the_batch(tmp_path):
+    batches = write_cifar(tmp_path)
+    batch = {**batches["data_batch_3"], b"labels": [99] + batches["data_batch_3"][b"labels"][1:]}
+    (tmp_path / "data_batch_3").write_bytes(pickle.dumps(batch))
+    _assert_one_line_config_error(lambda: load_data({"name": "cifar10", "root": tmp_path}, seed=0),
+                                  "data_batch_3", "label 99 at index 0")
+
+
+def test_train_and_test_images_of_different_shapes_are_refused(tmp_path):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / IDX_NAMES[2], np.zeros((10, 32, 32), np.uint8))
+    _assert_one_line_config_error(lambda: load_data({"name": "mnist", "root": tmp_path}, seed=0),
+                                  "train inputs have (784,) features but test inputs (1024,)")

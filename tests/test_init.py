@@ -13,6 +13,7 @@ from torch import nn
 from layerscope.errors import ConfigError
 from layerscope.init import initialize
 from layerscope.model import build_model
+from layerscope.validate import check_group
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -256,23 +257,23 @@ def test_batch_norm_parameters_are_left_alone():
 )
 def test_bad_values_raise_config_error(cfg):
     with pytest.raises(ConfigError):
-        initialize(_fresh_probe(), cfg, "relu")
+        check_group("init", cfg)
 
 
 def test_unknown_mode_error_lists_the_modes():
     with pytest.raises(ConfigError) as info:
-        initialize(_fresh_probe(), {"name": "xavier_normal", "mode": "fan_sideways"}, "tanh")
+        check_group("init", {"name": "xavier_normal", "mode": "fan_sideways"})
     for mode in ("fan_in", "fan_out", "fan_avg"):
         assert mode in str(info.value)
 
 
 def test_bad_gain_error_names_the_value_and_auto():
     with pytest.raises(ConfigError) as info:
-        initialize(_fresh_probe(), {"name": "xavier_normal", "gain": -2.5}, "tanh")
+        check_group("init", {"name": "xavier_normal", "gain": -2.5})
     assert "-2.5" in str(info.value) and "auto" in str(info.value)
 
 
 @pytest.mark.parametrize("std", ["abc", True], ids=["string", "bool"])
 def test_non_numeric_std_raises_config_error(std):
     with pytest.raises(ConfigError, match="init.std"):
-        initialize(_fresh_probe(), {"name": "normal", "std": std}, "relu")
+        check_group("init", {"name": "normal", "std": std})

@@ -8,6 +8,7 @@ from torch import nn
 
 from layerscope.errors import ConfigError
 from layerscope.model import BN_PLACEMENTS, Block, build_model
+from layerscope.validate import check_group
 
 EXPECTED_ORDER = {
     "none": ["Linear", "Tanh"],
@@ -120,11 +121,12 @@ def test_dropout_setting_adds_dropout_layers():
 )
 def test_bad_settings_raise_config_error_naming_the_key(model_cfg, bn_cfg, key):
     with pytest.raises(ConfigError, match=key):
-        build_model(model_cfg, {"name": "tanh"}, bn_cfg, 4, 2)
+        check_group("model", model_cfg)
+        check_group("bn", bn_cfg)
 
 
 def test_unknown_placement_error_lists_the_placements():
     with pytest.raises(ConfigError) as info:
-        build_model({"depth": 1, "width": 2}, {"name": "tanh"}, {"placement": "middle"}, 4, 2)
+        check_group("bn", {"placement": "middle"})
     for placement in BN_PLACEMENTS:
         assert placement in str(info.value)

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from layerscope.errors import ConfigError
 from layerscope.optim import build_optimizer, build_scheduler
+from layerscope.validate import check_group
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 OPTIMIZER_NAMES = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
@@ -173,9 +174,8 @@ def test_inverse_time_gives_lr0_over_1_plus_decay_epoch():
     ids=lambda c: ",".join(f"{k}={v!r}" for k, v in c.items()),
 )
 def test_bad_scheduler_values_raise_config_error(cfg):
-    opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], {"name": "sgd", "lr": LR0})
     with pytest.raises(ConfigError):
-        build_scheduler(opt, cfg)
+        check_group("scheduler", cfg)
 
 
 # --- bad optimizer values -----------------------------------------------------------------------
@@ -202,9 +202,9 @@ def test_bad_scheduler_values_raise_config_error(cfg):
 @pytest.mark.parametrize("name", ["momentum", "adam"])
 def test_bad_optimizer_values_raise_config_error_naming_the_key(name, override, weight_decay, key):
     cfg = {**_cfg(name), **override}
-    p = torch.nn.Parameter(torch.zeros(1))
     with pytest.raises(ConfigError, match=key):
-        build_optimizer([p], cfg, weight_decay)
+        check_group("optimizer", cfg)
+        check_group("trainer", {"weight_decay": weight_decay})
 
 
 def test_mu_zero_and_rho_zero_are_allowed():
@@ -215,6 +215,5 @@ def test_mu_zero_and_rho_zero_are_allowed():
 @pytest.mark.parametrize("cfg", [{"name": "step", "gamma": 0.5}, {"name": "exponential"}, {"name": "inverse_time"}],
                          ids=["step_without_step_size", "exponential_without_gamma", "inverse_time_without_decay"])
 def test_missing_scheduler_key_raises_config_error(cfg):
-    opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], {"name": "sgd", "lr": LR0})
-    with pytest.raises(ConfigError):
-        build_scheduler(opt, cfg)
+    with pytest.raises(ConfigError, match="needs scheduler"):
+        check_group("scheduler", cfg)

@@ -15,6 +15,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from layerscope.results import run_status
+
 CLI = str(Path(sys.executable).with_name("layerscope"))
 ARGS = ["model.depth=3", "model.width=64", "model.dropout=0.1", "trainer.batch_size=32", "trainer.max_steps=1500",
         "trainer.checkpoint_every=25", "probe.every=20", "probe.figures=false", "trainer.progress=false"]
@@ -39,13 +41,16 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     run = next((outputs / "runs").glob("*/*"))
-    assert not (run / "summary.json").exists(), "the run finished before it could be killed"
+    assert json.loads((run / "summary.json").read_text()) == {"status": "running"}, "it finished before the kill"
+    assert run_status(run) == "incomplete"  # its lock is stale: the process is gone
     killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
     assert 0 < killed_at < 1500
 
     resumed = layerscope(outputs, *ARGS, "trainer.resume=true")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from the checkpoint at step {killed_at}" in resumed.stderr
+    assert "(the run was left incomplete" in resumed.stderr and "took over the stale lock of process" in resumed.stderr
+    assert not (run / "run.lock").exists()
     assert [p.name for p in (outputs / "runs").glob("*/*")] == [run.name]  # continued in place
     assert (run / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
     assert json.loads((run / "summary.json").read_text())["final"] == json.loads(
@@ -142,7 +147,7 @@ def test_a_signal_stops_cleanly_and_resume_is_bit_identical(tmp_path, uninterrup
     proc = subprocess.Popen([CLI, *SIGNAL_ARGS], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(outputs.glob("runs/*/*/metrics.jsonl")):
+    while time.monotonic() < deadline and not any(p.stat().st_size for p in outputs.glob("runs/*/*/metrics.jsonl")):
         time.sleep(0.005)
     assert proc.poll() is None, "the run ended before the signal could reach its loop"
     proc.send_signal(sig)  # one epoch of 44 steps is done, about 1450 are left

@@ -110,7 +110,7 @@ def test_a_diverging_member_is_masked_and_an_invalid_one_fails_alone(tmp_path):
     summaries = train_group(cfgs, [tmp_path / f"member_{i}" for i in range(len(cfgs))])
     members = [RunResult.load(tmp_path / f"member_{i}") for i in range(len(cfgs))]
     assert [s["status"] for s in summaries] == ["completed", "diverged", "failed", "completed"]
-    assert members[2].summary == {"status": "failed", "error": "optimizer.lr=-1 must be > 0"}
+    assert members[2].summary == {"status": "failed", "error": "optimizer.lr=-1 must be a finite number > 0"}
     diverged_at = alone[1].summary["diverged_at_step"]
     assert alone[1].status == "diverged" and members[1].summary["diverged_at_step"] == diverged_at
     assert_same_run(alone[1], members[1], probes_until=diverged_at)
@@ -236,5 +236,5 @@ def test_a_sweep_of_invalid_jobs_records_each_failure_and_exits_non_zero(tmp_pat
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.splitlines()[-1].startswith("2 jobs: 2 failed; see ")
     assert [RunResult.load(sweep_dir / str(i)).summary["error"] for i in range(2)] == [
-        "optimizer.lr=-1 must be > 0", "optimizer.lr=0 must be > 0"]
+        "optimizer.lr=-1 must be a finite number > 0", "optimizer.lr=0 must be a finite number > 0"]
 

@@ -10,7 +10,6 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from layerscope.errors import ConfigError
 from layerscope.gaussian import expect_standard_normal
 from layerscope.registry import Registry
 
@@ -54,26 +53,16 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (params or {}).items() if k != "name"}
 
 
-def _checked_params(name: str, spec: Activation, params: Mapping[str, Any] | None) -> dict[str, Any]:
-    kwargs = _params(params)
+def parameters(name: str) -> list[str]:
+    """The config parameters activation ``name`` takes: its module's keyword arguments (``negative_slope``...)."""
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    accepted = [p.name for p in inspect.signature(spec.module).parameters.values()
-                if p.kind in named and p.name not in ("inplace", "device", "dtype")]
-    for key in kwargs:
-        if key not in accepted:
-            choices = ", ".join(accepted) or "none"
-            raise ConfigError(f"activation.{key} is not a parameter of {name}; its parameters: {choices}")
-    return kwargs
+    return [p.name for p in inspect.signature(ACTIVATIONS.get(name).module).parameters.values()
+            if p.kind in named and p.name not in ("inplace", "device", "dtype")]
 
 
 def build_activation(name: str, params: Mapping[str, Any] | None = None) -> nn.Module:
-    """Instantiate activation ``name`` with its config parameters (``negative_slope``, ``alpha``...)."""
-    spec = ACTIVATIONS.get(name)
-    kwargs = _checked_params(name, spec, params)
-    try:
-        return spec.module(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"activation={name} with {kwargs}: {err}") from None
+    """Instantiate activation ``name`` with its config parameters (checked by ``validate``)."""
+    return ACTIVATIONS.get(name).module(**_params(params))
 
 
 def activation_fn(name: str, params: Mapping[str, Any] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -90,7 +79,7 @@ def activation_gain(name: str, params: Mapping[str, Any] | None = None) -> float
     g = 1/√E[φ(z)²], z ~ N(0, 1): the same rule that gives √2 for ReLU.
     """
     spec = ACTIVATIONS.get(name)
-    kwargs = _checked_params(name, spec, params)
+    kwargs = _params(params)
     if spec.torch_gain is not None:
         return float(spec.torch_gain(**kwargs))
     fn = activation_fn(name, params)

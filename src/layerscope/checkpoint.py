@@ -8,22 +8,21 @@ running sums. It is loaded with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from layerscope.errors import ConfigError
+from layerscope.writer import replacing
 
 CHECKPOINT = "checkpoint.pt"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to a temporary file, then rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -66,7 +65,6 @@ def truncate_jsonl(path: Path, keep_below: int) -> list[dict]:
             continue  # a line torn by the kill
         if row.get("step", 0) < keep_below:
             rows.append(row)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows

@@ -11,6 +11,7 @@ import importlib.util
 import io
 import math
 import pickle
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -57,8 +58,6 @@ DATASETS: Registry[Loader] = Registry("data")
 def _split(name: str, x: np.ndarray, y: np.ndarray, cfg: Mapping[str, Any], gen: torch.Generator) -> Data:
     """Shuffle with the run's generator and hold out ``test_fraction`` for testing."""
     fraction = float(cfg.get("test_fraction", 0.2))
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"data.test_fraction={fraction} must be in (0, 1)")
     order = torch.randperm(len(x), generator=gen).numpy()
     n_test = max(1, int(round(fraction * len(x))))
     test, train = order[:n_test], order[n_test:]
@@ -67,17 +66,10 @@ def _split(name: str, x: np.ndarray, y: np.ndarray, cfg: Mapping[str, Any], gen:
                 torch.from_numpy(x[test]), torch.from_numpy(y[test]), classes)
 
 
-def _count(cfg: Mapping[str, Any], key: str, default: int) -> int:
-    value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"data.{key}={value!r} must be a whole number >= 1")
-    return value
-
-
 def gaussian(cfg: Mapping[str, Any], gen: torch.Generator) -> Data:
     """The lecture's probe input: x ~ N(0, 1) in ``dim`` dimensions with random labels."""
-    n_train, n_test = _count(cfg, "n_train", 1000), _count(cfg, "n_test", 200)
-    dim, classes = _count(cfg, "dim", 500), _count(cfg, "classes", 10)
+    n_train, n_test, dim, classes = (cfg.get(k, d) for k, d in (("n_train", 1000), ("n_test", 200), ("dim", 500),
+                                                                 ("classes", 10)))
     x = torch.randn(n_train + n_test, dim, generator=gen)
     y = torch.randint(0, classes, (n_train + n_test,), generator=gen)
     return Data("gaussian", x[:n_train], y[:n_train], x[n_train:], y[n_train:], classes)
@@ -95,7 +87,7 @@ def digits(cfg: Mapping[str, Any], gen: torch.Generator) -> Data:
 
 def spirals(cfg: Mapping[str, Any], gen: torch.Generator) -> Data:
     """K interleaved 2-D spirals (CS231n's toy problem): not linearly separable."""
-    classes, per_class = _count(cfg, "classes", 3), _count(cfg, "n_per_class", 300)
+    classes, per_class = cfg.get("classes", 3), cfg.get("n_per_class", 300)
     noise = float(cfg.get("noise", 0.2))
     radius = torch.linspace(0.0, 1.0, per_class).repeat(classes)
     label = torch.arange(classes).repeat_interleave(per_class)
@@ -124,7 +116,7 @@ def read_idx(path: Path) -> np.ndarray:
                 raw = stream.read()
         else:
             raw = path.read_bytes()
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:  # zlib.error: a damaged compressed body
         raise ConfigError(f"{path} cannot be read ({err}); replace it with the dataset's original file") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ConfigError(f"{path} is not an unsigned-byte IDX file; replace it with the dataset's original file")
@@ -148,6 +140,7 @@ def _mnist_like(dataset: str) -> Loader:
             labels = read_idx(_find(root, [f"{prefix}-labels-idx1-ubyte"], dataset, hint))
             if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
                 raise ConfigError(f"data={dataset}: {split} images {images.shape} and labels {labels.shape} do not match")
+            _check_labels(labels, 10, root / f"{prefix}-labels-idx1-ubyte[.gz]")
             parts[split] = (images.reshape(len(images), -1).astype(np.float32) / 255.0, labels.astype(np.int64))
         return _fixed_split(dataset, parts, 10)
 
@@ -177,6 +170,7 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ConfigError(f"{path} is not a CIFAR-10 python batch ({err}); replace it with the original file") from None
     if images.ndim != 2 or images.shape[1] != 3072 or len(images) != len(labels):
         raise ConfigError(f"{path} holds data of shape {images.shape}; a CIFAR-10 batch holds (N, 3072)")
+    _check_labels(labels, 10, path)
     return images.astype(np.float32) / 255.0, labels
 
 
@@ -189,6 +183,25 @@ def cifar10(cfg: Mapping[str, Any], gen: torch.Generator) -> Data:
     test = _cifar_batch(_find(folder, ["test_batch"], "cifar10", hint))
     parts = {"train": (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])), "test": test}
     return _fixed_split("cifar10", parts, 10)
+
+
+def _check_labels(labels: np.ndarray, classes: int, path: Path | str) -> None:
+    """Every label must name one of the classes: one outside [0, classes) would fail deep in the loss."""
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if len(bad):
+        raise ConfigError(f"{path} holds label {int(labels[bad[0]])} at index {int(bad[0])}, outside the {classes} "
+                          f"classes 0..{classes - 1}; replace it with the dataset's original file")
+
+
+def _check_shapes(data: Data) -> None:
+    """Train and test inputs of one width, finite; labels within the classes."""
+    if data.x_train.shape[1:] != data.x_test.shape[1:]:
+        raise ConfigError(f"data={data.name}: train inputs have {tuple(data.x_train.shape[1:])} features but test "
+                          f"inputs {tuple(data.x_test.shape[1:])}; the files come from different datasets")
+    for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        if not bool(torch.isfinite(x).all()):
+            raise ConfigError(f"data={data.name}: the {split} inputs hold NaN or inf values")
+        _check_labels(y.numpy(), data.num_classes, f"data={data.name} ({split} split)")
 
 
 def _fixed_split(name: str, parts: dict[str, tuple[np.ndarray, np.ndarray]], classes: int) -> Data:
@@ -216,9 +229,8 @@ def load_data(cfg: Mapping[str, Any], seed: int) -> Data:
     generator = torch.Generator().manual_seed(seed)
     untouched = generator.get_state()
     data = replace(loader(cfg, generator), seeded=not torch.equal(generator.get_state(), untouched))
+    _check_shapes(data)
     limit = cfg.get("max_train")
     if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(f"data.max_train={limit!r} must be a whole number >= 1 or null")
         data = replace(data, x_train=data.x_train[:limit], y_train=data.y_train[:limit])
     return standardize(data) if cfg.get("standardize", True) else data

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from layerscope.activations import ACTIVATIONS
-from layerscope.checks import resolve_device
+from layerscope.validate import resolve_device
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.losses import LOSSES

@@ -16,6 +16,7 @@ single run's, so with dropout a member equals its single run in distribution, no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import platform
@@ -32,19 +33,20 @@ from tqdm.auto import tqdm
 from layerscope import __version__
 from layerscope.activations import ACTIVATIONS
 from layerscope.checkpoint import CHECKPOINT, rng_state, save_checkpoint, truncate_jsonl
-from layerscope.checks import DTYPES
 from layerscope.data import Data, load_data
 from layerscope.epoch_log import EpochLog
 from layerscope.errors import ConfigError
+from layerscope.interrupt import Interrupt
 from layerscope.losses import LOSSES
 from layerscope.model import MLP
+from layerscope.ownership import FolderInUse, owned
 from layerscope.optim import build_optimizer, build_scheduler
 from layerscope.probes import Captured, Measure, ProbeRecord
 from layerscope.stacked_model import StackedMLP
 from layerscope.stacked_optim import StackedOptimizer
 from layerscope.theory import Prediction, compare, predict_run
-from layerscope.trainer import (FINAL, check_batch, check_config, describe, evaluate, finish_run,
-                                initialized_model, log_epoch, total_steps)
+from layerscope.trainer import FINAL, describe, evaluate, finish_run, initialized_model, log_epoch, total_steps
+from layerscope.validate import DTYPES, check_against_data, validate
 from layerscope.writer import RunWriter, write_json_atomic
 
 log = logging.getLogger("layerscope")
@@ -110,7 +112,7 @@ def _restart(run_dir: Path) -> int | None:
     return 0
 
 
-def _datasets(members: list[Member]) -> list[Data]:
+def _datasets(members: list[Member], device: torch.device) -> list[Data]:
     """Load each distinct dataset once: members share one unless a seeded draw or split differs."""
     fixed: dict[str, Data] = {}  # datasets that do not depend on the seed, by config
     seeded: dict[tuple[str, int], Data] = {}
@@ -120,7 +122,7 @@ def _datasets(members: list[Member]) -> list[Data]:
         try:
             data = fixed.get(key) or seeded.get((key, seed)) or load_data(m.cfg.data, seed)
             (seeded.__setitem__((key, seed), data) if data.seeded else fixed.__setitem__(key, data))
-            check_batch(m.cfg, data)
+            check_against_data(m.cfg, data, device)
         except ConfigError as err:
             m.fail(str(err))
             continue
@@ -196,6 +198,7 @@ class GroupTrainer:
         self.step = 0
         self.first_bad = torch.full((len(members),), -1, dtype=torch.long, device=device)  # masks a member's updates
         self.epoch_log = EpochLog(self.steps_per_epoch, self.batch, (len(members),), device, dtype)
+        self.interrupt = Interrupt()
         for m in members:
             m.summary = {"status": "running", "steps": 0, "epochs": 0, "diverged_at_step": None, "final": {},
                          "num_classes": self.data.classes, "device": str(device), "torch": str(torch.__version__),
@@ -216,8 +219,8 @@ class GroupTrainer:
         log.info("stacked group of %d: %s on %s (%s), %d steps", len(self.members), describe(self.cfg), self.device,
                  self.data.name, self.total)
         started = time.perf_counter()
-        with tqdm(total=self.total, unit="step", desc=f"{len(self.members)} stacked", leave=False,
-                  disable=None if self.cfg.trainer.progress else True) as self.bar:
+        with self.interrupt, tqdm(total=self.total, unit="step", desc=f"{len(self.members)} stacked", leave=False,
+                                  disable=None if self.cfg.trainer.progress else True) as self.bar:
             if self.total == 0:
                 self._probe_only()
             epochs = math.ceil(self.total / self.steps_per_epoch)
@@ -232,7 +235,8 @@ class GroupTrainer:
         for m in self.members:
             m.summary.update(train_seconds=seconds, probes=len(m.records),
                              samples_per_second=m.summary["steps"] * self.batch / seconds if m.summary["steps"] else None)
-            finish_run(m.cfg, m.summary, m.records, m.writer, m.summary["steps"], m.log)
+            finish_run(m.cfg, m.summary, m.records, m.writer, m.summary["steps"], m.log,
+                       figures=m.summary["status"] != "interrupted")
             for handler in m.log.handlers:
                 handler.close()
             m.log.handlers.clear()
@@ -285,13 +289,29 @@ class GroupTrainer:
                 if not self.active:
                     break
             if self.checkpoint_every and self.step % self.checkpoint_every == 0:
-                healthy = ((self.first_bad < 0) & torch.isfinite(self.model.flat).all(1)).tolist()
-                saved = self.epoch_log.saved(i + 1)
-                for k, m in self.active:
-                    if healthy[k]:
-                        self._checkpoint(k, epoch, i + 1, epoch_generators[k], [t[:, k] for t in saved])
+                self._checkpoint_all(epoch, i + 1, epoch_generators)
+            if self.interrupt.received:
+                return self._interrupted(epoch, i + 1, epoch_generators)
         labels = self.data.labels(order[:, :(i + 1) * self.batch]).view(len(self.members), i + 1, self.batch)
         return self._end_epoch(epoch, self.epoch_log.totals(i + 1, labels.transpose(0, 1)))
+
+    def _checkpoint_all(self, epoch: int, position: int, epoch_generators: list[torch.Tensor]) -> None:
+        """A checkpoint of every active member whose state is healthy (no NaN/inf loss, finite weights)."""
+        healthy = ((self.first_bad < 0) & torch.isfinite(self.model.flat).all(1)).tolist()
+        saved = self.epoch_log.saved(position)
+        for k, m in self.active:
+            if healthy[k]:
+                self._checkpoint(k, epoch, position, epoch_generators[k], [t[:, k] for t in saved])
+
+    def _interrupted(self, epoch: int, position: int, epoch_generators: list[torch.Tensor]) -> bool:
+        """SIGINT/SIGTERM: checkpoint every active member, mark each interrupted; True (the loop ends)."""
+        self._checkpoint_all(epoch, position, epoch_generators)
+        for _, m in self.active:
+            m.summary.update(status="interrupted", interrupted_at_step=self.step, signal=self.interrupt.name,
+                             steps=self.step)
+            m.done = True
+        log.warning("%s: the stacked group stopped after step %d", self.interrupt.name, self.step)
+        return True
 
     def _keep(self, measured: dict, step: int, epoch: int = 0) -> None:
         """Log each active member's probe record (one transfer); end the members that diverged."""
@@ -364,14 +384,28 @@ def train_group(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[dict[str, 
     """
     order = sorted(range(len(cfgs)), key=lambda i: str(cfgs[i].optimizer.get("name")))
     members = [Member(cfgs[i], Path(run_dirs[i])) for i in order]
+    with contextlib.ExitStack() as held:
+        for m in members:
+            try:
+                held.enter_context(owned(m.run_dir))
+            except FolderInUse as err:  # another process's folder: nothing is written there
+                m.summary, m.done = {"status": "failed", "error": str(err)}, True
+        _train(members)
+    by_input = dict(zip(order, members))
+    return [by_input[i].summary for i in range(len(cfgs))]
+
+
+def _train(members: list[Member]) -> None:
+    """Check, build and train the members that own their folders; a member with a bad config fails alone."""
     device = None
     for m in members:
-        m.run_dir.mkdir(parents=True, exist_ok=True)
+        if m.done:
+            continue
         try:
-            device = check_config(m.cfg)
+            device = validate(m.cfg)
         except ConfigError as err:
             m.fail(str(err))
-    datasets = _datasets(members)
+    datasets = _datasets(members, device)
     for m in members:
         if not m.done:
             try:
@@ -384,5 +418,3 @@ def train_group(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[dict[str, 
         for m in trained:
             m.data = used.index(m.data)
         GroupTrainer(trained, [datasets[i] for i in used], device).run()
-    by_input = dict(zip(order, members))
-    return [by_input[i].summary for i in range(len(cfgs))]

@@ -1,16 +1,50 @@
 """SIGINT (Ctrl-C) and SIGTERM end a run cleanly: the current step finishes, a checkpoint is written
 from a healthy state, summary.json says ``interrupted`` with the step, and the process exits 130 or
 143 (128 + the signal), the shell's convention. ``trainer.resume=true`` then continues the run. A
-second signal while the run winds down is not caught: it ends the process at once.
+second signal while the run winds down is not held back. Outside the training loop (loading data,
+drawing figures) a signal raises ``Stopped``, and the run's folder says ``interrupted`` all the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from types import FrameType
+from typing import Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(BaseException):
+    """A SIGINT or SIGTERM that arrived outside the training loop."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        """SIGINT or SIGTERM."""
+        return signal.Signals(self.signum).name
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stopping() -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM raise ``Stopped`` (the training loop records them instead)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class Interrupt:

@@ -12,59 +12,36 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from layerscope.checks import DTYPES, whole
-from layerscope.data import Data, load_data
+from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.group import group_key, train_group
 from layerscope.results import RunResult, finished
-from layerscope.trainer import check_config, describe
+from layerscope.trainer import describe
+from layerscope.validate import GB, free_bytes, run_bytes, validate, whole
 from layerscope.writer import write_json_atomic
 
 log = logging.getLogger("layerscope")
 DISPATCH = ("local", "submitit_local", "slurm")
 MEMORY_SHARE = 0.8  # plan groups to use at most this share of the device's free memory
-GB = 1024**3
-
-
-def member_bytes(cfg: DictConfig, data: Data) -> int:
-    """Device bytes one member needs: parameters with their gradients (twice on a GPU: per parameter
-    and gathered), update temporaries and two optimizer moments (8 copies), activations and their
-    gradients (8 per unit and example), the test pass, and its own data when that depends on its seed."""
-    depth, width, batch = cfg.model.depth, cfg.model.width, cfg.trainer.batch_size
-    fans = [data.input_dim] + [width] * depth
-    params = sum((fan + 1) * width for fan in fans[:-1]) + (width + 1) * data.num_classes + 4 * width * depth
-    values = 8 * params + 8 * batch * width * depth + 3 * min(4096, len(data.x_test)) * width
-    if data.seeded:
-        values += data.x_train.numel() + data.x_test.numel()
-    return values * torch.finfo(DTYPES[cfg.trainer.dtype]).bits // 8
-
-
-def free_bytes(device: torch.device) -> int:
-    """Free memory of the device (host memory for the CPU)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _fits(cfg: DictConfig, loaded: dict) -> int | None:
     """How many members of ``cfg``'s shape fit the device's memory; None when its config or data is
     invalid (its members then fail one by one, with their own error)."""
     try:
-        device = check_config(cfg)
+        device = validate(cfg)
         key = (repr(OmegaConf.to_container(cfg.data, resolve=True)), cfg.trainer.seed)
         data = loaded.setdefault(key, load_data(cfg.data, cfg.trainer.seed))
     except ConfigError:
         return None
-    need, free = member_bytes(cfg, data), free_bytes(device)
+    need, free = run_bytes(cfg, data), free_bytes(device)
     if need > MEMORY_SHARE * free:
         raise ConfigError(f"one member of the stacked group '{describe(cfg)}' needs {need / GB:.2f} GB but {device} "
                           f"has {free / GB:.2f} GB free; use a smaller model.width, model.depth or trainer.batch_size")
@@ -101,7 +78,7 @@ def remember_compositions(loader: Any) -> None:
 
 def check_launcher(max_members: Any, dispatch: Any) -> None:
     """The launcher's own keys, before anything is written."""
-    whole("hydra.launcher.max_members", max_members)
+    whole(1)("hydra.launcher.max_members", max_members)
     if dispatch not in DISPATCH:
         raise ConfigError(f"hydra.launcher.dispatch={dispatch!r} is unknown; choose one of: {', '.join(DISPATCH)}")
 
@@ -143,6 +120,21 @@ def _submitit(work: list[tuple[list[DictConfig], list[str]]], dispatch: str, opt
                 results.append(job.result())
             except Exception as err:  # noqa: BLE001 - a node's failure belongs to its members
                 results.append(err)
+    return results
+
+
+def _local(work: list[tuple[list[DictConfig], list[str]]]) -> list[list[dict]]:
+    """Train the stacks one after another; after a SIGINT/SIGTERM the rest are marked interrupted, not begun."""
+    results: list[list[dict]] = []
+    for cfgs, run_dirs in work:
+        stopped = next((s["signal"] for done in results for s in done if s.get("status") == "interrupted"), None)
+        if stopped is None:
+            results.append(train_group(cfgs, run_dirs))
+            continue
+        summary = {"status": "interrupted", "signal": stopped, "steps": 0}
+        for run_dir in run_dirs:
+            write_json_atomic(Path(run_dir) / "summary.json", summary)
+        results.append([summary] * len(cfgs))
     return results
 
 
@@ -196,7 +188,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
              _stacks(chunks))
     work = [([tasks[i] for i in chunk], [str(folders[i]) for i in chunk]) for chunk in chunks]
     if launcher.dispatch == "local":
-        results = [train_group(cfgs, run_dirs) for cfgs, run_dirs in work]
+        results = _local(work)
     else:
         results = _submitit(work, launcher.dispatch, launcher.submitit)
     for chunk, result in zip(chunks, results):

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from layerscope.activations import build_activation
-from layerscope.errors import ConfigError
 
 BN_PLACEMENTS = ("none", "before", "after")
 
@@ -54,27 +53,8 @@ class MLP(nn.Module):
         return self.head(x)  # (B, classes) logits
 
 
-def _whole(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}={value!r} must be a whole number >= 1")
-    return value
-
-
-def check_model(model_cfg: Mapping[str, Any], bn_cfg: Mapping[str, Any]) -> tuple[int, int, float, str]:
-    """Validated (depth, width, dropout, BN placement) from the ``model`` and ``bn`` groups."""
-    depth = _whole("model.depth", model_cfg.get("depth"))
-    width = _whole("model.width", model_cfg.get("width"))
-    dropout = model_cfg.get("dropout", 0.0)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.dropout={dropout!r} must be a number in [0, 1)")
-    placement = bn_cfg.get("placement")
-    if placement not in BN_PLACEMENTS:
-        raise ConfigError(f"bn.placement={placement!r} is unknown; choose one of: {', '.join(BN_PLACEMENTS)}")
-    return depth, width, float(dropout), placement
-
-
 def build_model(model_cfg: Mapping[str, Any], activation_cfg: Mapping[str, Any], bn_cfg: Mapping[str, Any],
                 input_dim: int, num_classes: int) -> MLP:
     """Build the MLP from the ``model``, ``activation`` and ``bn`` config groups."""
-    depth, width, dropout, placement = check_model(model_cfg, bn_cfg)
-    return MLP(input_dim, num_classes, depth, width, activation_cfg.get("name"), activation_cfg, placement, dropout)
+    return MLP(input_dim, num_classes, model_cfg["depth"], model_cfg["width"], activation_cfg.get("name"),
+               activation_cfg, bn_cfg["placement"], float(model_cfg.get("dropout", 0.0)))

@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-from layerscope.errors import ConfigError
 from layerscope.registry import Registry
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], Mapping[str, Any], float], torch.optim.Optimizer]
@@ -41,29 +40,12 @@ OPTIMIZERS.register(
 DEFAULTS = {"mu": 0.9, "rho": 0.999, "delta": 1e-5}
 
 
-def _number(group: str, cfg: Mapping[str, Any], key: str, default: float | None = None) -> float:
-    value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{group}.{key}={value!r} must be a number")
-    return float(value)
-
-
 def build_optimizer(
     params: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any], weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:
     """The optimizer ``cfg.name`` with lr α, μ, ρ, δ from ``cfg`` and L2 ``weight_decay``."""
     factory = OPTIMIZERS.get(cfg.get("name"))
-    values = {"lr": _number("optimizer", cfg, "lr")}
-    values.update({k: _number("optimizer", cfg, k, d) for k, d in DEFAULTS.items()})
-    if values["lr"] <= 0:
-        raise ConfigError(f"optimizer.lr={values['lr']:g} must be > 0")
-    for key in ("mu", "rho"):
-        if not 0.0 <= values[key] < 1.0:
-            raise ConfigError(f"optimizer.{key}={values[key]:g} must be in [0, 1)")
-    if values["delta"] <= 0:
-        raise ConfigError(f"optimizer.delta={values['delta']:g} must be > 0")
-    if weight_decay < 0:
-        raise ConfigError(f"trainer.weight_decay={weight_decay:g} must be >= 0")
+    values = {"lr": float(cfg["lr"]), **{k: float(cfg.get(k, d)) for k, d in DEFAULTS.items()}}
     return factory(params, values, weight_decay)
 
 
@@ -80,23 +62,8 @@ SCHEDULERS.register(
 )
 
 
-_SCHEDULER_KEYS = {"constant": (), "step": ("step_size", "gamma"), "exponential": ("gamma",),
-                   "inverse_time": ("decay",)}
-
-
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any]
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """The per-epoch learning-rate schedule ``cfg.name`` (stepped once after every epoch)."""
-    name = cfg.get("name")
-    factory = SCHEDULERS.get(name)
-    for key in _SCHEDULER_KEYS[name]:
-        if key not in cfg:
-            raise ConfigError(f"scheduler={name} needs scheduler.{key}")
-        if key == "step_size":
-            value = cfg[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"scheduler.step_size={value!r} must be a whole number of epochs >= 1")
-        elif _number("scheduler", cfg, key) <= 0:
-            raise ConfigError(f"scheduler.{key}={cfg[key]} must be > 0")
-    return factory(optimizer, cfg)
+    return SCHEDULERS.get(cfg.get("name"))(optimizer, cfg)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -63,8 +64,6 @@ def collect(sweep_dir: Path) -> list[Job]:
     for folder in _job_folders(sweep_dir):
         overrides = [o for o in _overrides(folder) if o not in common]
         result = RunResult.load(folder, folder.name)
-        if result.status == "missing":
-            result.summary["status"] = "incomplete"  # started, never finished (killed, or still running)
         jobs.append(Job(folder.name, overrides, result))
     return jobs
 
@@ -190,7 +189,7 @@ def tally(jobs: list[Job]) -> str:
 
 
 class SweepReport(Callback):
-    """Hydra callback: write the sweep report when a multirun ends; exit 1 when a job failed.
+    """Hydra callback: write the sweep report when a multirun ends; exit 1 when a job failed, 130/143 when stopped.
 
     A diverged job is a result, not a failure; a failed one (an invalid config, a crash) makes the
     sweep's exit status 1, so scripts and CI can trust it.
@@ -203,6 +202,11 @@ class SweepReport(Callback):
         path = write_sweep_report(sweep_dir)
         jobs = collect(sweep_dir)
         print(f"{tally(jobs)}; see {path}", file=sys.stderr)
+        stopped = next((job.result.summary.get("signal") for job in jobs if job.result.status == "interrupted"), None)
+        if stopped:
+            print(f"layerscope: {stopped}: the sweep stopped; continue it with the same command and "
+                  f"skip_completed=true hydra.sweep.dir={sweep_dir}", file=sys.stderr)
+            sys.exit(128 + signal.Signals[stopped].value)
         if any(job.result.status == "failed" for job in jobs):
             sys.exit(1)
 

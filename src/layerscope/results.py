@@ -8,16 +8,31 @@ from pathlib import Path
 
 import numpy as np
 
+from layerscope.ownership import holder
 from layerscope.probes import ProbeRecord
 from layerscope.writer import read_jsonl
 
 
+def read_summary(run_dir: Path) -> dict:
+    """``run_dir``'s summary.json, or {} when it is missing or unreadable."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def run_status(run_dir: Path) -> str:
+    """completed, diverged, failed, interrupted; running while its process lives, else incomplete (killed)."""
+    status = read_summary(run_dir).get("status")
+    if status in (None, "running"):
+        return "running" if holder(run_dir) else "incomplete"
+    return status
+
+
 def finished(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a run that ended as completed or diverged (a sweep skips those)."""
-    try:
-        return json.loads((run_dir / "summary.json").read_text()).get("status") in ("completed", "diverged")
-    except (OSError, ValueError):
-        return False
+    return read_summary(run_dir).get("status") in ("completed", "diverged")
 
 
 @dataclass
@@ -33,15 +48,14 @@ class RunResult:
     @classmethod
     def load(cls, run_dir: Path, label: str = "") -> "RunResult":
         """Read ``summary.json``, ``metrics.jsonl`` and ``probes.jsonl`` of ``run_dir``."""
-        summary_path = run_dir / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"status": "missing"}
+        summary = {**read_summary(run_dir), "status": run_status(run_dir)}
         probes = [ProbeRecord.from_json(row) for row in read_jsonl(run_dir / "probes.jsonl")]
         return cls(label or run_dir.name, run_dir, summary, read_jsonl(run_dir / "metrics.jsonl"), probes)
 
     @property
     def status(self) -> str:
-        """completed, diverged or failed."""
-        return self.summary.get("status", "missing")
+        """completed, diverged, failed, interrupted, running or incomplete (see ``run_status``)."""
+        return self.summary["status"]
 
     def stat(self, name: str, probe: int = 0) -> np.ndarray:
         """Per-layer values of statistic ``name`` at probe index ``probe`` (0 first, -1 last)."""

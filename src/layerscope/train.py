@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import hydra
@@ -18,9 +20,12 @@ from layerscope.checkpoint import CHECKPOINT
 from layerscope.cli_errors import install as install_error_lines
 from layerscope.errors import ConfigError
 from layerscope.grid import run_grid
+from layerscope.interrupt import Stopped, stopping
+from layerscope.ownership import FolderInUse, check_target, owned
 from layerscope.paths import config_dir
-from layerscope.results import finished
+from layerscope.results import finished, read_summary
 from layerscope.trainer import run
+from layerscope.validate import check_experiment
 from layerscope.writer import write_json_atomic
 
 log = logging.getLogger("layerscope")
@@ -28,11 +33,13 @@ install_error_lines()
 
 
 def _fail(run_dir: Path, err: BaseException) -> str:
+    """Record ``err`` in summary.json as ``failed`` where it can still be written; return its one line."""
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, OmegaConfBaseException) and err.full_key:
         message = f"{err.full_key}: {message}"
     error = message if isinstance(err, (ConfigError, OmegaConfBaseException)) else f"{type(err).__name__}: {message}"
-    write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": error})
+    with contextlib.suppress(OSError):
+        write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": error})
     return error
 
 
@@ -50,7 +57,8 @@ def _job_threads(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     """Console entry point ``layerscope``: one run, or one job of a sweep (``-m``).
 
-    In a sweep a job's failure is recorded in its summary.json and the sweep goes on.
+    The job owns its folder while it works (``ownership``) and leaves a status there however it
+    ends. In a sweep a job's failure is recorded in its summary.json and the sweep goes on.
     """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -60,11 +68,19 @@ def main(cfg: DictConfig) -> None:
     if sweep:
         _job_threads(cfg)
     try:
-        summary = (run_grid if cfg.get("grid") else run)(cfg, run_dir)
+        with owned(run_dir), stopping():
+            write_json_atomic(run_dir / "summary.json", {"status": "running"})
+            summary = (run_grid if cfg.get("grid") else run)(cfg, run_dir)
+    except Stopped as stop:
+        _stopped(run_dir, stop)
+    except FolderInUse as err:  # another process's folder: write nothing there
+        _end(sweep, str(err))
     except (ConfigError, OmegaConfBaseException) as err:
-        print(f"layerscope: error: {_fail(run_dir, err)}", file=sys.stderr)
-        if not sweep:
-            sys.exit(2)
+        _end(sweep, _fail(run_dir, err))
+    except OSError as err:  # a full disk, a folder made read-only: the run cannot write its files
+        _fail(run_dir, err)
+        _end(sweep, f"cannot write {err.filename or run_dir}: {err.strerror or err}; make room (or fix the "
+                    f"folder's permissions), then {_again(run_dir)}")
     except Exception as err:
         error = _fail(run_dir, err)
         if not sweep:
@@ -81,30 +97,96 @@ def main(cfg: DictConfig) -> None:
             sys.exit(3)
 
 
-def _resume_target(argv: list[str]) -> Path | None:
-    """The newest unfinished run folder whose command equals ``argv`` (less ``trainer.resume``)."""
-    if "-m" in argv or "--multirun" in argv or any(a.startswith("hydra.run.dir=") for a in argv):
-        return None
-    same = sorted(a for a in argv if not a.startswith("trainer.resume="))
+def _end(sweep: bool, error: str) -> None:
+    """A single run ends with the error's one line and exit status 2; a sweep logs it and goes on."""
+    if not sweep:
+        print(f"layerscope: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    log.error("job %s failed: %s", HydraConfig.get().job.num, error)
+
+
+def _stopped(run_dir: Path, stop: Stopped) -> None:
+    """A signal outside the training loop: the folder says interrupted, the process exits 128 + signal."""
+    summary = read_summary(run_dir)
+    if summary.get("status") in (None, "running"):
+        with contextlib.suppress(OSError):
+            write_json_atomic(run_dir / "summary.json", {**summary, "status": "interrupted", "signal": stop.name})
+    print(f"layerscope: {stop.name}: the run stopped in {run_dir}; {_again(run_dir)}", file=sys.stderr)
+    sys.exit(128 + stop.signum)
+
+
+def _again(run_dir: Path) -> str:
+    """How to go on with a run that stopped early."""
+    if (run_dir / CHECKPOINT).exists():
+        return "continue it with the same command and trainer.resume=true"
+    return "run the same command again (it had no checkpoint to continue from)"
+
+
+def _task_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that define a run: not Hydra's own, not flags, not ``trainer.resume``."""
+    return sorted(o for o in overrides if not o.startswith("-") and not o.lstrip("+~").startswith(("hydra.", "hydra/"))
+                  and not o.lstrip("+~").startswith("trainer.resume="))
+
+
+def _earlier_overrides(folder: Path) -> list[str] | None:
+    path = folder / ".hydra" / "overrides.yaml"
+    return _task_overrides([str(o) for o in OmegaConf.load(path)]) if path.exists() else None
+
+
+def _resume_target(same: list[str]) -> Path | None:
+    """The newest unfinished run folder (with a checkpoint) whose command equals ``same``."""
     root = Path(os.environ.get("LAYERSCOPE_OUTPUTS", "outputs")) / "runs"
     for folder in sorted(root.glob("*/*"), reverse=True):
-        overrides = folder / ".hydra" / "overrides.yaml"
-        if not (folder / CHECKPOINT).exists() or not overrides.exists() or finished(folder):
-            continue
-        earlier = sorted(str(o) for o in OmegaConf.load(overrides) if not str(o).startswith("trainer.resume="))
-        if earlier == same:
+        if (folder / CHECKPOINT).exists() and not finished(folder) and _earlier_overrides(folder) == same:
             return folder
     return None
 
 
+def _target(argv: list[str]) -> Path | None:
+    """The existing folder a single run will write into (``hydra.run.dir=``, or the run it resumes), checked.
+
+    Checked before Hydra writes ``.hydra/`` there: a folder another process holds, or one that holds a
+    run of another command, is refused and left as it was.
+    """
+    for value in (a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("experiment=")):
+        for name in value.split(","):  # a sweep over experiments: each must exist
+            check_experiment(name)
+    if "-m" in argv or "--multirun" in argv:
+        return None
+    same = _task_overrides(argv)
+    resume = any(a.lstrip("+").lower() == "trainer.resume=true" for a in argv)
+    explicit = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("hydra.run.dir=")]
+    if explicit and "${" not in explicit[-1]:
+        folder = Path(explicit[-1])
+        check_target(folder, same, _earlier_overrides(folder), resume)
+        return folder if folder.is_dir() else None
+    folder = _resume_target(same) if resume else None
+    if folder is not None:
+        check_target(folder, same, None, resume)
+        sys.argv.append(f"hydra.run.dir={folder}")
+    return folder
+
+
+def _thread_error(args: threading.ExceptHookArgs) -> None:
+    """A write error in TensorBoard's writer thread reaches the run through its next write: no second report."""
+    if not issubclass(args.exc_type, OSError):
+        threading.__excepthook__(args)
+
+
 def cli() -> None:
-    """Console entry point ``layerscope``; with ``trainer.resume=true`` it reopens the run it continues."""
-    argv = sys.argv[1:]
-    if any(a.lower() == "trainer.resume=true" for a in argv):
-        target = _resume_target(argv)
-        if target is not None:
-            sys.argv.append(f"hydra.run.dir={target}")
-    main()
+    """Console entry point ``layerscope``; a run that reuses a folder holds it from before Hydra writes there."""
+    threading.excepthook = _thread_error
+    try:
+        with stopping():
+            folder = _target(sys.argv[1:])
+            with owned(folder) if folder is not None else contextlib.nullcontext():
+                main()
+    except ConfigError as err:
+        print(f"layerscope: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Stopped as stop:  # outside any run's loop: while starting, or between a sweep's jobs
+        print(f"layerscope: {stop.name}: stopped", file=sys.stderr)
+        sys.exit(128 + stop.signum)
 
 
 if __name__ == "__main__":

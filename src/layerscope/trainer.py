@@ -17,22 +17,22 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from layerscope import __version__
-from layerscope.activations import ACTIVATIONS, build_activation
+from layerscope.activations import ACTIVATIONS
 from layerscope.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
                                    truncate_jsonl)
-from layerscope.checks import DTYPES, check_probe, check_trainer, resolve_device
 from layerscope.cuda_graph import CapturedStep, set_capturable
 from layerscope.data import Data, load_data
 from layerscope.epoch_log import EpochLog
-from layerscope.interrupt import Interrupt
 from layerscope.errors import ConfigError
 from layerscope.init import initialize
+from layerscope.interrupt import Interrupt
 from layerscope.losses import LOSSES
-from layerscope.model import MLP, build_model, check_model
+from layerscope.model import MLP, build_model
 from layerscope.optim import build_optimizer, build_scheduler
 from layerscope.plots import lecture_figure, render
 from layerscope.probes import Probe, ProbeRecord
 from layerscope.theory import Prediction, compare, predict_run
+from layerscope.validate import DTYPES, check_against_data, check_data_size, validate
 from layerscope.writer import RunWriter, write_json_atomic
 
 log = logging.getLogger("layerscope")
@@ -62,25 +62,6 @@ class Setup:
         return math.ceil(self.total / self.steps_per_epoch)
 
 
-def check_config(cfg: DictConfig) -> torch.device:
-    """Check every key that can be checked without data; return the run's device."""
-    check_trainer(cfg.trainer)
-    check_probe(cfg.probe)
-    check_model(cfg.model, cfg.bn)
-    build_activation(cfg.activation.name, cfg.activation)
-    return resolve_device(cfg.trainer.device)
-
-
-def check_batch(cfg: DictConfig, data: Data) -> None:
-    """The batch must fit the training set, and batch norm needs two examples."""
-    batch, n_train = cfg.trainer.batch_size, len(data.x_train)
-    if batch > n_train:
-        raise ConfigError(f"trainer.batch_size={batch} is larger than the {n_train} training examples of "
-                          f"data={data.name}; use trainer.batch_size<={n_train}")
-    if cfg.bn.placement != "none" and batch < 2:
-        raise ConfigError(f"bn={cfg.bn.placement} needs batches of 2 or more; use trainer.batch_size>=2 or bn=none")
-
-
 def initialized_model(cfg: DictConfig, data: Data) -> MLP:
     """The run's MLP on the CPU, initialized from ``trainer.seed`` exactly as every run of that seed is."""
     torch.manual_seed(cfg.trainer.seed)
@@ -99,13 +80,14 @@ def total_steps(cfg: DictConfig, data: Data) -> tuple[int, int]:
 def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
     """Check every key, then load the data and build the model, optimizer, schedule and probe."""
     trainer = cfg.trainer
-    device = check_config(cfg)
+    device = validate(cfg)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # streams and graphs (trainer.cuda_graph) belong to the current device
     if trainer.threads:
         torch.set_num_threads(trainer.threads)
+    check_data_size(cfg)
     data = load_data(cfg.data, trainer.seed)
-    check_batch(cfg, data)
+    check_against_data(cfg, data, device)
     model = initialized_model(cfg, data).to(device)
     data = data.to(device, DTYPES[trainer.dtype])
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, trainer.weight_decay)
@@ -353,7 +335,9 @@ class Trainer:
         self.step, self.summary = state["step"], state["summary"]
         self.records = [ProbeRecord.from_json(r) for r in truncate_jsonl(s.run_dir / "probes.jsonl", self.step)]
         truncate_jsonl(s.run_dir / "metrics.jsonl", self.step)
-        log.info("resuming from the checkpoint at step %d", self.step)
+        ended = {"running": "was left incomplete (its process ended without a status)",
+                 "interrupted": f"was interrupted by {self.summary.get('signal')}"}.get(self.summary.get("status"), "")
+        log.info("resuming from the checkpoint at step %d%s", self.step, f" (the run {ended})" if ended else "")
         return state
 
     def _finish(self) -> dict[str, Any]:

@@ -9,11 +9,12 @@ mean-field prediction ``theory_<stat>/layer_NN`` with ``theory_rel_error_<stat>/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
@@ -33,9 +34,21 @@ def layer_tag(quantity: str, layer: int) -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` via a temporary file and a rename, so readers never see half a file."""
+    text = json.dumps(_clean(data), indent=2, default=_jsonable, allow_nan=False) + "\n"
+    with replacing(path) as tmp:
+        tmp.write_text(text)
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path to write; it replaces ``path`` when the block ends, and is removed if the block fails."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2, default=_jsonable, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _jsonable(value: Any) -> Any:
