@@ -49,6 +49,7 @@ CASES = [
     # run folders: one that holds a run is not reused, except to resume that same command
     (["hydra.run.dir={earlier}"], "already holds a run; choose a new folder"),
     (["hydra.run.dir={earlier}", "trainer.resume=true", "model.width=9"], "holds a run of other overrides"),
+    (["-m", "hydra.sweep.dir={day}", "model.width=8,9"], "run(s); add skip_completed=true to finish that sweep"),
 ]
 
 
@@ -80,7 +81,7 @@ def workspace(tmp_path_factory):
     subprocess.run([CLI, *FAST], cwd=tmp, env=env, check=True, capture_output=True, timeout=300)
     earlier = next((tmp / "outputs" / "runs").glob("*/*"))
     before = snapshot(earlier)
-    yield tmp, env, {"broken": broken, "labels": labels, "earlier": earlier}
+    yield tmp, env, {"broken": broken, "labels": labels, "earlier": earlier, "day": earlier.parent}
     assert snapshot(earlier) == before, "a bad input changed an earlier run folder"
 
 

@@ -89,6 +89,8 @@ def test_report_regenerates_a_partial_sweep_and_reruns_skip_finished_jobs(tmp_pa
     assert proc.returncode == 0 and again == sweep_dir, proc.stderr
     assert (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns == finished  # not run again
     assert [r["status"] for r in table(sweep_dir)] == ["completed", "completed"]
+    rows = [(sweep_dir / job / "metrics.jsonl").read_text().splitlines() for job in ("0", "1")]
+    assert len(rows[1]) == len(rows[0])  # job 1 started over: its first try's lines are gone, not doubled
 
 
 def test_report_on_a_missing_folder_is_one_line(tmp_path):

@@ -68,3 +68,14 @@ def truncate_jsonl(path: Path, keep_below: int) -> list[dict]:
     with replacing(path) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
+
+
+def restart_logs(run_dir: Path) -> int | None:
+    """A run started over in its folder drops the logs of its earlier try; 0 (TensorBoard purges from
+    step 0) when there were any, else None."""
+    logs = [run_dir / "metrics.jsonl", run_dir / "probes.jsonl"]
+    if not any(p.exists() for p in logs):
+        return None
+    for path in logs:
+        truncate_jsonl(path, 0)
+    return 0

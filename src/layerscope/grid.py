@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from layerscope.activations import ACTIVATIONS
-from layerscope.validate import resolve_device
+from layerscope.validate import validate
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.losses import LOSSES
@@ -68,7 +68,7 @@ def run_grid(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     for group, names in grid.items():
         if not names:
             raise ConfigError(f"grid.{group} is empty; list the {group} choices to measure")
-    device = resolve_device(cfg.trainer.device)
+    device = validate(cfg)
     data = load_data(cfg.data, cfg.trainer.seed)
     batch = min(cfg.trainer.batch_size, len(data.x_train))
     x, y = data.x_train[:batch].to(device), data.y_train[:batch].to(device)

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from layerscope import __version__
 from layerscope.activations import ACTIVATIONS
-from layerscope.checkpoint import CHECKPOINT, rng_state, save_checkpoint, truncate_jsonl
+from layerscope.checkpoint import CHECKPOINT, restart_logs, rng_state, save_checkpoint
 from layerscope.data import Data, load_data
 from layerscope.epoch_log import EpochLog
 from layerscope.errors import ConfigError
@@ -100,16 +100,6 @@ def _run_log(run_dir: Path) -> logging.Logger:
     handler.setFormatter(logging.Formatter("[%(asctime)s][layerscope][%(levelname)s] %(message)s"))
     logger.addHandler(handler)
     return logger
-
-
-def _restart(run_dir: Path) -> int | None:
-    """An unfinished run rerun into its folder starts over: drop its logs (TensorBoard: purge from step 0)."""
-    logs = [run_dir / "metrics.jsonl", run_dir / "probes.jsonl"]
-    if not any(p.exists() for p in logs):
-        return None
-    for path in logs:
-        truncate_jsonl(path, 0)
-    return 0
 
 
 def _datasets(members: list[Member], device: torch.device) -> list[Data]:
@@ -204,7 +194,7 @@ class GroupTrainer:
                          "num_classes": self.data.classes, "device": str(device), "torch": str(torch.__version__),
                          "python": platform.python_version(), "layerscope": __version__,
                          "stacked": {"members": len(members), "runs": [str(x.run_dir) for x in members]}}
-            m.writer, m.log = RunWriter(m.run_dir, purge_step=_restart(m.run_dir)), _run_log(m.run_dir)
+            m.writer, m.log = RunWriter(m.run_dir, purge_step=restart_logs(m.run_dir)), _run_log(m.run_dir)
             (m.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(m.cfg, resolve=True))
             m.log.info("layerscope %s: %s on %s (%s), %d steps, one of %d stacked members -> %s", __version__,
                        describe(m.cfg), device, self.data.name, self.total, len(members), m.run_dir)

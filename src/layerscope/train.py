@@ -21,7 +21,7 @@ from layerscope.cli_errors import install as install_error_lines
 from layerscope.errors import ConfigError
 from layerscope.grid import run_grid
 from layerscope.interrupt import Stopped, stopping
-from layerscope.ownership import FolderInUse, check_target, owned
+from layerscope.ownership import FolderInUse, check_target, holds_run, owned
 from layerscope.paths import config_dir
 from layerscope.results import finished, read_summary
 from layerscope.trainer import run
@@ -152,6 +152,7 @@ def _target(argv: list[str]) -> Path | None:
         for name in value.split(","):  # a sweep over experiments: each must exist
             check_experiment(name)
     if "-m" in argv or "--multirun" in argv:
+        _check_sweep_folder(argv)
         return None
     same = _task_overrides(argv)
     resume = any(a.lstrip("+").lower() == "trainer.resume=true" for a in argv)
@@ -171,6 +172,18 @@ def _thread_error(args: threading.ExceptHookArgs) -> None:
     """A write error in TensorBoard's writer thread reaches the run through its next write: no second report."""
     if not issubclass(args.exc_type, OSError):
         threading.__excepthook__(args)
+
+
+def _check_sweep_folder(argv: list[str]) -> None:
+    """A sweep into a folder that holds runs only finishes that sweep (``skip_completed=true``)."""
+    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("hydra.sweep.dir=")]
+    if not given or "${" in given[-1] or any(a.lstrip("+").lower() == "skip_completed=true" for a in argv):
+        return
+    folder = Path(given[-1])
+    taken = [d for d in folder.iterdir() if d.is_dir() and holds_run(d)] if folder.is_dir() else []
+    if taken:
+        raise ConfigError(f"hydra.sweep.dir={folder} already holds {len(taken)} run(s); add skip_completed=true to "
+                          f"finish that sweep, or choose a new folder")
 
 
 def cli() -> None:

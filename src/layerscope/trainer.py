@@ -18,8 +18,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from layerscope import __version__
 from layerscope.activations import ACTIVATIONS
-from layerscope.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
-                                   truncate_jsonl)
+from layerscope.checkpoint import (CHECKPOINT, load_checkpoint, restart_logs, rng_state, save_checkpoint,
+                                   set_rng_state, truncate_jsonl)
 from layerscope.cuda_graph import CapturedStep, set_capturable
 from layerscope.data import Data, load_data
 from layerscope.epoch_log import EpochLog
@@ -162,7 +162,7 @@ class Trainer:
         self.fast = CapturedStep(self._train_step, setup.optimizer) if t.cuda_graph else None
         self.interrupt = Interrupt()
         self.resumed = self._resume() if self.trainer.resume else None
-        self.writer = RunWriter(setup.run_dir, purge_step=self.step if self.resumed else None)
+        self.writer = RunWriter(setup.run_dir, purge_step=self.step if self.resumed else restart_logs(setup.run_dir))
 
     def run(self) -> dict[str, Any]:
         """Train (or only probe), then write figures, hparams and summary.json; return the summary."""
