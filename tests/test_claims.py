@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from layerscope.claims import CHECKS
 from layerscope.paths import config_dir
 from layerscope.probes import ProbeRecord
-from layerscope.reproduce import load_experiments
+from layerscope.reproduce import Experiment, load_experiments, run_experiment
 from layerscope.results import RunResult
 from layerscope.trainer import run
 
@@ -79,8 +79,12 @@ def test_std_healthy(tmp_path):
 @pytest.mark.parametrize("check, right, wrong", [("std_ratio_matches_theory", 2 ** -0.5, 1.0),
                                                  ("std_constant", 1.0, 2 ** -0.5)])
 def test_relu_std_ratio(tmp_path, check, right, wrong):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("model: {depth: 10, width: 500}\ntrainer: {batch_size: 1000}\n"
+                                                  "data: {dim: 500}\n")  # what the finite-width spread is drawn at
     assert verdict(check, {"run": fake(tmp_path, activation_std=0.8 * right ** LAYERS)}, tmp_path)
     assert not verdict(check, {"run": fake(tmp_path, activation_std=0.8 * wrong ** LAYERS)}, tmp_path)
+    assert not verdict(check, {"run": fake(tmp_path, activation_std=0.8 * (1.1 * right) ** LAYERS)}, tmp_path)
 
 
 def test_symmetry_never_breaks(tmp_path):
@@ -157,6 +161,8 @@ def test_every_experiment_names_a_known_check_and_all_twelve_exist():
     ("xavier_tanh", "init=normal_0.01"),
     ("xavier_relu", "init=he_normal"),
     ("he_relu", "init=xavier_normal"),
+    ("he_relu", f"init.gain={math.sqrt(1.5)}"),  # σ_w² = 1.5: the std falls 0.72 -> 0.20, within 15% per layer
+    ("he_relu", f"init.gain={math.sqrt(2.6)}"),  # σ_w² = 2.6: the std grows x3.3
 ])
 def test_real_run_passes_and_a_wrong_setting_fails(tmp_path, experiment, wrong):
     spec = load_experiments([experiment])[0]
@@ -168,3 +174,20 @@ def test_real_run_passes_and_a_wrong_setting_fails(tmp_path, experiment, wrong):
             run(cfg, tmp_path / label)
             outcome[label] = CHECKS.get(spec.check)({"run": RunResult.load(tmp_path / label)}, tmp_path).passed
     assert outcome == {"right": True, "wrong": False}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment, sigma_w2, near_misses", [("he_relu", 2.0, (1.5, 2.6)),
+                                                               ("xavier_relu", 1.0, (0.75, 1.3))])
+def test_relu_ratio_verdicts_hold_over_widths_and_near_misses_fail(tmp_path, experiment, sigma_w2, near_misses):
+    """The experiment's seeds pass at widths 100, 500 and 1000; the near misses fail at every width."""
+    spec = load_experiments([experiment])[0]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for width in (100, 500, 1000):
+            for s2 in (sigma_w2, *near_misses):
+                variants = {label: [*o, f"model.width={width}", f"init.gain={math.sqrt(s2)}", "probe.figures=false"]
+                            for label, o in spec.variants.items()}
+                results = run_experiment(Experiment(spec.name, spec.number, spec.title, spec.claim, spec.check,
+                                                    variants), tmp_path / f"{width}-{s2}")
+                passed = CHECKS.get(spec.check)(results, tmp_path).passed
+                assert passed is (s2 == sigma_w2), (width, s2)

@@ -108,7 +108,7 @@ def comparison_figure(results: dict, title: str, path: Path) -> Path:
         if (std > 0).any():
             axes[0].semilogy(layers, np.where(std > 0, std, np.nan), "o-", color=color, label=label)
         theory = result.theory("activation_std")
-        if np.isfinite(theory).all() and len(theory) == len(layers):
+        if np.isfinite(theory).all() and (theory > 0).all() and len(theory) == len(layers):
             axes[0].semilogy(layers, theory, "--", color=color, lw=1)
         backward = result.stat("backward_std")
         if (backward > 0).any():

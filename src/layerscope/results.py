@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from layerscope.ownership import holder
 from layerscope.probes import ProbeRecord
@@ -51,6 +52,12 @@ class RunResult:
         summary = {**read_summary(run_dir), "status": run_status(run_dir)}
         probes = [ProbeRecord.from_json(row) for row in read_jsonl(run_dir / "probes.jsonl")]
         return cls(label or run_dir.name, run_dir, summary, read_jsonl(run_dir / "metrics.jsonl"), probes)
+
+    @property
+    def config(self) -> dict:
+        """The run's resolved config (its config.yaml); {} when it has none."""
+        path = self.run_dir / "config.yaml"
+        return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
 
     @property
     def status(self) -> str:
