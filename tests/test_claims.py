@@ -88,9 +88,18 @@ def test_relu_std_ratio(tmp_path, check, right, wrong):
 
 
 def test_symmetry_never_breaks(tmp_path):
-    assert verdict("symmetry_never_breaks", {"run": fake(tmp_path, losses=[LN10, LN10 - 1e-4])}, tmp_path)
-    assert not verdict("symmetry_never_breaks", {"run": fake(tmp_path, losses=[LN10, LN10], spread=0.1)}, tmp_path)
-    assert not verdict("symmetry_never_breaks", {"run": fake(tmp_path, losses=[2.0, 1.0])}, tmp_path)
+    zero = np.zeros(10)
+    moving = np.where(LAYERS >= 7, 1e-3, 0.0)  # the sigmoid run's top layers get non-zero updates
+
+    def runs(tanh_losses=(LN10, LN10 - 1e-4), tanh_grads=zero, sigmoid_grads=moving, spread=0.0):
+        return {"tanh": fake(tmp_path, "tanh", losses=tanh_losses, activation_std=zero, weight_grad_norm=tanh_grads),
+                "sigmoid": fake(tmp_path, "sigmoid", losses=[2.32, 2.31], weight_grad_norm=sigmoid_grads,
+                                spread=spread)}
+    assert verdict("symmetry_never_breaks", runs(), tmp_path)
+    assert not verdict("symmetry_never_breaks", runs(spread=0.1), tmp_path)  # the units drifted apart
+    assert not verdict("symmetry_never_breaks", runs(tanh_losses=(2.0, 1.0)), tmp_path)
+    assert not verdict("symmetry_never_breaks", runs(sigmoid_grads=zero), tmp_path)  # nothing moved: no test
+    assert not verdict("symmetry_never_breaks", runs(tanh_grads=moving), tmp_path)
 
 
 def test_vanishing_gradient(tmp_path):
