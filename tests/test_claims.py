@@ -30,7 +30,8 @@ def fake(tmp_path: Path, label: str = "run", status: str = "completed", losses=(
     lists = {k: v.tolist() for k, v in base.items()}
     theory = {k: np.asarray(v, dtype=float).tolist() for k, v in (theory or {}).items()}
     probes = [ProbeRecord(0, lists, {}, theory or None), ProbeRecord(10, lists, {}, None)]
-    metrics = [{"epoch": i + 1, "step": 10 * (i + 1), "train_loss": loss} for i, loss in enumerate(losses)]
+    metrics = [{"epoch": i + 1, "step": 10 * (i + 1), "train_loss": loss, "step_losses": [loss] * 10}
+               for i, loss in enumerate(losses)]
     final = {"train_loss": losses[-1], "test_accuracy": 0.9} if losses else {}
     summary = {"status": status, "num_classes": 10, "steps": 10 * len(losses), "final": final,
                "diverged_at_step": diverged_at}

@@ -283,7 +283,7 @@ class GroupTrainer:
             if self.interrupt.received:
                 return self._interrupted(epoch, i + 1, epoch_generators)
         labels = self.data.labels(order[:, :(i + 1) * self.batch]).view(len(self.members), i + 1, self.batch)
-        return self._end_epoch(epoch, self.epoch_log.totals(i + 1, labels.transpose(0, 1)))
+        return self._end_epoch(epoch, self.epoch_log.totals(i + 1, labels.transpose(0, 1)), self.epoch_log.losses[:i + 1])
 
     def _checkpoint_all(self, epoch: int, position: int, epoch_generators: list[torch.Tensor]) -> None:
         """A checkpoint of every active member whose state is healthy (no NaN/inf loss, finite weights)."""
@@ -326,7 +326,7 @@ class GroupTrainer:
         m.done = True
         m.log.warning("diverged: the loss became NaN/inf at step %d; this member stops here (masked)", at_step)
 
-    def _end_epoch(self, epoch: int, totals: torch.Tensor) -> bool:
+    def _end_epoch(self, epoch: int, totals: torch.Tensor, step_losses: torch.Tensor) -> bool:
         """Step each member's schedule, evaluate, log the epoch (one host sync); True when no member is left."""
         lrs = []
         for m in self.members:
@@ -336,15 +336,16 @@ class GroupTrainer:
             lrs.append(m.optimizer.param_groups[0]["lr"])
         self.optimizer.set_lr(lrs)
         test = evaluate(self.model, self.loss_fn, *self.data.test())  # (2, K)
-        host = torch.cat([totals[:2], test.to(totals.dtype), self.first_bad[None].to(totals.dtype)]).T.tolist()
+        host = torch.cat([totals[:2], test.to(totals.dtype), self.first_bad[None].to(totals.dtype),
+                          step_losses]).T.tolist()
         for k, m in self.active:
-            train_loss, train_accuracy, test_loss, test_accuracy, bad = host[k]
+            train_loss, train_accuracy, test_loss, test_accuracy, bad = host[k][:5]
             m.summary["steps"], m.summary["epochs"] = self.step, epoch + 1
             if bad >= 0 or not (math.isfinite(train_loss) and math.isfinite(train_accuracy)):
                 self._diverged(m, int(bad) if bad >= 0 else self.step, epoch)
                 continue
             row = {"epoch": epoch + 1, "step": self.step, "train_loss": train_loss, "train_accuracy": train_accuracy,
-                   "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": lrs[k]}
+                   "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": lrs[k], "step_losses": host[k][5:]}
             m.writer.epoch(row)
             m.summary["final"] = {key: row[key] for key in FINAL}
             log_epoch(m.log, row, math.ceil(self.total / self.steps_per_epoch))

@@ -36,6 +36,11 @@ def finished(run_dir: Path) -> bool:
     return read_summary(run_dir).get("status") in ("completed", "diverged")
 
 
+STEP_WINDOW = 5
+"""``steps_to`` averages this many batches: one batch's loss scatters by its own sampling noise, and a
+level reached by one lucky batch is not reached by the model."""
+
+
 @dataclass
 class RunResult:
     """What one run recorded, as the claim checks and reports read it."""
@@ -83,8 +88,20 @@ class RunResult:
         value = self.summary.get("final", {}).get(key)
         return np.nan if value is None else float(value)
 
-    def steps_to(self, loss: float, key: str = "train_loss") -> float:
-        """First step at whose epoch end ``key`` <= ``loss`` (inf if never)."""
-        steps, values = self.curve(key)
-        hit = np.nonzero(values <= loss)[0]
-        return float(steps[hit[0]]) if len(hit) else float("inf")
+    def step_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, the training loss of each step's batch), from the epochs' ``step_losses``."""
+        steps, values = [], []
+        for row in self.metrics:
+            losses = row.get("step_losses") or []
+            steps += range(row["step"] - len(losses) + 1, row["step"] + 1)
+            values += [np.nan if v is None else v for v in losses]
+        return np.array(steps, dtype=float), np.array(values, dtype=float)
+
+    def steps_to(self, loss: float, window: int = STEP_WINDOW) -> float:
+        """First step at which the mean training loss of the last ``window`` steps is <= ``loss`` (inf if never)."""
+        steps, values = self.step_curve()
+        if len(values) < window:
+            return float("inf")
+        means = np.convolve(values, np.ones(window) / window, mode="valid")  # means[i]: steps i .. i+window-1
+        hit = np.nonzero(means <= loss)[0]
+        return float(steps[hit[0] + window - 1]) if len(hit) else float("inf")

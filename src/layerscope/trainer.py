@@ -271,14 +271,15 @@ class Trainer:
             if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self._healthy(i + 1):
                 self._checkpoint(epoch, i + 1, epoch_generator, self.epoch_log.saved(i + 1))
         labels = s.data.y_train[order[:(i + 1) * batch]].view(i + 1, batch)
-        return self._end_epoch(epoch, self.epoch_log.totals(i + 1, labels))
+        return self._end_epoch(epoch, self.epoch_log.totals(i + 1, labels), self.epoch_log.losses[:i + 1])
 
-    def _end_epoch(self, epoch: int, totals: torch.Tensor) -> bool:
+    def _end_epoch(self, epoch: int, totals: torch.Tensor, step_losses: torch.Tensor) -> bool:
         """Step the schedule, evaluate, log the epoch (one host sync); True when the run diverged."""
         s = self.s
         s.scheduler.step()
         test = evaluate(s.model, s.loss_fn, s.data.x_test, s.data.y_test)
-        train_loss, train_accuracy, bad, test_loss, test_accuracy = torch.cat([totals, test.to(totals.dtype)]).tolist()
+        host = torch.cat([totals, test.to(totals.dtype), step_losses]).tolist()
+        train_loss, train_accuracy, bad, test_loss, test_accuracy = host[:5]
         bad_steps = ([self.bad_at] if self.bad_at is not None else []) + ([self.epoch_start + int(bad)] if bad >= 0 else [])
         self.summary["steps"], self.summary["epochs"] = self.step, epoch + 1
         if bad_steps or not (math.isfinite(train_loss) and math.isfinite(train_accuracy)):
@@ -288,7 +289,8 @@ class Trainer:
                         self.summary["diverged_at_step"])
             return True
         row = {"epoch": epoch + 1, "step": self.step, "train_loss": train_loss, "train_accuracy": train_accuracy,
-               "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": s.optimizer.param_groups[0]["lr"]}
+               "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": s.optimizer.param_groups[0]["lr"],
+               "step_losses": host[5:]}
         self.writer.epoch(row)
         self.summary["final"] = {k: row[k] for k in FINAL}
         self.bar.set_postfix(loss=f"{train_loss:.3f}", test_acc=f"{test_accuracy:.3f}")
