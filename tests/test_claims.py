@@ -201,3 +201,13 @@ def test_relu_ratio_verdicts_hold_over_widths_and_near_misses_fail(tmp_path, exp
                                                     variants), tmp_path / f"{width}-{s2}")
                 passed = CHECKS.get(spec.check)(results, tmp_path).passed
                 assert passed is (s2 == sigma_w2), (width, s2)
+
+
+def test_zigzag_rate_counts_crossings_of_the_ravine_floor_before_settling():
+    from layerscope.ravine import Trajectory
+
+    crossing = np.array([[-8.0, (-0.5) ** i] for i in range(11)])  # y flips sign on every step
+    damped = np.array([[-8.0, 0.5 ** i] for i in range(11)])  # y shrinks from one side
+    assert Trajectory("sgd", 0.03, crossing, 10.0).zigzag_rate == 1.0
+    assert Trajectory("momentum", 0.03, damped, 10.0).zigzag_rate == 0.0
+    assert Trajectory("sgd", 0.03, crossing, 4.0).zigzag_rate == 1.0  # only the steps before settling count

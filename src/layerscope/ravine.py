@@ -38,6 +38,13 @@ class Trajectory:
         signs = np.sign(self.points[:, 1])
         return int(np.sum(signs[1:] * signs[:-1] < 0))
 
+    @property
+    def zigzag_rate(self) -> float:
+        """Sign changes of y per step on the way to the minimum (1: every step crosses the ravine's floor)."""
+        steps = int(min(self.steps_to_min, len(self.points) - 1))
+        signs = np.sign(self.points[:steps + 1, 1])
+        return float(np.sum(signs[1:] * signs[:-1] < 0) / steps) if steps else 0.0
+
 
 def descend(name: str, hyper: dict, lr: float, steps: int, tol: float) -> Trajectory:
     """Run optimizer ``name`` (lecture hyper-parameters ``hyper``) at ``lr`` for ``steps`` steps."""
