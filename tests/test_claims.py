@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from layerscope.claims import CHECKS
 from layerscope.paths import config_dir
@@ -66,9 +67,15 @@ def test_saturation_and_backward(tmp_path):
 
 
 def test_std_healthy(tmp_path):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):  # the draws are built from it
+        cfg = compose("train", overrides=["experiment=xavier_tanh"])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     std = 0.63 * 0.9 ** LAYERS
     good = fake(tmp_path, activation_std=std, saturated_fraction=np.full(10, 0.01), theory=with_theory(std))
     assert verdict("std_healthy", {"run": good}, tmp_path)
+    off = fake(tmp_path, activation_std=1.05 * std, saturated_fraction=np.full(10, 0.01), theory=with_theory(std))
+    assert not verdict("std_healthy", {"run": off}, tmp_path)  # 5% off: beyond the finite-width spread
     collapse = 0.21 * 0.22 ** LAYERS
     assert not verdict("std_healthy", {"run": fake(tmp_path, activation_std=collapse,
                                                    saturated_fraction=np.zeros(10), theory=with_theory(collapse))}, tmp_path)
@@ -81,7 +88,7 @@ def test_std_healthy(tmp_path):
                                                  ("std_constant", 1.0, 2 ** -0.5)])
 def test_relu_std_ratio(tmp_path, check, right, wrong):
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.yaml").write_text("model: {depth: 10, width: 500}\ntrainer: {batch_size: 1000}\n"
+    (tmp_path / "run" / "config.yaml").write_text("model: {depth: 10, width: 500}\ntrainer: {batch_size: 500}\n"
                                                   "data: {dim: 500}\n")  # what the finite-width spread is drawn at
     assert verdict(check, {"run": fake(tmp_path, activation_std=0.8 * right ** LAYERS)}, tmp_path)
     assert not verdict(check, {"run": fake(tmp_path, activation_std=0.8 * wrong ** LAYERS)}, tmp_path)
