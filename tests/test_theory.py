@@ -7,8 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from layerscope.theory import init_variances, predict, relative_error
+from layerscope.phase import phase_figure
+from layerscope.theory import (
+    chi_1, chi_c, correlation_map, critical_sigma_w2, fixed_point_c, fixed_point_q, init_variances, length_map,
+    phase_diagram, predict, relative_error, xi_c, xi_q,
+)
 
 
 @pytest.mark.parametrize("sigma_w2", [1.0, 2.0, 3.0])
@@ -67,3 +72,164 @@ def test_init_variances_for_each_initializer():
 def test_relative_error():
     assert relative_error([1.1, 0.0], [1.0, 0.0])[0] == pytest.approx(0.1)
     assert math.isnan(relative_error([1.1, 0.0], [1.0, 0.0])[1])
+
+
+# Order to chaos (Poole et al. 2016, Schoenholz et al. 2017), against plain numpy Gauss-Hermite sums
+# written here, not against the quadrature under test.
+
+_Z, _W = np.polynomial.hermite_e.hermegauss(200)
+_W = _W / _W.sum()  # E_z[f(z)] ≈ Σ _W f(_Z); exact to rounding for tanh with q ≲ 1.5
+
+
+def _np_length_map(sigma_w2, sigma_b2, q):
+    return sigma_w2 * np.dot(_W, np.tanh(math.sqrt(q) * _Z) ** 2) + sigma_b2
+
+
+def _np_q_star(sigma_w2, sigma_b2):
+    q = 1.0
+    for _ in range(500):
+        q = _np_length_map(sigma_w2, sigma_b2, q)
+    return q
+
+
+def _np_chi_1(sigma_w2, sigma_b2):
+    return sigma_w2 * np.dot(_W, np.cosh(math.sqrt(_np_q_star(sigma_w2, sigma_b2)) * _Z) ** -4)
+
+
+def _np_critical(sigma_b2):
+    lo, hi = 1.0, 3.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _np_chi_1(mid, sigma_b2) < 1 else (lo, mid)
+    return (lo + hi) / 2
+
+
+_Z2, _W2 = np.polynomial.hermite_e.hermegauss(160)
+_W2 = np.outer(_W2, _W2) / _W2.sum() ** 2  # weights of (z1, z2) on the product grid
+
+
+def _np_correlation_map(sigma_w2, sigma_b2, q, c):
+    u1 = math.sqrt(q) * _Z2[:, None]
+    u2 = math.sqrt(q) * (c * _Z2[:, None] + math.sqrt(1 - c * c) * _Z2[None, :])
+    return (sigma_w2 * np.sum(_W2 * np.tanh(u1) * np.tanh(u2)) + sigma_b2) / q
+
+
+def test_q_star_tanh_matches_poole_and_numpy():
+    q = fixed_point_q("tanh", None, 1.5, 0.05)
+    assert q == pytest.approx(0.4180, abs=1e-3)  # Poole et al. 2016
+    assert q == pytest.approx(_np_q_star(1.5, 0.05), abs=1e-10)
+    assert length_map("tanh", None, 1.5, 0.05, q) == pytest.approx(q, rel=1e-12)
+
+
+def test_q_star_limits():
+    assert fixed_point_q("relu", None, 1.0, 0.1) == pytest.approx(0.1 / (1 - 1.0 / 2), rel=1e-10)  # σ_b²/(1 − σ_w²/2)
+    assert fixed_point_q("relu", None, 1.5, 0.0) == 0.0  # q ← 0.75 q: the signal dies
+    assert fixed_point_q("relu", None, 2.5, 0.0) == math.inf  # q ← 1.25 q
+    assert fixed_point_q("relu", None, 2.0, 0.1) == math.inf  # q ← q + σ_b²
+    assert fixed_point_q("tanh", None, 0.8, 0.0) == 0.0
+
+
+@pytest.mark.parametrize("sigma_w2", [0.5, 1.0, 2.0, 3.0])
+@pytest.mark.parametrize("sigma_b2", [0.0, 0.1])
+def test_chi_1_relu_is_half_sigma_w2(sigma_w2, sigma_b2):
+    assert chi_1("relu", None, sigma_w2, sigma_b2) == pytest.approx(sigma_w2 / 2, rel=1e-12)  # P(h > 0) = 1/2
+
+
+@pytest.mark.parametrize("sigma_w2, sigma_b2", [(1.5, 0.05), (2.0, 0.2), (0.7, 0.01)])
+def test_chi_1_tanh_matches_numpy(sigma_w2, sigma_b2):
+    assert chi_1("tanh", None, sigma_w2, sigma_b2) == pytest.approx(_np_chi_1(sigma_w2, sigma_b2), rel=1e-10)
+
+
+def test_critical_line_tanh():
+    critical = critical_sigma_w2("tanh", None, 0.05)
+    assert critical == pytest.approx(1.760955, abs=1e-4)  # Poole et al. 2016
+    assert critical == pytest.approx(_np_critical(0.05), abs=1e-8)
+    assert chi_1("tanh", None, critical, 0.05) == pytest.approx(1.0, abs=1e-10)
+    assert critical_sigma_w2("tanh", None, 0.0) == pytest.approx(1.0, abs=1e-6)  # χ₁ = σ_w² φ'(0)² at q* = 0
+
+
+def test_critical_line_of_rectifiers_is_vertical():
+    assert critical_sigma_w2("relu", None, 0.2) == pytest.approx(2.0, rel=1e-10)
+    slope = 0.2
+    assert critical_sigma_w2("leaky_relu", {"negative_slope": slope}, 0.1) == pytest.approx(2 / (1 + slope**2), rel=1e-10)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu", "gelu", "sigmoid"])
+def test_correlation_map_at_one_is_one(activation):
+    assert correlation_map(activation, None, 1.2, 0.1, 1.0) == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("c", [-0.6, 0.0, 0.3, 0.9, 0.999])
+def test_correlation_map_matches_arccos_kernel_and_numpy(c):
+    sigma_w2, sigma_b2 = 1.5, 0.1  # ReLU: q* = 0.4
+    q = sigma_b2 / (1 - sigma_w2 / 2)
+    kernel = q * (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / (2 * math.pi)  # E[relu(u1) relu(u2)]
+    assert correlation_map("relu", None, sigma_w2, sigma_b2, c) == pytest.approx((sigma_w2 * kernel + sigma_b2) / q,
+                                                                                  abs=1e-12)
+    q = _np_q_star(2.5, 0.05)
+    assert correlation_map("tanh", None, 2.5, 0.05, c) == pytest.approx(_np_correlation_map(2.5, 0.05, q, c), abs=1e-11)
+
+
+def test_c_star_in_the_ordered_phase_is_one():
+    assert fixed_point_c("tanh", None, 1.5, 0.05) == 1.0
+    assert chi_c("tanh", None, 1.5, 0.05) == pytest.approx(chi_1("tanh", None, 1.5, 0.05), rel=1e-12)
+
+
+def test_c_star_in_the_chaotic_phase_matches_numpy():
+    q = _np_q_star(2.5, 0.05)
+    c = 0.5
+    for _ in range(400):  # converges as χ_c^n, χ_c ≈ 0.92
+        c = _np_correlation_map(2.5, 0.05, q, c)
+    c_star = fixed_point_c("tanh", None, 2.5, 0.05)
+    assert c_star == pytest.approx(c, abs=1e-9) and 0.3 < c_star < 0.6
+    eps = 1e-5
+    slope = (_np_correlation_map(2.5, 0.05, q, c + eps) - _np_correlation_map(2.5, 0.05, q, c - eps)) / (2 * eps)
+    assert chi_c("tanh", None, 2.5, 0.05) == pytest.approx(slope, rel=1e-6)
+    assert slope < 1 < chi_1("tanh", None, 2.5, 0.05)  # c* is stable, c = 1 is not
+
+
+def test_at_the_critical_point_c_star_and_chi_c_are_one():
+    critical = critical_sigma_w2("tanh", None, 0.05)
+    assert fixed_point_c("tanh", None, critical, 0.05) == pytest.approx(1.0, abs=1e-6)
+    assert chi_c("tanh", None, critical, 0.05) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_xi_c_diverges_at_the_critical_line():
+    critical = critical_sigma_w2("tanh", None, 0.05)
+    below = [xi_c("tanh", None, critical * (1 - d), 0.05) for d in (0.1, 0.01, 0.001)]
+    above = [xi_c("tanh", None, critical * (1 + d), 0.05) for d in (0.1, 0.01, 0.001)]
+    assert below[0] < below[1] < below[2] and above[0] < above[1] < above[2]
+    assert min(below[2], above[2]) > 300
+    assert below[0] == pytest.approx(-1 / math.log(chi_1("tanh", None, critical * 0.9, 0.05)), rel=1e-12)
+
+
+@pytest.mark.parametrize("sigma_w2, sigma_b2", [(1.5, 0.05), (3.0, 0.1)])
+def test_xi_q_is_set_by_the_slope_of_the_length_map(sigma_w2, sigma_b2):
+    q, eps = _np_q_star(sigma_w2, sigma_b2), 1e-5
+    slope = (_np_length_map(sigma_w2, sigma_b2, q + eps) - _np_length_map(sigma_w2, sigma_b2, q - eps)) / (2 * eps)
+    assert math.exp(-1 / xi_q("tanh", None, sigma_w2, sigma_b2)) == pytest.approx(slope, rel=1e-7)
+
+
+def test_phase_diagram_agrees_with_the_pointwise_functions():
+    d = phase_diagram("tanh", None, [0.8, 2.0, 3.0], [0.0, 0.2])
+    assert d["chi_1"].shape == d["q_star"].shape == (2, 3)
+    assert d["chi_1"][1, 2] == pytest.approx(chi_1("tanh", None, 3.0, 0.2), rel=1e-12)
+    assert d["critical_sigma_w2"][1] == pytest.approx(critical_sigma_w2("tanh", None, 0.2), rel=1e-10)
+    ordered = d["sigma_w2"][None, :] < d["critical_sigma_w2"][:, None]
+    assert np.all((d["chi_1"] < 1) == ordered)
+
+
+def test_phase_figure_writes_a_150_dpi_png(tmp_path):
+    path = phase_figure("tanh", None, (1.0, 0.05), tmp_path / "phase" / "tanh.png")
+    assert path == tmp_path / "phase" / "tanh.png"
+    with Image.open(path) as image:
+        assert image.size == (960, 660)  # 6.4 x 4.4 in at 150 dpi
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    assert len(np.unique(pixels, axis=0)) > 100  # a colored plane, not a blank page
+
+
+def test_correlations_out_of_range_are_rejected():
+    with pytest.raises(ValueError, match="correlation"):
+        correlation_map("tanh", None, 1.5, 0.05, 1.5)
+    with pytest.raises(ValueError, match="c0"):
+        fixed_point_c("tanh", None, 1.5, 0.05, c0=-0.5)

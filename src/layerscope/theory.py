@@ -7,6 +7,10 @@ layer l follows
 and the backward signal (dL/d activation) shrinks or grows from layer l to l-1 by
     χ_l = σ_w² · E_z[φ'(√q_l z)²]   (per unit, in mean square).
 Expectations are computed by Gauss-Hermite quadrature.
+
+The second half of the module is the order-to-chaos picture of the same network (Poole et al. 2016,
+Schoenholz et al. 2017): the fixed point q*, the correlation map and its fixed point c*, the slopes
+χ₁ and χ_c, the depth scales ξ_q and ξ_c, and the critical line χ₁ = 1 in the (σ_w², σ_b²) plane.
 """
 
 from __future__ import annotations
@@ -145,19 +149,25 @@ def compare(prediction: Prediction, stats: Mapping[str, Sequence[float]]) -> dic
 
 _Q_ZERO = 1e-30  # q* below this is returned as 0: the signal dies (σ_b² = 0, ordered)
 _Q_BLOWUP = 1e4  # q past 1e4 · (q0 + σ_w² + σ_b²) is taken to grow without bound (ReLU-like φ, σ_w² large)
-
-
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
 
 
-def _normal_grid(var: float, center: np.ndarray | float = 0.0, panels: int = 1000,
-                 per_sd: float = 2) -> tuple[np.ndarray, np.ndarray]:
+def _gauss_legendre(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of 8-point Gauss-Legendre on each panel between consecutive edges (last axis)."""
+    left, width = edges[..., :-1, None], np.diff(edges)[..., None]
+    nodes = left + width * (_GL_NODES + 1) / 2
+    return nodes.reshape(*edges.shape[:-1], -1), (width / 2 * _GL_WEIGHTS).reshape(*edges.shape[:-1], -1)
+
+
+def _normal_grid(var: float, center: np.ndarray | float = 0.0, panels: int = 1000, per_sd: float = 2,
+                 refine: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
     """Nodes h and weights w (Σ w = 1 on the last axis) of h ~ N(center, var), center of any shape.
 
-    8-point Gauss-Legendre on panels of width min(√var/per_sd, 1) (wider if more than ``panels`` are
-    needed) over center ± 10√var, so both scales, √var and the unit scale of φ, are resolved. Panel
-    edges lie on multiples of the width: a kink of φ at 0 (ReLU, PReLU; ELU's φ'') is an edge and costs
-    no accuracy. var = 0 gives the point mass at center.
+    Gauss-Legendre panels of width min(√var/per_sd, 1) (wider if more than ``panels`` are needed) over
+    center ± 10√var, so both scales, √var and the unit scale of φ, are resolved. Panel edges lie on
+    multiples of the width: a kink of φ at 0 (ReLU, PReLU; ELU's φ'') is an edge and costs no accuracy.
+    ``refine`` halves the two panels at 0 down to that width (scalar center only). var = 0 gives the
+    point mass at center.
     """
     center = np.asarray(center, dtype=float)
     if var <= 0:
@@ -165,9 +175,12 @@ def _normal_grid(var: float, center: np.ndarray | float = 0.0, panels: int = 100
     sd = math.sqrt(var)
     width = max(min(sd / per_sd, 1.0), 20 * sd / panels)
     count = math.ceil(20 * sd / width) + 1
-    edges = np.floor((center - 10 * sd) / width)[..., None] * width + width * np.arange(count)
-    h = (edges[..., None] + width * (_GL_NODES + 1) / 2).reshape(*center.shape, -1)
-    w = np.tile(_GL_WEIGHTS, count) * np.exp(-0.5 * ((h - center[..., None]) / sd) ** 2)
+    edges = np.floor((center - 10 * sd) / width)[..., None] * width + width * np.arange(count + 1)
+    if 0 < refine < width:
+        halves = width / 2 ** np.arange(1, math.ceil(math.log2(width / refine)) + 1)
+        edges = np.union1d(edges, np.concatenate([halves, -halves]))
+    h, w = _gauss_legendre(edges)
+    w = w * np.exp(-0.5 * ((h - center[..., None]) / sd) ** 2)
     return h, w / w.sum(-1, keepdims=True)
 
 
@@ -217,7 +230,7 @@ def _length_map(phi, sigma_w2: float, sigma_b2: float, q: float) -> float:
 
 def length_map(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, sigma_b2: float,
                q: float) -> float:
-    """q ← σ_w² E_z[φ(√q z)²] + σ_b², one layer of the variance recursion (P16 eq. 3, S17 eq. 2)."""
+    """q ← σ_w² E_z[φ(√q z)²] + σ_b², one layer of the variance recursion (P16 §2, S17 §2)."""
     return _length_map(activation_fn(activation, params), sigma_w2, sigma_b2, q)
 
 
@@ -243,13 +256,14 @@ def _q_star(phi, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> float:
 
 def fixed_point_q(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, sigma_b2: float,
                   q0: float = 1.0) -> float:
-    """q* = σ_w² E_z[φ(√q* z)²] + σ_b²: where the length map iterated from q0 settles (P16 eq. 3).
+    """q* = σ_w² E_z[φ(√q* z)²] + σ_b²: where the length map iterated from q0 settles (P16 §2).
 
-    The map is increasing in q, so its iterates move monotonically to the first fixed point in their
-    direction; that point is bracketed and solved for directly, to a relative 1e-12. Returns 0.0 where
-    q falls below 1e-30 (σ_b² = 0 in the ordered phase: the signal dies) and inf where q passes
-    1e4 · (q0 + σ_w² + σ_b²) (ReLU-like φ with σ_w² E[φ'²] ≥ 1, e.g. ReLU with σ_w² > 2: q grows
-    without bound; a bounded φ never gets there, as its q* ≤ σ_w² sup φ² + σ_b²).
+    The map is increasing in q (for every registered φ), so its iterates move monotonically to the
+    first fixed point in their direction; that point is bracketed and solved for directly, to a
+    relative 1e-12. Returns 0.0 where q falls below 1e-30 (σ_b² = 0 in the ordered phase: the signal
+    dies) and inf where q passes 1e4 · (q0 + σ_w² + σ_b²): the map diverges (ReLU with σ_w² > 2, or
+    σ_w² = 2 and σ_b² > 0). A bounded φ never gets that far, its q* ≤ σ_w² sup φ² + σ_b²; a finite q*
+    beyond it needs a ReLU-like φ within about 1e-4 of divergence.
     """
     return _q_star(activation_fn(activation, params), sigma_w2, sigma_b2, q0)
 
@@ -264,7 +278,7 @@ def _chi_1(phi, sigma_w2: float, q: float) -> float:
 
 def chi_1(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, sigma_b2: float,
           q: float | None = None) -> float:
-    """χ₁ = σ_w² E_z[φ'(√q* z)²], the slope of the correlation map at c = 1 (P16 eq. 7, S17 eq. 4).
+    """χ₁ = σ_w² E_z[φ'(√q* z)²], the slope of the correlation map at c = 1 (P16 §3, S17 §2).
 
     q defaults to q*. At q* = 0 it is the limit q → 0 (σ_w²/2 for ReLU, σ_w² φ'(0)² for smooth φ); at
     q* = inf the limit σ_w² (φ'(+∞)² + φ'(−∞)²)/2, so ReLU has χ₁ = σ_w²/2 for every σ_b².
@@ -274,13 +288,15 @@ def chi_1(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, si
 
 
 def _pair(phi, q: float, c: float, order: int):
-    """Weights w1 (n1,), w2 (n1, n2) and [φ, φ', ...] at u1 (n1,) and u2 (n1, n2) for (u1, u2) ~ N(0, q [[1, c], [c, 1]]).
+    """Weights and [φ, φ', ...] at nodes u1 (n1,), u2 (n1, n2) of (u1, u2) ~ N(0, q [[1, c], [c, 1]]).
 
-    u2 given u1 is N(c u1, q (1 − c²)): its grid sits on the same lattice through 0 as u1's, so both
-    kink lines u1 = 0 and u2 = 0 are panel edges.
+    u2 given u1 is N(c u1, q (1 − c²)), on a grid per u1 whose panels lie on a lattice through 0, so
+    both kink lines u1 = 0 and u2 = 0 are panel edges; c = 1 makes it the point mass u2 = u1. Where φ
+    has a kink, E[φ(u2) | u1] bends within √(q (1 − c²)) of u1 = 0: u1's panels there are refined to that.
     """
-    u1, w1 = _normal_grid(q, panels=200)
-    u2, w2 = _normal_grid(q * (1 - c * c), c * u1, panels=200)
+    spread = q * (1 - c * c)
+    u1, w1 = _normal_grid(q, panels=200, refine=math.sqrt(spread))
+    u2, w2 = _normal_grid(spread, c * u1, panels=200)
     return w1, w2, _derivatives(phi, u1, order), _derivatives(phi, u2, order)
 
 
@@ -295,19 +311,16 @@ def _correlation(phi, sigma_w2: float, sigma_b2: float, q: float, c: float) -> t
     return (sigma_w2 * mean + sigma_b2) / q, sigma_w2 * slope
 
 
-def _check_c(c: float) -> None:
-    if not -1 <= c <= 1:
-        raise ValueError(f"a correlation must lie in [-1, 1], got {c}")
-
-
 def correlation_map(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, sigma_b2: float,
                     c: float, q: float | None = None) -> float:
-    """c ← (σ_w² E[φ(u1) φ(u2)] + σ_b²) / q*, u1 = √q* z1, u2 = √q* (c z1 + √(1 − c²) z2) (P16 eq. 5, S17 eq. 3).
+    """c ← (σ_w² E[φ(u1) φ(u2)] + σ_b²) / q*, u1 = √q* z1, u2 = √q* (c z1 + √(1 − c²) z2) (P16 §3, S17 §2).
 
-    q defaults to q* (the limit q → 0 where q* = 0); NaN where q* = inf. Integrated on a 2-D midpoint
-    grid: u1 on its grid, u2 = c u1 + √(q(1 − c²)) z2 on a second one, so c = 1 is the 1-D integral.
+    q defaults to q* (the limit q → 0 where q* = 0); NaN where q* = inf. The 2-D integral is a
+    Gauss-Legendre grid in u1 times one in u2 given u1 (``_pair``); at c = 1 it is the 1-D one, so
+    the map returns 1 there to rounding.
     """
-    _check_c(c)
+    if not -1 <= c <= 1:
+        raise ValueError(f"a correlation must lie in [-1, 1], got {c}")
     phi = activation_fn(activation, params)
     q = _q_star(phi, sigma_w2, sigma_b2) if q is None else q
     return _correlation(phi, sigma_w2, sigma_b2, q, c)[0]
@@ -339,7 +352,7 @@ def _c_star(phi, sigma_w2: float, sigma_b2: float, q: float, c0: float) -> float
 
 def fixed_point_c(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, sigma_b2: float,
                   c0: float = 0.5, q: float | None = None) -> float:
-    """c* = correlation_map(c*): where the correlation map iterated from c0 ∈ [0, 1] settles (P16, S17 §2).
+    """c* = correlation_map(c*): where the correlation map iterated from c0 ∈ [0, 1] settles (P16 §3, S17 §2).
 
     c* = 1 in the ordered phase (χ₁ ≤ 1), c* < 1 in the chaotic one; NaN where q* = inf.
     """
@@ -369,7 +382,7 @@ def _depth(slope: float) -> float:
 
 
 def xi_q(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, sigma_b2: float) -> float:
-    """ξ_q = −1/ln(χ₁ + σ_w² E_z[φ''(√q* z) φ(√q* z)]), so q^l − q* ~ e^{−l/ξ_q} (S17 §3, eqs. 5-6).
+    """ξ_q = −1/ln(χ₁ + σ_w² E_z[φ''(√q* z) φ(√q* z)]), so q^l − q* ~ e^{−l/ξ_q} (S17 §3).
 
     The argument of the log is the slope of the length map at q* (Stein's lemma). NaN where q* = inf.
     """
@@ -383,7 +396,7 @@ def xi_q(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, sig
 
 
 def xi_c(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, sigma_b2: float) -> float:
-    """ξ_c = −1/ln χ_c, χ_c = σ_w² E[φ'(u1*) φ'(u2*)] at c*, so c^l − c* ~ e^{−l/ξ_c} (S17 §3, eqs. 7-9).
+    """ξ_c = −1/ln χ_c, χ_c = σ_w² E[φ'(u1*) φ'(u2*)] at c*, so c^l − c* ~ e^{−l/ξ_c} (S17 §3).
 
     In the ordered phase c* = 1 and ξ_c = −1/ln χ₁; ξ_c diverges on the critical line χ₁ = 1.
     """
@@ -393,26 +406,27 @@ def xi_c(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, sig
 
 def _critical(phi, sigma_b2: float) -> float:
     excess = lambda w2: _chi_1(phi, w2, _q_star(phi, w2, sigma_b2)) - 1  # noqa: E731
-    lo, e_lo, hi = 0.0, -1.0, 1.0  # σ_w² = 0: χ₁ = 0
+    lo, e_lo, hi = 0.0, -1.0, 0.25  # σ_w² = 0: χ₁ = 0
     while (e_hi := excess(hi)) < 0:
-        lo, e_lo, hi = hi, e_hi, 2 * hi
+        lo, e_lo, hi = hi, e_hi, 1.25 * hi
         if hi > 1e4:
             return math.nan
     return _root(excess, lo, hi, e_lo, e_hi, rtol=1e-11)
 
 
 def critical_sigma_w2(activation: str, params: Mapping[str, Any] | None, sigma_b2: float) -> float:
-    """The σ_w² where χ₁(σ_w², σ_b²) = 1, the order-to-chaos boundary (P16 Fig. 2, S17 Fig. 1).
+    """The smallest σ_w² where χ₁(σ_w², σ_b²) = 1: the order-to-chaos boundary (P16 Fig. 2, S17 Fig. 1).
 
-    χ₁ increases with σ_w²; the crossing is bracketed by doubling from 1 and found by bisection on the
-    secant (``_root``). NaN if χ₁ < 1 for every σ_w² up to 1e4 (sigmoid needs σ_w² ≥ 16 for χ₁ = 1).
+    σ_w² is scanned up from 0.25 in steps of 25% until χ₁ ≥ 1, then the crossing is bisected on the
+    secant (``_root``). The scan matters: χ₁ need not be monotone (ELU's rises above 1 near σ_w² = 1.2
+    and comes back to 1 at σ_w² = 2). NaN if χ₁ < 1 up to σ_w² = 1e4.
     """
     return _critical(activation_fn(activation, params), sigma_b2)
 
 
 def phase_diagram(activation: str, params: Mapping[str, Any] | None, sigma_w2_grid: Sequence[float],
                   sigma_b2_grid: Sequence[float]) -> dict[str, np.ndarray]:
-    """q* and χ₁ on the (σ_b², σ_w²) grid, shape (len(σ_b²), len(σ_w²)), and the critical σ_w² per σ_b²."""
+    """q* and χ₁ = σ_w² E_z[φ'(√q* z)²] on a grid, shape (len(σ_b²), len(σ_w²)); critical σ_w² per σ_b²."""
     phi = activation_fn(activation, params)
     w2, b2 = np.asarray(sigma_w2_grid, dtype=float), np.asarray(sigma_b2_grid, dtype=float)
     q = np.array([[_q_star(phi, w, b) for w in w2] for b in b2])
