@@ -21,6 +21,7 @@ def test_one_experiment_writes_report_with_its_figure(tmp_path, capsys):
     assert "| 4 | Xavier + ReLU |" in report and "**PASS**" in report
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert figures and all((tmp_path / f).is_file() for f in figures)
+    assert "xavier_relu/phase.png" in figures  # the order-to-chaos diagram with the init's point
 
 
 def test_a_failing_claim_makes_the_exit_status_nonzero(tmp_path, monkeypatch):

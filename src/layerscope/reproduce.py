@@ -22,7 +22,9 @@ from layerscope.claims import CHECKS, Verdict
 from layerscope.errors import ConfigError
 from layerscope.group import group_key, train_group
 from layerscope.paths import config_dir
+from layerscope.phase import phase_figure
 from layerscope.results import RunResult
+from layerscope.theory import init_variances
 from layerscope.trainer import run
 from layerscope.writer import write_json_atomic
 
@@ -100,6 +102,19 @@ def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
     return {label: RunResult.load(run_dir, label) for label, run_dir in zip(labels, dirs)}
 
 
+def phase_figures(results: dict[str, RunResult], folder: Path) -> list[Path]:
+    """A probe-only experiment's order-to-chaos diagram: its activation, with its init's (σ_w², σ_b²) marked."""
+    cfg = next(iter(results.values())).config
+    if not cfg or cfg["trainer"]["max_steps"] != 0 or cfg["bn"]["placement"] != "none":
+        return []
+    width, activation = cfg["model"]["width"], cfg["activation"]
+    variances = init_variances(cfg["init"], activation["name"], activation, [width], [width])
+    if variances is None:
+        return []
+    point = (variances[0][0], variances[1][0])  # a hidden layer's: fan_in = width
+    return [phase_figure(activation["name"], activation, point, folder / "phase.png")]
+
+
 def _verdict(v: Verdict) -> str:
     return "PASS" if v.passed else "FAIL"
 
@@ -165,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
             results = run_experiment(experiment, args.out)
             verdict = CHECKS.get(experiment.check)(results, args.out / experiment.name)
+            verdict.figures += phase_figures(results, args.out / experiment.name)
             print(f"{'PASS' if verdict.passed else 'FAIL'} ({time.perf_counter() - started:.0f} s)", flush=True)
             rows.append((experiment, verdict, results))
     print_table(rows)
