@@ -233,3 +233,23 @@ def test_correlations_out_of_range_are_rejected():
         correlation_map("tanh", None, 1.5, 0.05, 1.5)
     with pytest.raises(ValueError, match="c0"):
         fixed_point_c("tanh", None, 1.5, 0.05, c0=-0.5)
+
+
+def test_random_biases_are_the_theorys_sigma_b2_and_a_constant_bias_is_refused():
+    fans = [500, 500]
+    cfg = {"name": "xavier_normal", "gain": 1.0, "mode": "fan_in", "bias_std": 0.3}
+    sigma_w2, sigma_b2 = init_variances(cfg, "tanh", None, fans, fans)
+    assert sigma_w2 == pytest.approx([1.0, 1.0]) and sigma_b2 == pytest.approx([0.09, 0.09])
+    assert init_variances({**cfg, "bias_std": 0.0, "bias": 0.1}, "tanh", None, fans, fans) is None  # shifts the mean
+    assert init_variances({**cfg, "bias_std": 0.0}, "tanh", None, fans, fans)[1] == [0.0, 0.0]
+
+
+def test_initialized_biases_have_the_configured_std():
+    from layerscope.init import initialize
+    from layerscope.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"depth": 2, "width": 2000}, {"name": "tanh"}, {"placement": "none"}, 10, 3)
+    initialize(model, {"name": "xavier_normal", "gain": 1.0, "mode": "fan_in", "bias_std": 0.3}, "tanh")
+    biases = torch.cat([b.linear.bias for b in model.blocks])
+    assert biases.std().item() == pytest.approx(0.3, rel=0.05) and abs(biases.mean().item()) < 0.02

@@ -79,7 +79,8 @@ def initialize(
     """Initialize every Linear layer of ``model`` as ``cfg`` (the ``init`` group) says.
 
     Hidden layers use the activation's gain when ``gain: auto``; the output layer, which has
-    no activation, uses gain 1. Biases are set to ``cfg.bias`` (0) except for ``default``.
+    no activation, uses gain 1. Biases are drawn from N(0, ``cfg.bias_std``²) (the mean-field σ_b²)
+    when ``bias_std`` > 0, else set to the constant ``cfg.bias`` (0), except for ``default``.
     """
     name = cfg.get("name")
     fn = INITIALIZERS.get(name)
@@ -95,5 +96,7 @@ def initialize(
             is_head = index == len(linears) - 1
             gain = 1.0 if (is_head and gain_setting == "auto") else hidden_gain
             fn(layer.weight, gain, float(std), mode)
-            if layer.bias is not None:
+            if layer.bias is not None and float(cfg.get("bias_std", 0.0)) > 0:
+                layer.bias.normal_(0.0, float(cfg["bias_std"]))
+            elif layer.bias is not None:
                 layer.bias.fill_(float(cfg.get("bias", 0.0)))

@@ -85,8 +85,12 @@ def predict(activation: str, activation_params: Mapping[str, Any] | None, sigma_
 
 def init_variances(init_cfg: Mapping[str, Any], activation: str, activation_params: Mapping[str, Any] | None,
                    fan_ins: Sequence[int], fan_outs: Sequence[int]) -> tuple[list[float], list[float]] | None:
-    """σ_w² (= fan_in · Var W) and σ_b² per layer that ``init_cfg`` gives, or None if not Gaussian-like."""
+    """σ_w² (= fan_in · Var W) and σ_b² (= bias_std²) per layer that ``init_cfg`` gives, or None where the
+    theory does not apply: an unknown initializer, or a constant bias (``init.bias`` ≠ 0), which shifts
+    every pre-activation's mean and is not the random N(0, σ_b²) bias the recursion assumes."""
     name = init_cfg.get("name")
+    if name != "default" and float(init_cfg.get("bias", 0.0)) != 0.0 and not float(init_cfg.get("bias_std", 0.0)):
+        return None
     sigma_w2, sigma_b2 = [], []
     for fan_in, fan_out in zip(fan_ins, fan_outs):
         if name == "zeros":
@@ -102,7 +106,7 @@ def init_variances(init_cfg: Mapping[str, Any], activation: str, activation_para
         else:
             return None
         sigma_w2.append(var * fan_in)
-        sigma_b2.append(bias_var + float(init_cfg.get("bias", 0.0)) ** 2 if name != "default" else bias_var)
+        sigma_b2.append(bias_var if name == "default" else float(init_cfg.get("bias_std", 0.0)) ** 2)
     return sigma_w2, sigma_b2
 
 
