@@ -218,3 +218,21 @@ def test_zigzag_rate_counts_crossings_of_the_ravine_floor_before_settling():
     assert Trajectory("sgd", 0.03, crossing, 10.0).zigzag_rate == 1.0
     assert Trajectory("momentum", 0.03, damped, 10.0).zigzag_rate == 0.0
     assert Trajectory("sgd", 0.03, crossing, 4.0).zigzag_rate == 1.0  # only the steps before settling count
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["small_gaussian_init", "large_gaussian_init", "xavier_tanh"])
+def test_probe_only_verdicts_hold_over_seeds_and_widths(tmp_path, experiment):
+    """Each probe-only claim passes for three seeds at widths 100, 500 and 1000 (the near misses are above)."""
+    spec = load_experiments([experiment])[0]
+    verdicts = {}
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for width in (100, 500, 1000):
+            for seed in (0, 1, 2):
+                variants = {label: [*o, f"model.width={width}", f"trainer.seed={seed}", "probe.figures=false"]
+                            for label, o in spec.variants.items()}
+                results = run_experiment(Experiment(spec.name, spec.number, spec.title, spec.claim, spec.check,
+                                                    variants), tmp_path / f"{width}-{seed}")
+                verdict = CHECKS.get(spec.check)(results, tmp_path)
+                verdicts[(width, seed)] = (verdict.passed, verdict.measured)
+    assert all(passed for passed, _ in verdicts.values()), verdicts
