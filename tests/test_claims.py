@@ -133,6 +133,9 @@ def test_bn_before_restores(tmp_path):
             "before": fake(tmp_path, "before", activation_std=np.full(10, 0.62), losses=[1.7, 0.07]),
             "after": fake(tmp_path, "after", activation_std=np.full(10, 0.21), losses=[2.3, 0.18])}
     assert verdict("bn_before_restores", runs, tmp_path)
+    runs["after"] = fake(tmp_path, "after", activation_std=np.full(10, 0.21), losses=[2.3, 0.05])  # seed 3's case
+    outcomes = {p.statement: p.outcome for p in CHECKS.get("bn_before_restores")(runs, tmp_path).parts}
+    assert outcomes["BN before the nonlinearity trains better than BN after it"] == "CONTRADICTS THE LECTURE"
     runs["before"] = fake(tmp_path, "before", activation_std=0.07 * 0.22 ** LAYERS, losses=[2.303, 2.302])
     assert not verdict("bn_before_restores", runs, tmp_path)
 
@@ -153,6 +156,19 @@ def test_activations(tmp_path):
     assert verdict("activations", runs, tmp_path)
     runs["relu"] = fake(tmp_path, "relu", losses=[2.3, 2.31])
     assert not verdict("activations", runs, tmp_path)
+
+
+def test_a_claim_splits_into_statements_and_a_wrong_lecture_statement_is_a_finding(tmp_path):
+    """tanh beating ReLU contradicts "non-saturating activations train fastest" without failing the claim."""
+    finals = {"sigmoid": 2.3, "tanh": 0.08, "relu": 0.19, "gelu": 0.1}
+    runs = {k: fake(tmp_path, k, losses=[2.3, v], saturated_fraction=np.zeros(10), dead_fraction=np.full(10, 0.05))
+            for k, v in finals.items()}
+    result = CHECKS.get("activations")(runs, tmp_path)
+    outcomes = {p.statement: p.outcome for p in result.parts}
+    assert outcomes == {"sigmoid trains slowest": "PASS", "sigmoid saturates": "CONTRADICTS THE LECTURE",
+                        "rectifiers can have dead units": "PASS",
+                        "non-saturating activations train fastest": "CONTRADICTS THE LECTURE"}
+    assert result.passed
 
 
 def test_decay_settles_lower(tmp_path):

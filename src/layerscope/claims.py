@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from layerscope.activations import ACTIVATIONS
 from layerscope.data import load_data
 from layerscope.optim import OPTIMIZERS
 from layerscope.plots import comparison_figure, ravine_figure
@@ -42,9 +43,31 @@ ZIGZAG = 0.5  # crossing the ravine's floor on at least half of the steps is a z
 LEARNED = 0.5  # a loss below half of ln(classes) has
 
 
+PASS, FAIL, CONTRADICTS = "PASS", "FAIL", "CONTRADICTS THE LECTURE"
+MOST = 0.5  # "most units": more than half
+
+
+@dataclass(frozen=True)
+class Part:
+    """One statement of a claim and what the runs say of it: PASS, FAIL or CONTRADICTS THE LECTURE."""
+
+    statement: str
+    outcome: str
+    numbers: str
+
+
+def part(statement: str, holds: bool, numbers: str, lecture: bool = False) -> Part:
+    """A statement that holds is PASS; one that does not is FAIL, or, for the lecture's own words that the
+    experiment tests as they stand (``lecture``), a finding: CONTRADICTS THE LECTURE."""
+    return Part(statement, PASS if holds else (CONTRADICTS if lecture else FAIL), numbers)
+
+
 @dataclass
 class Verdict:
-    """The outcome of one claim: PASS/FAIL, the figures that decided it, and what they mean."""
+    """The outcome of one claim: PASS/FAIL, the figures that decided it, and what they mean.
+
+    ``parts`` splits the claim into its statements; a claim passes when none of them FAILs (a
+    contradiction of the lecture is a finding, reported as such)."""
 
     passed: bool
     measured: str
@@ -52,6 +75,7 @@ class Verdict:
     figures: list[Path] = field(default_factory=list)
     lecture_differs: str | None = None
     theory_error: float | None = None  # max relative error of activation std vs theory, step 0
+    parts: list[Part] = field(default_factory=list)
 
 
 Check = Callable[[dict[str, RunResult], Path], Verdict]
@@ -72,6 +96,12 @@ def _theory_error(result: RunResult) -> float | None:
 def _lecture_figure(result: RunResult) -> list[Path]:
     first = result.run_dir / "figures" / f"probe_{result.probes[0].step:06d}.png" if result.probes else None
     return [first] if first and first.exists() else []
+
+
+def _largest(values: np.ndarray) -> float:
+    """The largest finite value (0 when none is recorded)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if len(finite) else 0.0
 
 
 def _fmt(values: np.ndarray) -> str:
@@ -132,7 +162,12 @@ def saturation_and_backward(results: dict[str, RunResult], out: Path) -> Verdict
     growth = backward[0] / backward[-1]
     predicted = float(r.theory("backward_std")[0] / r.theory("backward_std")[-1])
     chi = float(np.nanmean(r.theory("chi")[1:]))
-    passed = bool(saturated.min() > 0.5) and _within_factor(growth, predicted)
+    parts = [part("most units are saturated at ±1 in every layer", bool(saturated.min() > MOST),
+                  f"saturated {saturated.min():.0%}–{saturated.max():.0%} per layer"),
+             part("the backward signal follows the mean-field gain χ", _within_factor(growth, predicted),
+                  f"×{growth:.3g} from layer 10 to 1, theory ×{predicted:.3g}"),
+             part("the gradients vanish", growth < 1, f"backward signal ×{growth:.3g} from layer 10 to 1", lecture=True)]
+    passed = not any(p.outcome == FAIL for p in parts)
     differs = None
     if growth > 1:
         differs = (f"The lecture says the gradients vanish. Measured, the backward signal dL/da grows "
@@ -146,7 +181,7 @@ def saturation_and_backward(results: dict[str, RunResult], out: Path) -> Verdict
         passed, f"saturated {saturated.min():.0%}–{saturated.max():.0%} per layer; backward ×{growth:.3g} "
                 f"layer 10→1 (theory ×{predicted:.3g})",
         f"Saturated fraction (|a| within 1% of the range from ±1) per layer: {_fmt(saturated)}. Backward-signal "
-        f"std per layer: {_fmt(backward)}.", _lecture_figure(r), differs, _theory_error(r))
+        f"std per layer: {_fmt(backward)}.", _lecture_figure(r), differs, _theory_error(r), parts)
 
 
 @check
@@ -278,8 +313,11 @@ def symmetry_never_breaks(results: dict[str, RunResult], out: Path) -> Verdict:
     moved = np.flatnonzero(grads > 0) + 1  # hidden layers whose weights received a non-zero update
     loss, chance = tanh.final("train_loss"), _ln_classes(tanh)
     sigmoid_loss = sigmoid.final("train_loss")
-    passed = (all(r.status == "completed" for r in (tanh, sigmoid)) and spread == 0.0 and still
-              and len(moved) > 0 and abs(loss - chance) / chance < 0.01)
+    parts = [part("the units of a layer stay identical after training", bool(spread == 0.0 and len(moved) > 0),
+                  f"unit spread {spread:.3g}; sigmoid: non-zero updates in hidden layers {moved.tolist()}"),
+             part("the loss does not move from ln(classes)", still and abs(loss - chance) / chance < 0.01,
+                  f"tanh: {loss:.4f} vs ln C = {chance:.4f}, every hidden gradient 0: {still}")]
+    passed = all(r.status == "completed" for r in (tanh, sigmoid)) and not any(p.outcome == FAIL for p in parts)
     layers = f"{moved.min()}–{moved.max()}" if len(moved) else "none"
     return Verdict(
         passed, f"unit spread {spread:.3g} at every probe of both runs; sigmoid: non-zero updates in layers {layers} "
@@ -292,7 +330,7 @@ def symmetry_never_breaks(results: dict[str, RunResult], out: Path) -> Verdict:
         f"layers get a gradient that shrinks by orders of magnitude per layer, below float32's range), and still "
         f"the std across a layer's units is {spread:.3g} at all {len(sigmoid.probes)} probes: the units stay "
         f"identical. Its loss ends at {sigmoid_loss:.4f}.",
-        [comparison_figure(results, "Zero init", out / "comparison.png")])
+        [comparison_figure(results, "Zero init", out / "comparison.png")], parts=parts)
 
 
 @check
@@ -340,8 +378,17 @@ def bn_before_restores(results: dict[str, RunResult], out: Path) -> Verdict:
     healthy = float(predict("tanh", None, [1.0], [0.0], 1.0).activation_std[0])
     std_before = before.stat("activation_std")
     chance = _ln_classes(none)
-    passed = bool(np.all(np.abs(std_before - healthy) / healthy < THEORY_TOLERANCE)
-                  and before.final("train_loss") < LEARNED * chance and none.final("train_loss") > STALLED * chance)
+    loss = {label: r.final("train_loss") for label, r in results.items()}
+    parts = [
+        part("BN before the nonlinearity restores healthy statistics and trains",
+             bool(np.all(np.abs(std_before - healthy) / healthy < THEORY_TOLERANCE)) and loss["before"] < LEARNED * chance,
+             f"std {std_before.min():.2f}–{std_before.max():.2f} (tanh of N(0,1): {healthy:.2f}), loss {loss['before']:.3f}"),
+        part("without BN the net neither keeps its signal nor trains",
+             none.stat("activation_std")[-1] < 0.01 * healthy and loss["none"] > STALLED * chance,
+             f"std at layer 10 {none.stat('activation_std')[-1]:.2g}, loss {loss['none']:.3f} (ln C = {chance:.3f})"),
+        part("BN before the nonlinearity trains better than BN after it", loss["before"] < loss["after"],
+             f"loss before {loss['before']:.3f}, after {loss['after']:.3f}", lecture=True)]
+    passed = not any(p.outcome == FAIL for p in parts)
     return Verdict(
         passed, f"std with BN before {std_before.min():.2f}–{std_before.max():.2f} (tanh of N(0,1): {healthy:.2f}); "
                 f"loss none {none.final('train_loss'):.3f}, before {before.final('train_loss'):.3f}, after "
@@ -352,7 +399,8 @@ def bn_before_restores(results: dict[str, RunResult], out: Path) -> Verdict:
         f"{before.final('train_loss'):.3f}. BN after tanh leaves the first tanh in its tiny linear range "
         f"(activation std {after.stat('activation_std')[0]:.2g} at layer 1) but renormalizes what reaches the next "
         f"layer (std {_fmt(after.stat('activation_std')[1:3])}...); it trains too, to {after.final('train_loss'):.3f}.",
-        [comparison_figure(results, "Batch-norm placement (tanh, W ~ N(0, 0.01²))", out / "comparison.png")])
+        [comparison_figure(results, "Batch-norm placement (tanh, W ~ N(0, 0.01²))", out / "comparison.png")],
+        parts=parts)
 
 
 _LECTURE_HYPER = {"sgd": {}, "momentum": {"mu": 0.9}, "adagrad": {"delta": 1e-5},
@@ -364,12 +412,24 @@ def optimizers(results: dict[str, RunResult], out: Path) -> Verdict:
     """Ravine: momentum, RMSProp and Adam settle in fewer steps than SGD; MLP: momentum and Adam reach the loss level first."""
     paths = [best_trajectory(name, hyper) for name, hyper in _LECTURE_HYPER.items() if name in OPTIMIZERS]
     steps = {t.name: t.steps_to_min for t in paths}
-    faster_ravine = all(steps[n] < steps["sgd"] for n in ("momentum", "rmsprop", "adam"))
     target = LEARNED * _ln_classes(results["sgd"])
     reach = {label: r.steps_to(target) for label, r in results.items()}
     faster_mlp = all(reach[n] < reach["sgd"] for n in ("momentum", "adam"))
     rates = {t.name: t.zigzag_rate for t in paths}
     sgd_zigzags = rates["sgd"] >= ZIGZAG
+    adaptive = [n for n in ("adagrad", "rmsprop", "adam") if n in steps]
+    parts = [
+        part("SGD zig-zags across the ravine", sgd_zigzags, f"crosses the floor on {rates['sgd']:.0%} of its steps"),
+        part("momentum reaches the ravine's minimum in fewer steps than SGD", steps["momentum"] < steps["sgd"],
+             f"momentum {steps['momentum']:g}, SGD {steps['sgd']:g}"),
+        part("the adaptive methods reach it in fewer steps than SGD", all(steps[n] < steps["sgd"] for n in adaptive),
+             ", ".join(f"{n} {steps[n]:g}" for n in adaptive) + f" vs SGD {steps['sgd']:g}", lecture=True),
+        part("training the MLP, momentum and Adam reach the loss level before SGD", faster_mlp,
+             f"momentum {reach['momentum']:g}, Adam {reach['adam']:g}, SGD {reach['sgd']:g} steps"),
+        part("training the MLP, AdaGrad and RMSProp reach it before SGD too",
+             all(reach[n] < reach["sgd"] for n in ("adagrad", "rmsprop") if n in reach),
+             ", ".join(f"{n} {reach[n]:g}" for n in ("adagrad", "rmsprop") if n in reach) + f" vs SGD "
+             f"{reach['sgd']:g} steps", lecture=True)]
     table = ", ".join(f"{n} {s:g}" for n, s in steps.items())
     mlp = ", ".join(f"{n} {s:g}" for n, s in reach.items())
     zigzag = ", ".join(f"{n} {r:.2f}" for n, r in rates.items())
@@ -387,7 +447,7 @@ def optimizers(results: dict[str, RunResult], out: Path) -> Verdict:
                    f"correction starts with r ≈ 0.001 g², so its first steps are about 30 times α in every "
                    f"coordinate; AdaGrad's accumulated r only grows, so its steps only shrink.")
     return Verdict(
-        faster_ravine and faster_mlp and sgd_zigzags,
+        not any(p.outcome == FAIL for p in parts),
         f"SGD zig-zags on {rates['sgd']:.0%} of its steps; ravine steps: {table}; MLP steps to loss {target:.2f}: {mlp}",
         f"On f = ½({A:g} x² + {B:g} y²) from {START}, each optimizer at the best lr of a grid, the steps until f stays "
         f"below 10⁻⁴ f(start) are {table}. Sign changes of the steep coordinate per step before settling (1: a "
@@ -397,7 +457,7 @@ def optimizers(results: dict[str, RunResult], out: Path) -> Verdict:
         f"scale. Training the MLP with the lecture's hyper-parameters, the steps to reach loss {target:.2f} are "
         f"{mlp} (inf: not within the run).",
         [ravine_figure(paths, ravine, out / "ravine.png"),
-         comparison_figure(results, "Optimizers training the MLP", out / "comparison.png")], differs)
+         comparison_figure(results, "Optimizers training the MLP", out / "comparison.png")], differs, parts=parts)
 
 
 @check
@@ -405,7 +465,23 @@ def activations(results: dict[str, RunResult], out: Path) -> Verdict:
     """Sigmoid ends with the highest loss of all activations; every rectifier and GELU/SiLU below it."""
     final = {label: r.final("train_loss") for label, r in results.items()}
     slowest = max(final, key=lambda k: final[k])
-    passed = slowest == "sigmoid" and all(final[k] < final["sigmoid"] for k in final if k != "sigmoid")
+    saturating = [k for k in ("sigmoid", "tanh") if k in final]
+    rectifiers = [k for k in results if ACTIVATIONS.get(k).rectifier]
+    others = [k for k in final if k not in saturating]
+    sigmoid_saturated = _largest(results["sigmoid"].stat("saturated_fraction", -1))
+    dead = {k: _largest(results[k].stat("dead_fraction", -1)) for k in rectifiers}
+    worst_other, best_saturating = max(others, key=lambda k: final[k]), min(saturating, key=lambda k: final[k])
+    parts = [
+        part("sigmoid trains slowest", slowest == "sigmoid", f"sigmoid loss {final['sigmoid']:.3f}, next "
+             f"{max((final[k] for k in final if k != 'sigmoid'), default=float('nan')):.3f}"),
+        part("sigmoid saturates", sigmoid_saturated > MOST, f"at most {sigmoid_saturated:.1%} of sigmoid units "
+             f"saturated at the last probe", lecture=True),
+        part("rectifiers can have dead units", max(dead.values(), default=0.0) > 0,
+             ", ".join(f"{k} {v:.1%}" for k, v in dead.items()) + " dead at most", lecture=True),
+        part("non-saturating activations train fastest", final[worst_other] < final[best_saturating],
+             f"slowest non-saturating {worst_other} {final[worst_other]:.3f} vs fastest saturating "
+             f"{best_saturating} {final[best_saturating]:.3f}", lecture=True)]
+    passed = not any(p.outcome == FAIL for p in parts)
     rows = []
     for label, r in results.items():
         saturated, dead = r.stat("saturated_fraction", -1), r.stat("dead_fraction", -1)
@@ -415,8 +491,9 @@ def activations(results: dict[str, RunResult], out: Path) -> Verdict:
     return Verdict(
         passed, f"slowest: {slowest} (loss {final[slowest]:.3f}); fastest: {min(final, key=lambda k: final[k])}",
         "After the same number of steps, each with its recommended init gain (He, gain auto): " + "; ".join(rows)
-        + ". Fractions are the maximum over layers at the last probe.",
-        [comparison_figure(results, "Activations", out / "comparison.png")])
+        + ". Fractions are the maximum over layers at the last probe. Where sigmoid does not saturate, it stalls "
+        "for another reason: σ'(h) ≤ 1/4, so the backward signal shrinks at every layer (experiment 7).",
+        [comparison_figure(results, "Activations", out / "comparison.png")], parts=parts)
 
 
 @check
