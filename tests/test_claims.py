@@ -47,9 +47,20 @@ def with_theory(std, **extra):
     return {"activation_std": std, "rel_error_activation_std": np.zeros(10), **extra}
 
 
+def write_config(tmp_path: Path, experiment: str) -> None:
+    """The experiment's config in the fake run's folder: the finite-width draws are built from it."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"])
+    (tmp_path / "run").mkdir(exist_ok=True)
+    (tmp_path / "run" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
 def test_std_collapses(tmp_path):
+    write_config(tmp_path, "small_gaussian_init")
     collapse = 0.21 * 0.22 ** LAYERS
     assert verdict("std_collapses", {"run": fake(tmp_path, activation_std=collapse, theory=with_theory(collapse))}, tmp_path)
+    off = collapse * 1.1 ** LAYERS  # ×2.4 at layer 10: the old factor-2 tolerance let ×1.9 through
+    assert not verdict("std_collapses", {"run": fake(tmp_path, activation_std=off, theory=with_theory(collapse))}, tmp_path)
     healthy = 0.63 * 0.9 ** LAYERS  # the Xavier setting: no collapse
     assert not verdict("std_collapses", {"run": fake(tmp_path, activation_std=healthy, theory=with_theory(healthy))}, tmp_path)
 
@@ -67,10 +78,7 @@ def test_saturation_and_backward(tmp_path):
 
 
 def test_std_healthy(tmp_path):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):  # the draws are built from it
-        cfg = compose("train", overrides=["experiment=xavier_tanh"])
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_config(tmp_path, "xavier_tanh")
     std = 0.63 * 0.9 ** LAYERS
     good = fake(tmp_path, activation_std=std, saturated_fraction=np.full(10, 0.01), theory=with_theory(std))
     assert verdict("std_healthy", {"run": good}, tmp_path)
