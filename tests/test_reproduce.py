@@ -22,6 +22,7 @@ def test_one_experiment_writes_report_with_its_figure(tmp_path, capsys):
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert figures and all((tmp_path / f).is_file() for f in figures)
     assert "xavier_relu/phase.png" in figures  # the order-to-chaos diagram with the init's point
+    assert "(σ_w², σ_b²) = (1, 0) for relu: q* = 0, χ₁ = 0.5 (ordered)" in report  # ReLU's χ₁ = σ_w²/2
 
 
 def test_a_failing_claim_makes_the_exit_status_nonzero(tmp_path, monkeypatch):

@@ -23,9 +23,9 @@ from layerscope.claims import CHECKS, CONTRADICTS, FAIL, PASS, Part, Verdict
 from layerscope.errors import ConfigError
 from layerscope.group import group_key, train_group
 from layerscope.paths import config_dir
-from layerscope.phase import phase_figure
+from layerscope.phase import CRITICAL, phase_figure
 from layerscope.results import RunResult
-from layerscope.theory import init_variances
+from layerscope.theory import chi_1, fixed_point_c, fixed_point_q, init_variances, xi_c
 from layerscope.trainer import run
 from layerscope.writer import write_json_atomic
 
@@ -103,17 +103,28 @@ def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
     return {label: RunResult.load(run_dir, label) for label, run_dir in zip(labels, dirs)}
 
 
-def phase_figures(results: dict[str, RunResult], folder: Path) -> list[Path]:
-    """A probe-only experiment's order-to-chaos diagram: its activation, with its init's (σ_w², σ_b²) marked."""
+def mean_field_picture(results: dict[str, RunResult], folder: Path) -> tuple[list[Path], str]:
+    """A probe-only experiment's order-to-chaos diagram (its activation, its init's (σ_w², σ_b²) marked) and
+    the numbers of that point: q*, χ₁, c* and the depth scale ξ_c."""
     cfg = next(iter(results.values())).config
     if not cfg or cfg["trainer"]["max_steps"] != 0 or cfg["bn"]["placement"] != "none":
-        return []
+        return [], ""
     width, activation = cfg["model"]["width"], cfg["activation"]
     variances = init_variances(cfg["init"], activation["name"], activation, [width], [width])
     if variances is None:
-        return []
+        return [], ""
     point = (variances[0][0], variances[1][0])  # a hidden layer's: fan_in = width
-    return [phase_figure(activation["name"], activation, point, folder / "phase.png")]
+    name, args = activation["name"], (activation["name"], activation, *point)
+    chi = chi_1(*args)
+    where = f"**Mean-field picture** at (σ_w², σ_b²) = ({point[0]:.3g}, {point[1]:.3g}) for {name}: "
+    if abs(chi - 1) < CRITICAL:
+        text = (where + f"χ₁ = {chi:.3g}, on the critical line: the variance and the correlation of two inputs "
+                        f"change only polynomially with depth (ξ_c = ∞), which is why this init keeps the signal.")
+    else:
+        text = (where + f"q* = {fixed_point_q(*args):.3g}, χ₁ = {chi:.3g} ({'ordered' if chi < 1 else 'chaotic'}); "
+                        f"the correlation of two inputs tends to c* = {fixed_point_c(*args):.3g} over a depth scale "
+                        f"ξ_c = {xi_c(*args):.3g} layers.")
+    return [phase_figure(name, activation, point, folder / "phase.png")], text
 
 
 def _verdict(v: Verdict) -> str:
@@ -203,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
             results = run_experiment(experiment, args.out)
             verdict = CHECKS.get(experiment.check)(results, args.out / experiment.name)
-            verdict.figures += phase_figures(results, args.out / experiment.name)
+            figures, picture = mean_field_picture(results, args.out / experiment.name)
+            verdict.figures += figures
+            verdict.explanation += f"\n\n{picture}" if picture else ""
             print(f"{'PASS' if verdict.passed else 'FAIL'} ({time.perf_counter() - started:.0f} s)", flush=True)
             rows.append((experiment, verdict, results))
     print_table(rows)
