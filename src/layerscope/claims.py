@@ -352,7 +352,13 @@ def vanishing_gradient(results: dict[str, RunResult], out: Path) -> Verdict:
     ratio_relu = relu.stat("weight_grad_norm")[0] / relu.stat("weight_grad_norm")[-1]
     chance = _ln_classes(sig)
     loss_sig, loss_relu = sig.final("train_loss"), relu.final("train_loss")
-    passed = bool(ratio_sig < 1e-3 and ratio_relu > 0.1 and loss_sig > STALLED * chance and loss_relu < LEARNED * chance)
+    parts = [part("with sigmoid the gradient norm shrinks by orders of magnitude toward the input", ratio_sig < 1e-3,
+                  f"layer 1 / layer 10: {ratio_sig:.2g}"),
+             part("with sigmoid training stalls", loss_sig > STALLED * chance,
+                  f"loss {loss_sig:.3f} (ln C = {chance:.3f})"),
+             part("ReLU with He init keeps the gradient", ratio_relu > 0.1, f"layer 1 / layer 10: {ratio_relu:.2g}"),
+             part("ReLU with He init trains", loss_relu < LEARNED * chance, f"loss {loss_relu:.3f}")]
+    passed = not any(p.outcome == FAIL for p in parts)
     chi_values = sig.theory("chi")[1:]
     chi = float(np.nanmean(chi_values)) if np.isfinite(chi_values).any() else float("nan")
     return Verdict(
@@ -363,7 +369,8 @@ def vanishing_gradient(results: dict[str, RunResult], out: Path) -> Verdict:
         f"gain χ = σ_w² E[σ'(h)²] ≈ {chi:.3f} per layer: the signal shrinks ×{chi ** 0.5:.2f} per layer. "
         f"After {sig.summary.get('steps')} steps the sigmoid net's loss is {loss_sig:.3f} (ln C = {chance:.3f}) "
         f"while ReLU + He reaches {loss_relu:.3f}.",
-        [comparison_figure(results, "Vanishing gradient", out / "comparison.png")], theory_error=_theory_error(sig))
+        [comparison_figure(results, "Vanishing gradient", out / "comparison.png")], theory_error=_theory_error(sig),
+        parts=parts)
 
 
 @check
@@ -371,7 +378,12 @@ def clipping_rescues(results: dict[str, RunResult], out: Path) -> Verdict:
     """Without clipping the run is recorded as diverged at a step; with clip_grad_norm it completes and learns."""
     plain, clipped = results["no_clip"], results["clip_norm"]
     chance = _ln_classes(clipped)
-    passed = plain.status == "diverged" and clipped.status == "completed" and clipped.final("train_loss") < LEARNED * chance
+    parts = [part("the loss diverges (NaN/inf) without clipping", plain.status == "diverged",
+                  f"{plain.status} at step {plain.summary.get('diverged_at_step')}"),
+             part("the same setting trains with clip_grad_norm",
+                  clipped.status == "completed" and clipped.final("train_loss") < LEARNED * chance,
+                  f"{clipped.status}, loss {clipped.final('train_loss'):.3f} (ln C = {chance:.3f})")]
+    passed = not any(p.outcome == FAIL for p in parts)
     return Verdict(
         passed, f"no clip: {plain.status} at step {plain.summary.get('diverged_at_step')}; clip: {clipped.status}, "
                 f"loss {clipped.final('train_loss'):.3f}",
@@ -379,7 +391,7 @@ def clipping_rescues(results: dict[str, RunResult], out: Path) -> Verdict:
         f"stopped and recorded as diverged. Clipping the total gradient norm bounds every update, and the same "
         f"setting trains to a loss of {clipped.final('train_loss'):.3f} (test accuracy "
         f"{clipped.final('test_accuracy'):.1%}).",
-        [comparison_figure(results, "Exploding gradient and clipping", out / "comparison.png")])
+        [comparison_figure(results, "Exploding gradient and clipping", out / "comparison.png")], parts=parts)
 
 
 @check
@@ -512,10 +524,17 @@ def decay_settles_lower(results: dict[str, RunResult], out: Path) -> Verdict:
     """Both decayed runs end lower than the constant-lr run (mean train loss of the last 5 epochs)."""
     settled = {label: float(np.mean(r.curve()[1][-5:])) for label, r in results.items()}
     jitter = {label: float(np.std(r.curve()[1][-5:])) for label, r in results.items()}
-    passed = all(settled[k] < settled["constant"] for k in ("inverse_time", "exponential"))
+    parts = [part(f"the {k.replace('_', ' ')} decay settles at a lower loss than a constant rate",
+                  settled[k] < settled["constant"], f"{settled[k]:.4f} vs {settled['constant']:.4f}")
+             for k in ("inverse_time", "exponential")]
+    parts.append(part("the constant rate keeps bouncing around the minimum",
+                      all(jitter["constant"] > jitter[k] for k in ("inverse_time", "exponential")),
+                      "std over the last 5 epochs: " + ", ".join(f"{k} {v:.2g}" for k, v in jitter.items()),
+                      lecture=True))
+    passed = not any(p.outcome == FAIL for p in parts)
     return Verdict(
         passed, "train loss, last 5 epochs: " + ", ".join(f"{k} {v:.3f} ± {jitter[k]:.2g}" for k, v in settled.items()),
         "Mean ± std of the train loss over the last 5 epochs: "
         + ", ".join(f"{k} {v:.4f} ± {jitter[k]:.2g}" for k, v in settled.items()) + ". A constant large step "
         "keeps bouncing around the minimum; a shrinking one lets the iterate settle into it.",
-        [comparison_figure(results, "Learning-rate decay", out / "comparison.png")])
+        [comparison_figure(results, "Learning-rate decay", out / "comparison.png")], parts=parts)
