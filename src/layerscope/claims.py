@@ -132,11 +132,6 @@ _RELU_WIDTH_NOTE = (
     "to layer (log-variance spread ≈ √(5·l/width)) instead of being damped as with tanh.")
 
 
-def _matches_theory(r: RunResult) -> bool:
-    error = _theory_error(r)
-    return error is not None and error < THEORY_TOLERANCE
-
-
 @check
 def std_collapses(results: dict[str, RunResult], out: Path) -> Verdict:
     """Std falls at every layer to below 1% of layer 1's, as the theory predicts: ln(std₁₀/std₁) within the

@@ -49,17 +49,20 @@ def holder(folder: Path) -> dict | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return _describe(path) or {"pid": "?", "host": "?", "started": "?"}
+        return _describe(path)
     finally:
         os.close(fd)  # closing drops the probe's shared lock
     return None
 
 
-def _describe(path: Path) -> dict | None:
+UNKNOWN = {"pid": "?", "host": "?", "started": "?"}  # a lock file being written, or damaged
+
+
+def _describe(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+        return {**UNKNOWN, **json.loads(path.read_text())}
+    except (OSError, ValueError, TypeError):  # TypeError: valid JSON that is not an object
+        return dict(UNKNOWN)
 
 
 def _refusal(folder: Path, who: dict) -> FolderInUse:
@@ -77,7 +80,7 @@ def _take(folder: Path) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise _refusal(folder, _describe(path) or {"pid": "?", "host": "?", "started": "?"}) from None
+            raise _refusal(folder, _describe(path)) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -87,9 +90,9 @@ def _take(folder: Path) -> int:
         os.close(fd)
     earlier = os.read(fd, 4096)
     if earlier:
-        stale = _describe(path) or {}
+        stale = _describe(path)
         log.warning("took over the stale lock of process %s on %s (started %s, no longer running) in %s",
-                    stale.get("pid", "?"), stale.get("host", "?"), stale.get("started", "?"), folder)
+                    stale["pid"], stale["host"], stale["started"], folder)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)

@@ -48,6 +48,11 @@ def _critical_label(critical: np.ndarray, sigma_w2: np.ndarray) -> str:
 CRITICAL = 1e-3  # |χ₁ − 1| below this is on the critical line (He + ReLU: χ₁ = 1 to rounding)
 
 
+def phase_name(chi: float) -> str:
+    """critical (χ₁ = 1 within ``CRITICAL``), ordered (χ₁ < 1) or chaotic (χ₁ > 1)."""
+    return "critical" if abs(chi - 1) < CRITICAL else ("ordered" if chi < 1 else "chaotic")
+
+
 def phase_figure(activation: str, params: Mapping[str, Any] | None, point: tuple[float, float],
                  path: Path | str) -> Path:
     """Draw ln χ₁ over (σ_w², σ_b²) with the critical line and ``point`` = (σ_w², σ_b²); save a 150 dpi PNG."""
@@ -68,8 +73,7 @@ def phase_figure(activation: str, params: Mapping[str, Any] | None, point: tuple
     chi = chi_1(activation, params, *point)
     ax.plot(*point, marker="*", ms=15, color="gold", mec="black", ls="none",
             label=f"(σ_w², σ_b²) = ({point[0]:g}, {point[1]:g})")
-    phase = "critical" if abs(chi - 1) < CRITICAL else ("ordered" if chi < 1 else "chaotic")
-    ax.annotate(f"χ₁ = {chi:.3g}\n{phase}", point, xytext=(9, 6),
+    ax.annotate(f"χ₁ = {chi:.3g}\n{phase_name(chi)}", point, xytext=(9, 6),
                 textcoords="offset points", fontsize=9, bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8})
     ax.set_xlim(sigma_w2[0], sigma_w2[-1])
     ax.set_ylim(sigma_b2[0], sigma_b2[-1])

@@ -23,7 +23,7 @@ from layerscope.claims import CHECKS, CONTRADICTS, FAIL, PASS, Part, Verdict
 from layerscope.errors import ConfigError
 from layerscope.group import group_key, train_group
 from layerscope.paths import config_dir
-from layerscope.phase import CRITICAL, phase_figure
+from layerscope.phase import phase_figure, phase_name
 from layerscope.results import RunResult
 from layerscope.theory import chi_1, fixed_point_c, fixed_point_q, init_variances, xi_c
 from layerscope.trainer import run
@@ -117,11 +117,11 @@ def mean_field_picture(results: dict[str, RunResult], folder: Path) -> tuple[lis
     name, args = activation["name"], (activation["name"], activation, *point)
     chi = chi_1(*args)
     where = f"**Mean-field picture** at (σ_w², σ_b²) = ({point[0]:.3g}, {point[1]:.3g}) for {name}: "
-    if abs(chi - 1) < CRITICAL:
+    if phase_name(chi) == "critical":
         text = (where + f"χ₁ = {chi:.3g}, on the critical line: the variance and the correlation of two inputs "
                         f"change only polynomially with depth (ξ_c = ∞), which is why this init keeps the signal.")
     else:
-        text = (where + f"q* = {fixed_point_q(*args):.3g}, χ₁ = {chi:.3g} ({'ordered' if chi < 1 else 'chaotic'}); "
+        text = (where + f"q* = {fixed_point_q(*args):.3g}, χ₁ = {chi:.3g} ({phase_name(chi)}); "
                         f"the correlation of two inputs tends to c* = {fixed_point_c(*args):.3g} over a depth scale "
                         f"ξ_c = {xi_c(*args):.3g} layers.")
     return [phase_figure(name, activation, point, folder / "phase.png")], text
