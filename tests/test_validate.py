@@ -172,3 +172,17 @@ def test_every_key_has_a_rule_and_every_choice_says_what_it_reads():
             assert set(reads) <= set(RULES[group]), group
     assert all(isinstance(bound, int) and why for bound, why in BOUNDS.values())
     assert math.isfinite(max(bound for bound, _ in BOUNDS.values()))
+
+
+@pytest.mark.parametrize("name", ["cuda", "auto"])
+def test_a_gpu_without_an_index_resolves_to_the_current_one(monkeypatch, name):
+    """``torch.cuda.set_device`` refuses a bare ``cuda`` (it needs the index), so the name resolves to ``cuda:N``."""
+    import torch
+
+    from layerscope.validate import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert resolve_device(name) == torch.device("cuda", 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)

@@ -230,9 +230,9 @@ def validate(cfg: Mapping[str, Any]) -> torch.device:
 
 
 def resolve_device(name: Any) -> torch.device:
-    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is an error."""
+    """``auto`` -> cuda when available else cpu; ``cuda`` -> the current GPU by index; ``cuda`` without a GPU is an error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(str(name))
     except RuntimeError:
@@ -244,6 +244,8 @@ def resolve_device(name: Any) -> torch.device:
                           f"(torch {torch.__version__}); use trainer.device=cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"trainer.device={name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+    if device.type == "cuda" and device.index is None:  # torch.cuda.set_device needs the index
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
