@@ -47,12 +47,12 @@ def with_theory(std, **extra):
     return {"activation_std": std, "rel_error_activation_std": np.zeros(10), **extra}
 
 
-def write_config(tmp_path: Path, experiment: str) -> None:
+def write_config(tmp_path: Path, experiment: str, label: str = "run", *overrides: str) -> None:
     """The experiment's config in the fake run's folder: the finite-width draws are built from it."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}"])
-    (tmp_path / "run").mkdir(exist_ok=True)
-    (tmp_path / "run" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        cfg = compose("train", overrides=[f"experiment={experiment}", *overrides])
+    (tmp_path / label).mkdir(exist_ok=True)
+    (tmp_path / label / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def test_std_collapses(tmp_path):
@@ -62,7 +62,12 @@ def test_std_collapses(tmp_path):
     off = collapse * 1.1 ** LAYERS  # ×2.4 at layer 10: the old factor-2 tolerance let ×1.9 through
     assert not verdict("std_collapses", {"run": fake(tmp_path, activation_std=off, theory=with_theory(collapse))}, tmp_path)
     healthy = 0.63 * 0.9 ** LAYERS  # the Xavier setting: no collapse
-    assert not verdict("std_collapses", {"run": fake(tmp_path, activation_std=healthy, theory=with_theory(healthy))}, tmp_path)
+    result = CHECKS.get("std_collapses")({"run": fake(tmp_path, activation_std=healthy, theory=with_theory(healthy))},
+                                         tmp_path)
+    assert not result.passed
+    assert {p.statement: p.outcome for p in result.parts} == {
+        "the std falls at every layer": "PASS", "it collapses toward zero": "FAIL",
+        "as the mean-field theory predicts": "PASS"}
 
 
 def test_saturation_and_backward(tmp_path):
@@ -95,12 +100,13 @@ def test_std_healthy(tmp_path):
 @pytest.mark.parametrize("check, right, wrong", [("std_ratio_matches_theory", 2 ** -0.5, 1.0),
                                                  ("std_constant", 1.0, 2 ** -0.5)])
 def test_relu_std_ratio(tmp_path, check, right, wrong):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.yaml").write_text("model: {depth: 10, width: 500}\ntrainer: {batch_size: 500}\n"
-                                                  "data: {dim: 500}\n")  # what the finite-width spread is drawn at
+    write_config(tmp_path, "he_relu")  # the network whose fresh draws give the finite-width spread
     assert verdict(check, {"run": fake(tmp_path, activation_std=0.8 * right ** LAYERS)}, tmp_path)
     assert not verdict(check, {"run": fake(tmp_path, activation_std=0.8 * wrong ** LAYERS)}, tmp_path)
     assert not verdict(check, {"run": fake(tmp_path, activation_std=0.8 * (1.1 * right) ** LAYERS)}, tmp_path)
+    write_config(tmp_path, "he_relu", "run", "model.width=20", "trainer.batch_size=20")  # too narrow to decide
+    narrow = CHECKS.get(check)({"run": fake(tmp_path, activation_std=0.8 * right ** LAYERS)}, tmp_path)
+    assert [p.outcome for p in narrow.parts] == ["PASS", "FAIL"] and not narrow.passed
 
 
 def test_symmetry_never_breaks(tmp_path):
@@ -136,9 +142,13 @@ def test_clipping_rescues(tmp_path):
     assert not verdict("clipping_rescues", {"no_clip": clipped, "clip_norm": clipped}, tmp_path)
 
 
+BN_BEFORE = np.array([0.606] + [0.632] * 9)  # layer 1 reads the digits' pixels, not a Gaussian
+
+
 def test_bn_before_restores(tmp_path):
+    write_config(tmp_path, "bn_placement", "before", "bn=before")
     runs = {"none": fake(tmp_path, "none", activation_std=0.07 * 0.22 ** LAYERS, losses=[2.303, 2.302]),
-            "before": fake(tmp_path, "before", activation_std=np.full(10, 0.62), losses=[1.7, 0.07]),
+            "before": fake(tmp_path, "before", activation_std=BN_BEFORE, losses=[1.7, 0.07]),
             "after": fake(tmp_path, "after", activation_std=np.full(10, 0.21), losses=[2.3, 0.18])}
     assert verdict("bn_before_restores", runs, tmp_path)
     runs["after"] = fake(tmp_path, "after", activation_std=np.full(10, 0.21), losses=[2.3, 0.05])  # seed 3's case
@@ -146,6 +156,8 @@ def test_bn_before_restores(tmp_path):
     assert outcomes["BN before the nonlinearity trains better than BN after it"] == "CONTRADICTS THE LECTURE"
     runs["before"] = fake(tmp_path, "before", activation_std=0.07 * 0.22 ** LAYERS, losses=[2.303, 2.302])
     assert not verdict("bn_before_restores", runs, tmp_path)
+    runs["before"] = fake(tmp_path, "before", activation_std=BN_BEFORE * 0.97, losses=[1.7, 0.07])
+    assert not verdict("bn_before_restores", runs, tmp_path)  # 3% off: beyond the finite-width spread
 
 
 def test_optimizers(tmp_path):
