@@ -41,9 +41,10 @@ CASES = [
     (["trainer.epoch=5"], "did you mean trainer.epochs?"),
     (["model.depth=["], "cannot read the override"),
     # data files
-    (["data=mnist"], "train-images-idx3-ubyte[.gz] not found in"),
-    (["data=fashion_mnist"], "data=fashion_mnist"),
-    (["data=cifar10"], "data_batch_1[.gz] not found"),
+    (["data=mnist", "data.download=false"], "train-images-idx3-ubyte[.gz] not found in"),
+    (["data=fashion_mnist", "data.download=false"], "data=fashion_mnist"),
+    (["data=cifar10", "data.download=false"], "data_batch_1[.gz] not found"),
+    (["data=mnist", "data.mirrors=[ftp://example.org/mnist/]"], "must be an http:// or https:// URL"),
     (["data=mnist", "data.root={broken}"], "is not an unsigned-byte IDX file"),
     (["data=mnist", "data.root={labels}"], "holds label 200 at index 1, outside the 10 classes 0..9"),
     # run folders: one that holds a run is not reused, except to resume that same command

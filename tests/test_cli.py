@@ -109,7 +109,6 @@ def test_divergence_is_a_result_with_its_step(tmp_path):
     ("model.dropout=1.0", "model.dropout=1.0"),
     ("trainer.device=tpu", "trainer.device='tpu'"),
     ("probe.every=0", "probe.every=0"),
-    ("data=mnist", "train-images-idx3-ubyte"),
 ])
 def test_bad_value_gives_one_line_and_no_traceback(tmp_path, override, words):
     proc, run_dir = layerscope(tmp_path, "trainer.max_steps=1", override)

@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from layerscope.errors import ConfigError
-from layerscope.init import initialize
+from layerscope.init import INITIALIZERS, gain_setting, initialize, resolve_gain, weight_variance
 from layerscope.model import build_model
-from layerscope.validate import check_group
+from layerscope.validate import READS, check_group
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -88,6 +88,16 @@ CASES = [
     ("he_uniform_yaml_relu", _yaml("he_uniform"), "relu", None, _uniform(math.sqrt(6.0 / FAN_IN))),
     ("he_uniform_auto_leaky", {"name": "he_uniform", "gain": "auto"}, "leaky_relu",
      {"negative_slope": LEAKY_SLOPE}, _uniform(LEAKY_GAIN * math.sqrt(3.0 / FAN_IN))),
+    ("lecun_normal_yaml", _yaml("lecun_normal"), "selu", None, _normal(math.sqrt(1.0 / FAN_IN))),
+    ("lecun_normal_relu", {"name": "lecun_normal"}, "relu", None, _normal(math.sqrt(1.0 / FAN_IN))),  # no gain
+    ("lecun_uniform_yaml", _yaml("lecun_uniform"), "selu", None, _uniform(math.sqrt(3.0 / FAN_IN))),
+    ("glorot_uniform_yaml", _yaml("glorot_uniform"), "tanh", None,
+     _uniform(math.sqrt(6.0) / math.sqrt(FAN_IN + FAN_OUT))),
+    ("glorot_uniform_auto", {"name": "glorot_uniform", "gain": "auto"}, "tanh", None,
+     _uniform(TANH_GAIN * math.sqrt(6.0) / math.sqrt(FAN_IN + FAN_OUT))),
+    # entries of a random semi-orthogonal matrix are nearly N(0, 1/max(fan_in, fan_out))
+    ("orthogonal_yaml", _yaml("orthogonal"), "tanh", None, _normal(1.0 / math.sqrt(FAN_OUT))),
+    ("orthogonal_auto", {"name": "orthogonal", "gain": "auto"}, "selu", None, _normal(0.75 / math.sqrt(FAN_OUT))),
 ]
 CASE_IDS = [c[0] for c in CASES]
 
@@ -175,6 +185,42 @@ def test_default_is_torch_own_linear_init():
     reference.head.reset_parameters()
     for mine, theirs in zip(probe.parameters(), reference.parameters()):
         assert torch.equal(mine, theirs)
+
+
+# --- orthogonal -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(500, 300), (300, 500), (400, 400)], ids=["tall", "wide", "square"])
+def test_orthogonal_rows_or_columns_have_norm_gain(shape):
+    gain = 1.7
+    weight = torch.empty(shape, dtype=torch.float64)
+    torch.manual_seed(0)
+    INITIALIZERS.get("orthogonal").draw(weight, weight_variance({"name": "orthogonal"}, shape[1], shape[0], gain))
+    gram = weight.T @ weight if shape[0] >= shape[1] else weight @ weight.T
+    torch.testing.assert_close(gram, gain**2 * torch.eye(min(shape), dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(500,), (4, 5, 6)], ids=["1-D", "3-D"])
+def test_orthogonal_refuses_a_weight_that_is_not_2d_in_one_line(shape):
+    with pytest.raises(ConfigError) as info:
+        INITIALIZERS.get("orthogonal").draw(torch.empty(shape), 0.01)
+    message = str(info.value)
+    assert "init=orthogonal needs a 2-D" in message and str(shape) in message and "\n" not in message
+
+
+# --- what each initializer reads ----------------------------------------------------------------
+
+
+def _variance(cfg: dict) -> float:
+    return weight_variance(cfg, FAN_IN, FAN_OUT, resolve_gain(gain_setting(cfg), "tanh", None))
+
+
+@pytest.mark.parametrize("name", [n for n in INITIALIZERS.names() if n != "default"])
+def test_the_variance_depends_on_exactly_the_keys_validate_lets_it_read(name):
+    base = {"name": name, "gain": 1.0, "std": 0.1, "mode": "fan_in"}
+    for key, other in (("gain", 2.0), ("std", 0.3), ("mode", "fan_out")):
+        changed = _variance({**base, key: other}) != _variance(base)
+        assert changed == (key in READS["init"][name]), key
 
 
 # --- a real MLP from build_model ---------------------------------------------------------------

@@ -14,6 +14,8 @@ EXPECTED_ORDER = {
     "none": ["Linear", "Tanh"],
     "before": ["Linear", "BatchNorm1d", "Tanh"],
     "after": ["Linear", "Tanh", "BatchNorm1d"],
+    "ln_before": ["Linear", "LayerNorm", "Tanh"],
+    "ln_after": ["Linear", "Tanh", "LayerNorm"],
 }
 
 
@@ -65,7 +67,16 @@ def test_bn_before_normalizes_the_pre_activation_and_bn_after_the_activation():
 
 
 def test_bn_placements_constant():
-    assert set(BN_PLACEMENTS) == {"none", "before", "after"}
+    assert set(BN_PLACEMENTS) == {"none", "before", "after", "ln_before", "ln_after"}
+
+
+def test_layer_norm_normalizes_each_sample_over_its_units_and_works_at_batch_one():
+    torch.manual_seed(0)
+    block = Block(6, 8, nn.Identity(), "ln_before", dropout=0.0)
+    for batch in (1, 5):
+        out = block(torch.randn(batch, 6) * 3 + 1)
+        torch.testing.assert_close(out.mean(1), torch.zeros(batch), atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.var(1, unbiased=False), torch.ones(batch), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("depth, width", [(1, 5), (3, 16), (7, 4)])

@@ -55,8 +55,9 @@ def _lecture_trajectory(name: str, c: dict) -> list[np.ndarray]:
         elif name == "adam":
             s = c["mu"] * s + (1 - c["mu"]) * g
             r = c["rho"] * r + (1 - c["rho"]) * g**2
-            s_hat = s / (1 - c["mu"] ** t)
-            r_hat = r / (1 - c["rho"] ** t)
+            corrected = c.get("bias_correction", True)
+            s_hat = s / (1 - c["mu"] ** t) if corrected else s
+            r_hat = r / (1 - c["rho"] ** t) if corrected else r
             theta = theta - lr * s_hat / (np.sqrt(r_hat) + c["delta"])
         else:
             raise AssertionError(name)
@@ -93,6 +94,24 @@ def test_non_default_hyper_parameters_reach_the_optimizer(name):
     expected = _lecture_trajectory(name, cfg)
     actual = _torch_trajectory(cfg)
     np.testing.assert_allclose(actual[-1] - THETA0, expected[-1] - THETA0, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adam_without_bias_correction_follows_the_raw_moments(weight_decay):
+    """bias_correction=false: θ -= α s / (√r + δ); the first step is then about 0.1/√0.001 ≈ 3 times α·sign(g)."""
+    cfg = {**_cfg("adam"), "bias_correction": False}
+    actual = _torch_trajectory(cfg, weight_decay)
+    expected_grads = []
+    theta = THETA0.copy()
+    for g, after in zip(GRADIENTS, actual):  # L2 weight decay adds λθ to the gradient, as torch's Adam does
+        expected_grads.append(g + weight_decay * theta)
+        theta = after
+    s, r, theta = np.zeros(5), np.zeros(5), THETA0.copy()
+    for g, after in zip(expected_grads, actual):
+        s, r = cfg["mu"] * s + (1 - cfg["mu"]) * g, cfg["rho"] * r + (1 - cfg["rho"]) * g**2
+        theta = theta - cfg["lr"] * s / (np.sqrt(r) + cfg["delta"])
+        np.testing.assert_allclose(after - THETA0, theta - THETA0, rtol=1e-10, atol=1e-14)
+    assert not np.allclose(actual[0], _torch_trajectory(_cfg("adam"), weight_decay)[0])
 
 
 def test_omitted_hyper_parameters_take_the_documented_defaults():

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from layerscope import activations, data, init, losses, model, optim
 from layerscope.activations import ACTIVATIONS, activation_fn, activation_gain, build_activation
 from layerscope.errors import ConfigError
-from layerscope.validate import check_group
+from layerscope.paths import config_dir
+from layerscope.validate import check_group, validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -119,17 +121,15 @@ def test_every_scheduler_config_builds_and_steps(path):
 
 @pytest.mark.parametrize("path", _group_files("loss"), ids=_group_ids("loss"))
 def test_every_loss_config_works_on_logits_and_labels(path):
-    name = _load(path)["name"]
+    """Builds with its keys and gives a scalar with a finite gradient (the formulas: ``test_losses.py``)."""
+    cfg = _load(path)
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(8, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
-    value = losses.LOSSES.get(name)(logits, labels)
-    assert value.shape == ()
-    reference = {
-        "cross_entropy": lambda: -(logits.log_softmax(1)[torch.arange(8), labels]).mean(),
-        "mse": lambda: (logits - F.one_hot(labels, 5).double()).pow(2).mean(),
-    }[name]()
-    assert value.item() == pytest.approx(reference.item(), rel=1e-12)
+    loss = losses.build_loss(cfg)
+    assert loss.keywords == {k: v for k, v in cfg.items() if k != "name"}  # the yaml's keys reached the loss
+    value = loss(logits, labels)
+    assert value.shape == () and torch.isfinite(value)
     value.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
 
@@ -220,6 +220,8 @@ def test_unknown_parameter_of_sigmoid_tanh_says_none(name):
 
 # --- activation_gain ----------------------------------------------------------------------------
 
+MOMENT_MATCHED = ["elu", "silu", "swish", "softplus", "gelu"]  # torch has no gain for these
+
 
 @pytest.mark.parametrize(
     "name, params, torch_name, torch_param",
@@ -230,6 +232,7 @@ def test_unknown_parameter_of_sigmoid_tanh_says_none(name):
         ("leaky_relu", None, "leaky_relu", None),  # both default to slope 0.01
         ("leaky_relu", {"negative_slope": 0.01}, "leaky_relu", 0.01),
         ("leaky_relu", {"negative_slope": 0.3}, "leaky_relu", 0.3),
+        ("selu", None, "selu", None),
     ],
 )
 def test_activation_gain_equals_torch_calculate_gain(name, params, torch_name, torch_param):
@@ -237,8 +240,8 @@ def test_activation_gain_equals_torch_calculate_gain(name, params, torch_name, t
     assert activation_gain(name, params) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("path", [CONFIGS / "activation" / f"{n}.yaml" for n in ("elu", "silu", "gelu")],
-                         ids=["elu", "silu", "gelu"])
+@pytest.mark.parametrize("path", [CONFIGS / "activation" / f"{n}.yaml" for n in MOMENT_MATCHED],
+                         ids=MOMENT_MATCHED)
 def test_activation_gain_moment_matches_by_monte_carlo(path):
     cfg = OmegaConf.load(path)
     gain = activation_gain(cfg.name, cfg)
@@ -253,3 +256,55 @@ def test_activation_gain_moment_matches_by_monte_carlo(path):
 def test_activation_gain_of_elu_follows_alpha():
     # a larger alpha makes the negative side larger, so E[phi^2] grows and the gain shrinks
     assert activation_gain("elu", {"alpha": 2.0}) < activation_gain("elu", {"alpha": 1.0})
+
+
+def test_every_activation_without_a_torch_gain_is_moment_matched():
+    assert {n for n in ACTIVATIONS.names() if ACTIVATIONS.get(n).torch_gain is None} == set(MOMENT_MATCHED)
+
+
+# --- swish, selu, softplus ----------------------------------------------------------------------
+
+
+def test_swish_with_beta_1_is_silu_exactly():
+    x = torch.randn(10_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 5
+    assert torch.equal(build_activation("swish", {"beta": 1.0})(x), F.silu(x))
+    assert activation_gain("swish", {"beta": 1.0}) == activation_gain("silu")
+
+
+@pytest.mark.parametrize("beta", [0.5, 2.0, 10.0])
+def test_swish_is_x_times_sigmoid_of_beta_x(beta):
+    x = torch.linspace(-8.0, 8.0, 1001, dtype=torch.float64)
+    torch.testing.assert_close(build_activation("swish", {"beta": beta})(x), x * torch.sigmoid(beta * x),
+                               rtol=1e-14, atol=1e-15)
+
+
+def test_selu_and_softplus_are_torchs():
+    x = torch.linspace(-8.0, 30.0, 1001, dtype=torch.float64)
+    assert torch.equal(build_activation("selu")(x), torch.selu(x))
+    softplus = build_activation("softplus", {"beta": 2.0, "threshold": 10.0})
+    assert torch.equal(softplus(x), F.softplus(x, beta=2.0, threshold=10.0))
+
+
+@pytest.mark.parametrize("name, keys", [("swish", ["beta"]), ("selu", []), ("softplus", ["beta", "threshold"])])
+def test_new_activations_take_their_constructor_keys(name, keys):
+    assert activations.parameters(name) == keys
+
+
+@pytest.fixture(scope="module")
+def composed():
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        yield lambda overrides: compose("train", overrides=overrides)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["activation=swish", "activation.beta=0"], "activation.beta=0 must be a finite number > 0"),
+    (["activation=swish", "activation.beta=-1.5"], "activation.beta=-1.5 must be a finite number > 0"),
+    (["activation=softplus", "activation.beta=0"], "activation.beta=0 must be a finite number > 0"),
+    (["activation=softplus", "activation.threshold=inf"], "activation.threshold=inf must be a finite number"),
+    (["activation=selu", "+activation.alpha=1.0"], "activation.alpha is not a key of activation=selu"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_activation_keys_are_refused_by_validate_in_one_line(composed, overrides, expected):
+    with pytest.raises(ConfigError) as info:
+        validate(composed(overrides))
+    message = str(info.value)
+    assert expected in message and "\n" not in message, message

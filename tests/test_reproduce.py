@@ -50,3 +50,19 @@ def test_make_reproduce_only_one_experiment_end_to_end():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 of 1 claims pass" in proc.stdout
     assert "Zero init" in (ROOT / "outputs" / "reproduce" / "REPORT.md").read_text()
+
+
+def test_an_interrupted_run_stops_reproduce_before_the_next_experiment(tmp_path, monkeypatch, capsys):
+    """A run records SIGTERM as ``interrupted`` and returns; reproduce must stop there, not start the next."""
+    from layerscope.results import RunResult
+
+    started = []
+
+    def interrupted(experiment, out):
+        started.append(experiment.name)
+        return {"run": RunResult("run", tmp_path, {"status": "interrupted", "signal": "SIGTERM"})}
+    monkeypatch.setattr(reproduce, "run_experiment", interrupted)
+    code = reproduce.main(["--only", "small_gaussian_init", "xavier_tanh", "--out", str(tmp_path)])
+    assert code == 143 and started == ["small_gaussian_init"]
+    assert "SIGTERM: stopped during small_gaussian_init" in capsys.readouterr().err
+    assert not (tmp_path / "REPORT.md").exists()

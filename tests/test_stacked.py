@@ -80,6 +80,16 @@ def test_every_optimizer_and_penalty_matches_its_single_run(tmp_path, bn):
         assert member.summary["stacked"]["members"] == len(variants)
 
 
+@pytest.mark.parametrize("bn", ["ln_before", "ln_after"])
+def test_layer_norm_and_adam_without_bias_correction_match_their_single_runs(tmp_path, bn):
+    variants = [["optimizer=momentum", "trainer.weight_decay=0.01"],
+                ["optimizer=adam", "optimizer.lr=0.001", "optimizer.bias_correction=false", "trainer.seed=3"]]
+    alone, members = singles_and_group(tmp_path, variants, BASE + [f"bn={bn}", "activation=prelu"])
+    for single, member in zip(alone, members):
+        assert single.status == "completed"
+        assert_same_run(single, member)
+
+
 def test_one_block_update_as_on_a_gpu_matches_too(tmp_path, monkeypatch):
     monkeypatch.setattr(stacked_model, "PER_PARAMETER", set())  # the (K, P) block a GPU updates
     variants = [["optimizer=momentum", "trainer.clip_grad_norm=0.5", "trainer.weight_decay=0.01"],

@@ -32,18 +32,18 @@ def table(sweep_dir: Path) -> list[dict]:
 
 
 def test_basic_launcher_keeps_diverged_and_failed_jobs_as_rows(tmp_path):
-    # digits trains with lr 0.01 and diverges with lr 1000; mnist raises (no MNIST files here)
-    proc, sweep_dir = sweep(tmp_path, *SMALL, "activation=relu", "data=digits,mnist", "optimizer.lr=0.01,1000")
+    # batch 64 trains with lr 0.01 and diverges with lr 1000; batch 5000 is refused (digits has 1437 examples)
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "activation=relu", "trainer.batch_size=64,5000", "optimizer.lr=0.01,1000")
     assert proc.returncode == 1, proc.stderr  # a failed job fails the sweep; a diverged one does not
     assert proc.stderr.splitlines()[-1].startswith("4 jobs: 1 completed, 1 diverged, 2 failed; see ")
     assert sweep_dir.parent.parent.name == "sweeps" and not (tmp_path / "multirun").exists()
     rows = table(sweep_dir)
     assert [r["job"] for r in rows] == ["0", "1", "2", "3"]
     assert {r["overrides"]: r["status"] for r in rows} == {
-        "data=digits optimizer.lr=0.01": "completed", "data=digits optimizer.lr=1000": "diverged",
-        "data=mnist optimizer.lr=0.01": "failed", "data=mnist optimizer.lr=1000": "failed"}
+        "trainer.batch_size=64 optimizer.lr=0.01": "completed", "trainer.batch_size=64 optimizer.lr=1000": "diverged",
+        "trainer.batch_size=5000 optimizer.lr=0.01": "failed", "trainer.batch_size=5000 optimizer.lr=1000": "failed"}
     failed = rows[2]
-    assert "train-images-idx3-ubyte" in failed["error"] and "\n" not in failed["error"]
+    assert "trainer.batch_size=5000 is larger than" in failed["error"] and "\n" not in failed["error"]
     assert float(rows[0]["activation_std_first_layer_01"]) > 0 and rows[0]["backward_norm_last_layer_02"]
     assert int(rows[1]["diverged_at_step"]) < 12
     for job in ("0", "1", "2", "3"):

@@ -253,3 +253,131 @@ def test_initialized_biases_have_the_configured_std():
     initialize(model, {"name": "xavier_normal", "gain": 1.0, "mode": "fan_in", "bias_std": 0.3}, "tanh")
     biases = torch.cat([b.linear.bias for b in model.blocks])
     assert biases.std().item() == pytest.approx(0.3, rel=0.05) and abs(biases.mean().item()) < 0.02
+
+
+# --- swish, selu, softplus; lecun, glorot, orthogonal -------------------------------------------
+
+NEW_ACTIVATIONS = [("swish", {"beta": 2.0}), ("selu", None), ("softplus", None), ("softplus", {"beta": 3.0})]
+NEW_IDS = ["swish_beta2", "selu", "softplus", "softplus_beta3"]
+
+
+def _agrees(predicted: float, samples: torch.Tensor) -> bool:
+    """predicted lies within 5 standard errors of the mean of the samples."""
+    return abs(predicted - samples.mean().item()) <= 5 * samples.std().item() / math.sqrt(samples.numel())
+
+
+@pytest.mark.parametrize("name, params", NEW_ACTIVATIONS, ids=NEW_IDS)
+@pytest.mark.parametrize("q", [0.5, 4.0])
+def test_new_activations_moments_match_monte_carlo(name, params, q):
+    from layerscope.activations import activation_fn
+
+    torch.manual_seed(0)
+    h = (math.sqrt(q) * torch.randn(2_000_000, dtype=torch.float64)).requires_grad_()
+    y = activation_fn(name, params)(h)
+    (dy,) = torch.autograd.grad(y.sum(), h)
+    y = y.detach()
+    p = predict(name, params, [q], [0.0], 1.0)
+    assert _agrees(p.activation_mean[0], y)
+    assert _agrees(p.activation_std[0] ** 2 + p.activation_mean[0] ** 2, y**2)  # E φ(h)²
+    assert _agrees(p.chi[0], q * dy**2)  # σ_w² E φ'(h)², σ_w² = q for an input of second moment 1
+
+
+def test_swish_with_beta_1_predicts_what_silu_does():
+    layers = ([1.5] * 3, [0.1] * 3, 1.0)
+    assert predict("swish", {"beta": 1.0}, *layers).to_json() == predict("silu", None, *layers).to_json()
+
+
+def test_selu_fixed_point_is_mean_0_variance_1_at_sigma_w2_1():
+    """SELU's λ and α are chosen so that h ~ N(0, 1) gives selu(h) mean 0 and variance 1 (Klambauer et al. 2017)."""
+    assert fixed_point_q("selu", None, 1.0, 0.0) == pytest.approx(1.0, abs=1e-9)
+    p = predict("selu", None, [1.0], [0.0], 1.0)
+    assert p.activation_mean[0] == pytest.approx(0.0, abs=1e-5) and p.activation_std[0] == pytest.approx(1.0, rel=1e-8)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "silu", "swish",
+                                  "softplus", "gelu"])
+def test_the_length_map_increases_in_q(name):
+    """``fixed_point_q`` brackets q* on this; it holds for every registered activation."""
+    values = [length_map(name, None, 1.0, 0.0, q) for q in np.geomspace(1e-3, 1e3, 25)]
+    assert np.all(np.diff(values) > 0)
+
+
+NEW_INITS = [{"name": "lecun_normal"}, {"name": "lecun_uniform"}, {"name": "glorot_uniform", "gain": 1.0},
+             {"name": "glorot_uniform", "gain": "auto"}, {"name": "orthogonal", "gain": 1.0},
+             {"name": "orthogonal", "gain": "auto"}]
+
+
+@pytest.mark.parametrize("init_cfg", NEW_INITS, ids=lambda c: "_".join(str(v) for v in c.values()))
+@pytest.mark.parametrize("name, params", [("tanh", None), *NEW_ACTIVATIONS[:3]], ids=["tanh", *NEW_IDS[:3]])
+def test_initialized_weights_have_the_theorys_variance(init_cfg, name, params):
+    """Mean of W² per layer = σ_w²/fan_in, to 5 standard errors of a mean of n squared draws: √(2/n) for a
+    normal law, √(0.8/n) for a uniform one (150k and 250k draws: 1.8% and 1.4%); exact for orthogonal."""
+    from layerscope.init import initialize
+    from layerscope.model import build_model
+
+    fans_in, fans_out = [300, 500], [500, 500]  # the first layer wider than its input, then square
+    model = build_model({"depth": 2, "width": 500}, {"name": name, **(params or {})}, {"placement": "none"}, 300, 10)
+    torch.manual_seed(0)
+    initialize(model, init_cfg, name, params)
+    sigma_w2, _ = init_variances(init_cfg, name, params, fans_in, fans_out)
+    for block, fan_in, s2 in zip(model.blocks, fans_in, sigma_w2):
+        w = block.linear.weight.detach().double()
+        tolerance = 1e-5 if init_cfg["name"] == "orthogonal" else 5 * math.sqrt(2 / w.numel())
+        assert w.pow(2).mean().item() == pytest.approx(s2 / fan_in, rel=tolerance)
+
+
+def test_orthogonal_sigma_w2_is_gain_squared_times_fan_in_over_max_fan():
+    w2, _ = init_variances({"name": "orthogonal", "gain": 2.0}, "tanh", None, [64, 500, 3072], [500, 500, 500])
+    assert w2 == pytest.approx([4.0 * 64 / 500, 4.0, 4.0])  # a wider layer embeds its input: E h² shrinks by 64/500
+    assert init_variances({"name": "lecun_normal"}, "relu", None, [64, 500], [500, 500])[0] == pytest.approx([1.0, 1.0])
+    w2, _ = init_variances({"name": "glorot_uniform", "gain": 1.0}, "tanh", None, [64, 500], [500, 500])
+    assert w2 == pytest.approx([64 * 2 / 564, 1.0])
+
+
+def test_selu_with_lecun_normal_stays_at_its_fixed_point_through_10_layers():
+    """Width 500, 2000 inputs x ~ N(0, 1): pre-activation second moment and activation std stay at the prediction
+    (q* = 1, std 1) in every layer, within 5% (finite width and batch)."""
+    from layerscope.init import initialize
+    from layerscope.model import build_model
+
+    depth, width = 10, 500
+    torch.manual_seed(0)
+    model = build_model({"depth": depth, "width": width}, {"name": "selu"}, {"placement": "none"}, width, 10)
+    initialize(model, {"name": "lecun_normal"}, "selu")
+    x = torch.randn(2000, width)
+    p = predict("selu", None, *init_variances({"name": "lecun_normal"}, "selu", None, [width] * depth, [width] * depth),
+                float(x.square().mean()))
+    np.testing.assert_allclose(p.q, fixed_point_q("selu", None, 1.0, 0.0), rtol=0.01)
+    with torch.no_grad():
+        for layer, block in enumerate(model.blocks):
+            h = block.linear(x)
+            x = block.act(h)
+            assert h.square().mean().item() == pytest.approx(p.q[layer], rel=0.05), layer
+            assert x.std().item() == pytest.approx(p.activation_std[layer], rel=0.05), layer
+
+
+@pytest.mark.parametrize("placement", ["before", "ln_before", "after", "ln_after"])
+def test_a_normalized_net_matches_its_prediction(placement):
+    """Norm before: every pre-activation is N(0, 1), so tanh's std is that of tanh(z) at every layer; norm
+    after: each layer reads a unit second moment. Measured on fresh draws at width 500, within 3%."""
+    from hydra import compose, initialize_config_dir
+
+    from layerscope.data import load_data
+    from layerscope.paths import config_dir
+    from layerscope.theory import predict_run
+    from layerscope.trainer import initialized_model
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=[f"bn={placement}", "data=gaussian", "init=normal_0.01",
+                                          "trainer.batch_size=500"])
+    data = load_data(cfg.data, 0)
+    prediction = predict_run(cfg, data.input_dim, float(data.x_train.square().mean()))
+    model, stds = initialized_model(cfg, data), []
+    for block in model.blocks:
+        block.act.register_forward_hook(lambda _m, _i, out: stds.append(float(out.std())))
+    with torch.no_grad():
+        model(data.x_train[:500])
+    np.testing.assert_allclose(stds, prediction.activation_std, rtol=0.03)
+    assert np.isnan(prediction.chi).all() and np.isnan(prediction.backward_scale).all()
+    if placement.endswith("before"):
+        np.testing.assert_allclose(prediction.q, 1.0)

@@ -85,6 +85,12 @@ CASES = [
     (["trainer.resume=maybe"], "trainer.resume='maybe' must be true or false"),
     (["trainer.progress=1"], "trainer.progress=1 must be true or false"),
     (["trainer.cuda_graph=yes"], "trainer.cuda_graph='yes' must be true or false"),
+    (["loss=focal", "loss.gamma=-1"], "loss.gamma=-1 must be a finite number >= 0"),
+    (["loss=focal", "loss.alpha=1.5"], "loss.alpha=1.5 must be a finite number in [0, 1]"),
+    (["loss=mse", "+loss.gamma=2"], "loss.gamma is not a key of loss=mse"),
+    (["activation=swish", "activation.beta=0"], "activation.beta=0 must be a finite number > 0"),
+    (["optimizer=adam", "optimizer.bias_correction=maybe"], "optimizer.bias_correction='maybe' must be true or false"),
+    (["optimizer=sgd", "+optimizer.bias_correction=false"], "optimizer.bias_correction is not a key of optimizer=sgd"),
     (["data.standardize=no"], "data.standardize='no' must be true or false"),
     (["skip_completed=2"], "skip_completed=2 must be true or false"),
     (["trainer.dtype=float16"], "trainer.dtype='float16' is unknown; choose one of: float32, float64"),
@@ -162,10 +168,10 @@ def test_a_typo_in_an_experiment_name_is_refused_with_a_suggestion():
 
 def test_every_key_has_a_rule_and_every_choice_says_what_it_reads():
     from layerscope.registry import Registry
-    from layerscope import data, init, optim
+    from layerscope import data, init, losses, optim
 
     registries: dict[str, Registry] = {"optimizer": optim.OPTIMIZERS, "scheduler": optim.SCHEDULERS,
-                                       "init": init.INITIALIZERS, "data": data.DATASETS}
+                                       "init": init.INITIALIZERS, "data": data.DATASETS, "loss": losses.LOSSES}
     for group, registry in registries.items():
         assert set(READS[group]) == set(registry.names()), group
         for reads in READS[group].values():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from layerscope.gaussian import expect_standard_normal
@@ -22,6 +23,17 @@ class Activation:
     bounds: tuple[float, float] | None = None  # tanh/sigmoid saturate at these values
     rectifier: bool = False  # flat (or nearly) for negative input, so units can die
     torch_gain: Callable[..., float] | None = None  # None: gain by moment matching
+
+
+class Swish(nn.Module):
+    """x · σ(βx) (Ramachandran et al. 2017), computed as silu(βx)/β so that β = 1 is SiLU to the bit."""
+
+    def __init__(self, beta: float = 1.0) -> None:
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(self.beta * x) / self.beta
 
 
 ACTIVATIONS: Registry[Activation] = Registry("activation")
@@ -45,7 +57,10 @@ ACTIVATIONS.register(
     ),
 )
 ACTIVATIONS.register("elu", Activation(nn.ELU, rectifier=True))
+ACTIVATIONS.register("selu", Activation(nn.SELU, rectifier=True, torch_gain=lambda: 3.0 / 4.0))
 ACTIVATIONS.register("silu", Activation(nn.SiLU))
+ACTIVATIONS.register("swish", Activation(Swish))
+ACTIVATIONS.register("softplus", Activation(nn.Softplus, rectifier=True))
 ACTIVATIONS.register("gelu", Activation(nn.GELU))
 
 
@@ -75,8 +90,8 @@ def activation_gain(name: str, params: Mapping[str, Any] | None = None) -> float
     """The init gain that keeps the second moment of activations constant through a layer.
 
     torch's ``calculate_gain`` values are used where torch has one (sigmoid 1, tanh 5/3, ReLU √2,
-    leaky ReLU / PReLU √(2/(1+a²))). For elu, silu and gelu, which torch lacks, the gain is
-    g = 1/√E[φ(z)²], z ~ N(0, 1): the same rule that gives √2 for ReLU.
+    leaky ReLU / PReLU √(2/(1+a²)), SELU 3/4). For elu, silu, swish, softplus and gelu, which torch
+    lacks, the gain is g = 1/√E[φ(z)²], z ~ N(0, 1): the same rule that gives √2 for ReLU.
     """
     spec = ACTIVATIONS.get(name)
     kwargs = _params(params)

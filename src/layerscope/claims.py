@@ -21,9 +21,14 @@ from omegaconf import OmegaConf
 from layerscope.activations import ACTIVATIONS
 from layerscope.data import load_data
 from layerscope.optim import OPTIMIZERS
-from layerscope.plots import comparison_figure, ravine_figure
+from layerscope.paths import config_dir
+from layerscope.plots import (comparison_figure, ravine_figure, saddle_figure, step_size_figure,
+                              weight_magnitude_figure)
 from layerscope.ravine import A, B, START, best_trajectory, ravine
 from layerscope.registry import Registry
+from layerscope.saddle import ESCAPED, descend, growth, saddle
+from layerscope.step_sizes import COORDINATES, NOISE, effective_steps
+from layerscope.step_sizes import STATE as STATE_NAMES
 from layerscope.results import RunResult
 from layerscope.theory import init_variances, predict
 from layerscope.trainer import initialized_model
@@ -48,6 +53,9 @@ COLLAPSED = 0.01  # "collapses": layer 10 keeps under 1% of layer 1's std, two o
 KEPT = 0.1  # "keeps the signal (or gradient)": layer 10 keeps over a tenth of layer 1's, under one order lost
 STILL = 0.01  # "does not move": within 1% of where it started
 VANISHED = 1e-3  # "vanishes by orders of magnitude": three orders lost between the last layer and the first
+NEAR_ZERO = 0.01  # a weight "near zero": within 1% of its layer's initial weight std of 0
+OVERFIT = 10.0  # "overfits": the test loss ends over ten times the train loss (memorized, not learned)
+SPARSE = 2.0  # "sparse": over twice the near-zero weights that a Gaussian of the same spread holds
 SETTLED_EPOCHS = 5  # where a loss has settled: the last 5 epochs (of lr_decay's 30, both decays below 1/5 of α₀)
 
 PASS, FAIL, CONTRADICTS = "PASS", "FAIL", "CONTRADICTS THE LECTURE"
@@ -552,3 +560,291 @@ def decay_settles_lower(results: dict[str, RunResult], out: Path) -> Verdict:
         + ", ".join(f"{k} {v:.4f} ± {jitter[k]:.2g}" for k, v in settled.items()) + ". A constant large step "
         "keeps bouncing around the minimum; a shrinking one lets the iterate settle into it.",
         [comparison_figure(results, "Learning-rate decay", out / "comparison.png")], parts=parts)
+
+
+@check
+def layer_norm_small_batches(results: dict[str, RunResult], out: Path) -> Verdict:
+    """BN stalls at batch 2 and trains at 128; LN trains at both (train loss against ``STALLED``/``LEARNED`` · ln C)."""
+    chance = _ln_classes(results["bn_2"])
+    loss = {label: r.final("train_loss") for label, r in results.items()}
+    accuracy = {label: r.final("test_accuracy") for label, r in results.items()}
+
+    def numbers(label: str) -> str:
+        return f"{label}: loss {loss[label]:.3f} (ln C = {chance:.3f}), test accuracy {accuracy[label]:.1%}"
+
+    parts = [part("batch norm does not train at batch 2", loss["bn_2"] > STALLED * chance, numbers("bn_2")),
+             part("batch norm trains at batch 128", loss["bn_128"] < LEARNED * chance, numbers("bn_128")),
+             part("layer norm trains at batch 2", loss["ln_2"] < LEARNED * chance, numbers("ln_2")),
+             part("layer norm trains at batch 128", loss["ln_128"] < LEARNED * chance, numbers("ln_128"))]
+    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    binary = math.tanh(1.0)
+    std = results["bn_2"].stat("activation_std")
+    return Verdict(
+        passed, ", ".join(f"{k} loss {v:.3f}" for k, v in loss.items()),
+        f"Batch norm normalizes each unit over the batch. Over two samples the normalized values are exactly "
+        f"±1 (x − mean is ±d/2 and the batch std d/2), so every tanh unit outputs ±tanh(1) = ±{binary:.3f}: "
+        f"the measured activation std of bn_2 at step 0 is {_fmt(std)} per layer. Each layer then carries one "
+        f"bit per unit, which sample is larger, and the running averages it evaluates with are far from any "
+        f"one batch's. Layer norm normalizes each sample over its {results['ln_2'].config['model']['width']} "
+        f"units instead, which does not depend on the batch: " + "; ".join(numbers(k) for k in results) + ".",
+        [comparison_figure(results, "LayerNorm vs BatchNorm at batch 2 and 128", out / "comparison.png")],
+        parts=parts)
+
+
+def _near_zero(result: RunResult) -> tuple[float, float, float]:
+    """Share of the final hidden weights within ``NEAR_ZERO`` initial stds of 0, the share a Gaussian of each
+    layer's final spread would hold there, and the near-zero threshold of the first layer."""
+    cfg, weights = result.config, result.final_weights()
+    sigma_w2, _ = init_variances(cfg["init"], cfg["activation"]["name"], cfg["activation"],
+                                 [w.shape[1] for w in weights], [w.shape[0] for w in weights])
+    near = gaussian = 0.0
+    thresholds = [NEAR_ZERO * math.sqrt(s2 / w.shape[1]) for w, s2 in zip(weights, sigma_w2)]
+    for w, eps in zip(weights, thresholds):
+        near += np.count_nonzero(np.abs(w) < eps)
+        gaussian += w.size * math.erf(eps / (float(w.std()) * math.sqrt(2)))
+    total = sum(w.size for w in weights)
+    return near / total, gaussian / total, thresholds[-1]
+
+
+@check
+def l1_sparsifies(results: dict[str, RunResult], out: Path) -> Verdict:
+    """L1: over ``SPARSE`` times the near-zero weights of a Gaussian of the same spread; L2: smaller weights, not sparse."""
+    shares = {label: _near_zero(r) for label, r in results.items()}
+    rms = {label: float(np.sqrt(np.mean(np.concatenate([w.ravel() ** 2 for w in r.final_weights()]))))
+           for label, r in results.items()}
+
+    def numbers(label: str) -> str:
+        near, gaussian, _ = shares[label]
+        return f"{label}: {near:.2%} near zero, a Gaussian of its spread {gaussian:.2%} (×{near / gaussian:.1f})"
+
+    parts = [part("L1 makes the weights sparse", shares["l1"][0] > SPARSE * shares["l1"][1], numbers("l1")),
+             part("L2 shrinks every weight", rms["l2"] < rms["plain"],
+                  f"RMS weight {rms['l2']:.4f} with L2, {rms['plain']:.4f} without a penalty"),
+             part("L2 does not make them sparse", shares["l2"][0] < SPARSE * shares["l2"][1], numbers("l2"))]
+    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    l1 = results["l1"].config["trainer"]["l1"]
+    weight_decay = results["l2"].config["trainer"]["weight_decay"]
+    lr = results["l1"].config["optimizer"]["lr"]
+    figure = weight_magnitude_figure({k: np.concatenate([w.ravel() for w in r.final_weights()])
+                                      for k, r in results.items()}, {k: v[2] for k, v in shares.items()},
+                                     "L1 vs L2: magnitudes of the hidden weights", out / "weights.png")
+    return Verdict(
+        passed, "; ".join(numbers(k) for k in results),
+        f"A weight counts as near zero within {NEAR_ZERO:.0%} of its layer's initial std of 0. L1 (λ = {l1:g}) adds "
+        f"λ·sign(w) to every gradient: a weight the data does not hold up is pulled to 0 at a constant rate "
+        f"and then hops across it by α·λ = {lr * l1:.1e} per step, so it stays near zero. L2 (weight decay "
+        f"{weight_decay:g}) adds λ·w: the pull fades as w shrinks, so every weight shrinks in proportion and "
+        f"none is singled out. RMS weight: " + ", ".join(f"{k} {v:.4f}" for k, v in rms.items()) + ".",
+        [figure, comparison_figure(results, "L1 vs L2 regularization", out / "comparison.png")], parts=parts)
+
+
+@check
+def selu_self_normalizes(results: dict[str, RunResult], out: Path) -> Verdict:
+    """SELU's std is 1 (its fixed point) at every layer within the finite-width spread of fresh draws
+    (bias + ``CONFIDENCE_Z`` deviations); tanh's and ReLU's layer-10 std lie outside that band."""
+    selu = results["selu"]
+    std = {label: r.stat("activation_std") for label, r in results.items()}
+    draws = finite_width_stds(selu.config)
+    allowed = np.abs(draws.mean(0) - 1.0) + CONFIDENCE_Z * draws.std(0, ddof=1)
+    off = np.abs(std["selu"] - 1.0)
+    mean = np.abs(selu.stat("activation_mean"))
+    parts = [part("SELU keeps the activation std at 1 in every layer", bool(np.all(off <= allowed)),
+                  f"std {_fmt(std['selu'])}; off by at most {off.max():.2%}, allowed {allowed.min():.2%}–"
+                  f"{allowed.max():.2%}"),
+             part("and its mean near 0", bool(np.all(mean <= allowed)), f"|mean| at most {mean.max():.3f}")]
+    parts += [part(f"{label} with the same init drifts away", abs(std[label][-1] - 1.0) > allowed[-1],
+                   f"std layer 1 → 10: {std[label][0]:.3f} → {std[label][-1]:.3f}")
+              for label in results if label != "selu"]
+    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    chis = selu.theory("chi")
+    chi = float(np.nanmean(chis)) if np.isfinite(chis).any() else math.nan
+    return Verdict(
+        passed, ", ".join(f"{k} std layer 10: {v[-1]:.3f}" for k, v in std.items()),
+        f"SELU's λ ≈ 1.0507 and α ≈ 1.6733 are chosen so that for h ~ N(0, 1) its output has mean 0 and variance "
+        f"1; with LeCun's Var W = 1/fan_in (σ_w² = 1) the next layer's pre-activation is again N(0, 1): q* = 1 is "
+        f"the fixed point and every layer reproduces it (the theory's χ₁ ≈ {chi:.3f}, close to 1). The allowed "
+        f"distance from 1 is derived per layer from {DRAWS} fresh draws of the SELU network: their bias plus "
+        f"{CONFIDENCE_Z:g} standard deviations. tanh with σ_w² = 1 has q = 0 as its only fixed point and shrinks "
+        f"slowly; ReLU halves the second moment per layer.",
+        [comparison_figure(results, "SELU, tanh and ReLU with LeCun init", out / "comparison.png")],
+        theory_error=_theory_error(selu), parts=parts)
+
+
+@check
+def cross_entropy_beats_mse(results: dict[str, RunResult], out: Path) -> Verdict:
+    """From saturated sigmoid outputs: MSE's weight gradients are smaller than cross-entropy's at every layer at
+    step 0, and after the same steps its test accuracy is lower."""
+    ce, mse = results["cross_entropy"], results["mse"]
+    ratio = mse.stat("weight_grad_norm") / ce.stat("weight_grad_norm")
+    accuracy = {label: r.final("test_accuracy") for label, r in results.items()}
+    classes = ce.summary.get("num_classes", 10)
+    parts = [part("MSE's gradient is small where the outputs saturate", bool(np.all(ratio < 1)),
+                  f"weight-gradient norm MSE / cross-entropy at step 0: {_fmt(ratio)} per layer"),
+             part("MSE learns slowly", accuracy["mse"] < accuracy["cross_entropy"],
+                  f"test accuracy after {mse.summary.get('steps')} steps: MSE {accuracy['mse']:.1%}, "
+                  f"cross-entropy {accuracy['cross_entropy']:.1%} (chance {1 / classes:.0%})")]
+    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    layer10 = ce.stat("activation_std")[-1]
+    return Verdict(
+        passed, f"gradient ratio MSE/CE {ratio.min():.2g}–{ratio.max():.2g}; test accuracy MSE "
+                f"{accuracy['mse']:.1%}, cross-entropy {accuracy['cross_entropy']:.1%}",
+        f"With σ_w² = {init_variances(ce.config['init'], 'relu', ce.config['activation'], [1], [1])[0][0]:.2f} the "
+        f"ReLU signal grows every layer (activation std {layer10:.2g} at layer 10), so the logits start large and "
+        f"most sigmoid outputs sit at 0 or 1. Per output, MSE on σ(z) has the gradient 2 (σ(z) − t) σ'(z), and "
+        f"σ'(z) ≈ e^−|z| there; binary cross-entropy's is σ(z) − t, the same error without the vanishing factor. "
+        f"Loss curves: " + "; ".join(f"{k} {_fmt(r.curve()[1])}" for k, r in results.items()) + ".",
+        [comparison_figure(results, "Cross-entropy vs MSE from saturated sigmoid outputs", out / "comparison.png")],
+        parts=parts)
+
+
+@check
+def dropout_regularizes(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Without dropout the test loss ends over ``OVERFIT`` times the train loss; the lecture's "dropout narrows the
+    train/test gap and raises test accuracy" is measured as it stands."""
+    plain, dropped = results["plain"], results["dropout"]
+    test = {label: r.curve("test_loss")[1] for label, r in results.items()}
+    gap = {label: r.final("test_loss") - r.final("train_loss") for label, r in results.items()}
+    best = {label: float(np.max(r.curve("test_accuracy")[1])) for label, r in results.items()}
+    final = {label: r.final("test_accuracy") for label, r in results.items()}
+    parts = [part("without dropout the net overfits the small training set",
+                  plain.final("test_loss") > OVERFIT * plain.final("train_loss"),
+                  f"test loss {plain.final('test_loss'):.3f}, train loss {plain.final('train_loss'):.4f} (overfit: "
+                  f"over ×{OVERFIT:g})"),
+             part("dropout narrows the gap between training and test loss", gap["dropout"] < gap["plain"],
+                  f"test − train loss: dropout {gap['dropout']:.3f}, none {gap['plain']:.3f}", lecture=True),
+             part("dropout improves the test accuracy", final["dropout"] > final["plain"],
+                  f"final test accuracy: dropout {final['dropout']:.1%}, none {final['plain']:.1%}", lecture=True)]
+    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    p = dropped.config["model"]["dropout"]
+    n = plain.config["data"]["max_train"]
+    differs = None
+    if any(x.outcome == CONTRADICTS for x in parts):
+        differs = (f"Here dropout (p = {p:g} after each of the {plain.config['model']['depth']} hidden layers, "
+                   f"{n} training examples) did not deliver what the notes promise: the gap is "
+                   f"{gap['dropout']:.3f} with it and {gap['plain']:.3f} without, and the final test accuracy "
+                   f"{final['dropout']:.1%} against {final['plain']:.1%} (best over the run {best['dropout']:.1%} "
+                   f"and {best['plain']:.1%}). In a 10-layer net the masks of every layer compound, so the noise "
+                   f"slows the fit as much as it regularizes it; the recorded train loss is also measured with "
+                   f"the masks on. Dropout's benefit is a matter of rate, depth and data size, not a rule.")
+    return Verdict(
+        passed, f"test − train loss: none {gap['plain']:.3f}, dropout {gap['dropout']:.3f}; test accuracy "
+                f"{final['plain']:.1%} vs {final['dropout']:.1%}",
+        f"On {n} training examples the plain net reaches a train loss of {plain.final('train_loss'):.4f} while its "
+        f"test loss bottoms out at {test['plain'].min():.3f} and ends at {test['plain'][-1]:.3f}: it memorizes. "
+        f"Dropout zeroes each hidden unit with probability p = {p:g} at every training step (and scales the "
+        f"others by 1/(1 − p)), so no unit can rely on another; at test time all units are on.",
+        [comparison_figure(results, "Dropout on a small training set", out / "comparison.png")], differs,
+        parts=parts)
+
+
+SADDLE_LR = 0.05  # the same α for SGD and momentum: small enough that SGD is stable at the minima (α < 1)
+SADDLE_STEPS = 600
+
+
+def _lecture_optimizer(name: str) -> dict:
+    """The optimizer's hyper-parameters as configs/optimizer/<name>.yaml gives them."""
+    return OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "optimizer" / f"{name}.yaml"))
+
+
+@check
+def momentum_escapes_saddle(results: dict[str, RunResult], out: Path) -> Verdict:
+    """At the same α, momentum's escape from the saddle takes fewer steps than SGD's; the escape rates are the
+    linearized dynamics' (growth λ per step, ``saddle.growth``)."""
+    mu = float(_lecture_optimizer("momentum")["mu"])
+    paths = [descend("sgd", {"lr": SADDLE_LR}, SADDLE_STEPS), descend("momentum", {"lr": SADDLE_LR, "mu": mu},
+                                                                      SADDLE_STEPS)]
+    sgd, momentum = paths
+    rate = {p.name: growth(SADDLE_LR, mu if p.name == "momentum" else 0.0) for p in paths}
+    predicted = {p.name: math.log(ESCAPED / abs(p.points[0, 1])) / math.log(rate[p.name]) for p in paths}
+    parts = [part("plain SGD stalls on the plateau around the saddle", sgd.escape_step > 2 * momentum.escape_step,
+                  f"SGD leaves it (|y| > {ESCAPED:g}) at step {sgd.escape_step:g}, momentum at "
+                  f"{momentum.escape_step:g}"),
+             part("momentum escapes and reaches the minimum in fewer steps",
+                  momentum.settle_step < sgd.settle_step,
+                  f"settled at step {momentum.settle_step:g} with momentum, {sgd.settle_step:g} with SGD")]
+    passed = not any(p.outcome == FAIL for p in parts)
+    return Verdict(
+        passed, f"escape: SGD {sgd.escape_step:g} steps, momentum {momentum.escape_step:g}; settled: "
+                f"{sgd.settle_step:g} vs {momentum.settle_step:g}",
+        f"Near the saddle f ≈ ½x² − ½y², so y grows by a constant factor per step: 1 + α = {rate['sgd']:.3f} for "
+        f"SGD, λ = {rate['momentum']:.3f} for momentum (μ = {mu:g}, the larger root of λ² − (1 + μ + α)λ + μ = 0). "
+        f"From y₀ = {abs(sgd.points[0, 1]):g} that predicts an escape after about {predicted['sgd']:.0f} and "
+        f"{predicted['momentum']:.0f} steps; measured: {sgd.escape_step:g} and {momentum.escape_step:g}. "
+        f"Plain SGD is stuck where the gradient is small, whatever the direction it points; momentum adds up the "
+        f"small but consistent push along y.",
+        [saddle_figure(paths, saddle, ESCAPED, out / "saddle.png")], parts=parts)
+
+
+STEP_HORIZON = 20_000  # steps: 20 times RMSProp's memory 1/(1 − ρ) at the lecture's ρ = 0.999
+
+
+def _nearest(value: float, candidates: dict[str, float]) -> str:
+    """The candidate nearest ``value`` in log scale."""
+    return min(candidates, key=lambda k: abs(math.log(value / candidates[k])))
+
+
+@check
+def adagrad_step_shrinks(results: dict[str, RunResult], out: Path) -> Verdict:
+    """Over the second half of a long run AdaGrad's effective step falls by √½ (still shrinking like 1/√t)
+    while RMSProp's stays put (×1): for each, the nearer of the two in log scale."""
+    hyper = {name: {k: v for k, v in _lecture_optimizer(name).items() if k != "name"} for name in STATE_NAMES}
+    series = {name: effective_steps(name, hyper[name], STEP_HORIZON) for name in STATE_NAMES}
+    late = {name: float(v[-1] / v[len(v) // 2 - 1]) for name, v in series.items()}
+    candidates = {"×√½ (1/√t)": math.sqrt(0.5), "×1 (level)": 1.0}
+    nearest = {name: _nearest(late[name], candidates) for name in series}
+    parts = [part("AdaGrad's effective step keeps shrinking toward zero", nearest["adagrad"] == "×√½ (1/√t)",
+                  f"from step {STEP_HORIZON // 2} to {STEP_HORIZON}: ×{late['adagrad']:.3f} (1/√t: ×{math.sqrt(0.5):.3f})"),
+             part("RMSProp's does not", nearest["rmsprop"] == "×1 (level)",
+                  f"from step {STEP_HORIZON // 2} to {STEP_HORIZON}: ×{late['rmsprop']:.3f}")]
+    steps = np.arange(1, STEP_HORIZON + 1)
+    guides = {"adagrad": hyper["adagrad"]["lr"] / (NOISE * np.sqrt(steps)),
+              "rmsprop": np.full(STEP_HORIZON, hyper["rmsprop"]["lr"] / NOISE)}
+    rho = hyper["rmsprop"]["rho"]
+    return Verdict(
+        not any(p.outcome == FAIL for p in parts),
+        f"effective step, step {STEP_HORIZON // 2} → {STEP_HORIZON}: AdaGrad ×{late['adagrad']:.3f}, "
+        f"RMSProp ×{late['rmsprop']:.3f}",
+        f"{COORDINATES} coordinates get gradients of a steady scale σ = {NOISE:g} (a quadratic bowl seen through "
+        f"minibatch noise), and each optimizer's own r gives the effective step α/(√r + δ), the median over "
+        f"coordinates, with the lecture's hyper-parameters (configs/optimizer). AdaGrad's r = Σ g² ≈ t σ² grows "
+        f"without end, so the step α/(σ√t) halves every time t quadruples: after {STEP_HORIZON} steps it is "
+        f"{series['adagrad'][-1]:.3g}, against {series['adagrad'][0]:.3g} at the first. RMSProp's "
+        f"r = ρ r + (1 − ρ) g² (ρ = {rho:g}) forgets the past over 1/(1 − ρ) = {1 / (1 - rho):.0f} steps and "
+        f"settles at σ², so its step levels off at α/σ = {hyper['rmsprop']['lr'] / NOISE:.3g} (measured "
+        f"{series['rmsprop'][-1]:.3g}); without bias correction its first steps are larger, since r starts at 0.",
+        [step_size_figure(series, guides, out / "step_sizes.png")], parts=parts)
+
+
+@check
+def adam_bias_correction(results: dict[str, RunResult], out: Path) -> Verdict:
+    """The first update without bias correction is (1−μ)/√(1−ρ) times the corrected one (the candidate nearest the
+    measured ratio, in log scale, among that, 1 and the notes' 0.1)."""
+    corrected, uncorrected = results["corrected"], results["uncorrected"]
+    optimizer = corrected.config["optimizer"]
+    mu, rho = optimizer["mu"], optimizer["rho"]
+    predicted = (1 - mu) / math.sqrt(1 - rho)
+    ratio = float(np.nanmedian(uncorrected.stat("update_ratio", 0) / corrected.stat("update_ratio", 0)))
+    candidates = {"(1−μ)/√(1−ρ)": predicted, "1 (no difference)": 1.0, "1−μ (the notes' 'ten times too small')": 1 - mu}
+    nearest = min(candidates, key=lambda k: abs(math.log(ratio / candidates[k])))
+    parts = [part("without bias correction the first step is wrong in size", abs(math.log(ratio)) > math.log(2),
+                  f"uncorrected / corrected first update: ×{ratio:.3f}"),
+             part(f"it is (1−μ)/√(1−ρ) = {predicted:.3f} times the corrected one", nearest == "(1−μ)/√(1−ρ)",
+                  f"×{ratio:.3f}; nearest of the candidates: {nearest}"),
+             part("the first step is ten times too small (s₁ = 0.1·g)", ratio < 1, f"×{ratio:.3f}", lecture=True)]
+    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    differs = None
+    if ratio > 1:
+        differs = (f"The notes say the uncorrected first moment s₁ = (1−μ)g = {1 - mu:g}·g makes the start ten "
+                   f"times too small. It does, but the second moment is further off: r₁ = (1−ρ)g² = {1 - rho:g}·g², "
+                   f"so √r₁ = {math.sqrt(1 - rho):.4f}·|g| and the step s₁/√r₁ is (1−μ)/√(1−ρ) = {predicted:.3f} "
+                   f"times α·sign(g): {predicted:.1f} times too large, measured ×{ratio:.3f}. The loss shows it: "
+                   f"{uncorrected.final('train_loss'):.3f} without correction after {uncorrected.summary.get('steps')} "
+                   f"steps, {corrected.final('train_loss'):.3f} with it.")
+    return Verdict(
+        passed, f"first update uncorrected / corrected ×{ratio:.3f} (predicted {predicted:.3f})",
+        f"At step 1 Adam's moments are s₁ = (1−μ)g and r₁ = (1−ρ)g² (μ = {mu:g}, ρ = {rho:g}). Corrected, "
+        f"ŝ₁ = g and r̂₁ = g², so the step is α·g/(|g| + δ) ≈ α per coordinate; uncorrected it is "
+        f"α(1−μ)g/(√(1−ρ)|g| + δ). Both runs start from the same weights and batch, so their first update ratios "
+        f"(|Δθ|/|θ| per layer) differ only by that factor: measured ×{ratio:.3f} (median over layers).",
+        [comparison_figure(results, "Adam with and without bias correction", out / "comparison.png")], differs,
+        parts=parts)

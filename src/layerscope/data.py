@@ -2,6 +2,8 @@
 
 Every loader returns a ``Data`` with flattened float32 inputs and int64 labels. Inputs are
 standardized with the training set's per-feature mean and std unless ``standardize: false``.
+MNIST, Fashion-MNIST and CIFAR-10 files missing from ``root`` are downloaded there on first use
+(``layerscope.download``) unless ``download: false``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from layerscope.download import fetch
 from layerscope.errors import ConfigError
 from layerscope.registry import Registry
 
@@ -97,15 +100,27 @@ def spirals(cfg: Mapping[str, Any], gen: torch.Generator) -> Data:
     return _split("spirals", x.numpy(), label.numpy(), cfg, gen)
 
 
-def _find(root: Path, names: list[str], dataset: str, hint: str) -> Path:
-    for name in names:
-        for candidate in (name, name + ".gz"):
-            if (root / candidate).is_file():
-                return root / candidate
-    raise ConfigError(
-        f"data={dataset}: {names[0]}[.gz] not found in {root.resolve()}; "
-        f"put {hint} there or set data.root=<folder that holds them>"
-    )
+def _locate(root: Path, name: str) -> Path | None:
+    return next((root / n for n in (name, name + ".gz") if (root / n).is_file()), None)
+
+
+def _find(root: Path, name: str, dataset: str, hint: str, download: bool) -> Path:
+    found = _locate(root, name)
+    if found is None:
+        fetching = "" if download else " (or data.download=true to download them)"
+        raise ConfigError(f"data={dataset}: {name}[.gz] not found in {root.resolve()}; "
+                          f"put {hint} there or set data.root=<folder that holds them>{fetching}")
+    return found
+
+
+def _download_missing(cfg: Mapping[str, Any], root: Path, present: Callable[[str], bool]) -> None:
+    """Fetch the ``files`` that ``present`` does not find from the ``mirrors``, unless ``download: false``."""
+    missing = {name: md5 for name, md5 in (cfg.get("files") or {}).items() if not present(name)}
+    if missing and cfg.get("download", False):
+        try:
+            fetch(list(cfg.get("mirrors") or ()), missing, root)
+        except ConfigError as err:
+            raise ConfigError(f"data={cfg.get('name')}: {err}") from None
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -134,10 +149,12 @@ def _mnist_like(dataset: str) -> Loader:
     def load(cfg: Mapping[str, Any], gen: torch.Generator) -> Data:
         root = Path(str(cfg.get("root", "data")))
         hint = "the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-...)"
+        _download_missing(cfg, root, lambda name: _locate(root, name.removesuffix(".gz")) is not None)
+        download = bool(cfg.get("download", False))
         parts = {}
         for split, prefix in (("train", "train"), ("test", "t10k")):
-            images = read_idx(_find(root, [f"{prefix}-images-idx3-ubyte"], dataset, hint))
-            labels = read_idx(_find(root, [f"{prefix}-labels-idx1-ubyte"], dataset, hint))
+            images = read_idx(_find(root, f"{prefix}-images-idx3-ubyte", dataset, hint, download))
+            labels = read_idx(_find(root, f"{prefix}-labels-idx1-ubyte", dataset, hint, download))
             if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
                 raise ConfigError(f"data={dataset}: {split} images {images.shape} and labels {labels.shape} do not match")
             _check_labels(labels, 10, root / f"{prefix}-labels-idx1-ubyte[.gz]")
@@ -174,13 +191,21 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.float32) / 255.0, labels
 
 
+CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def _cifar_folder(root: Path) -> Path:
+    return root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+
+
 def cifar10(cfg: Mapping[str, Any], gen: torch.Generator) -> Data:
-    """CIFAR-10 from its python batches (``cifar-10-batches-py``) under ``root``."""
+    """CIFAR-10 from its python batches (``cifar-10-batches-py``) under ``root``; the tarball unpacks there."""
     root = Path(str(cfg.get("root", "data")))
-    folder = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+    _download_missing(cfg, root, lambda _: all(_locate(_cifar_folder(root), b) for b in CIFAR_BATCHES))
+    folder, download = _cifar_folder(root), bool(cfg.get("download", False))
     hint = "cifar-10-batches-py/ (data_batch_1..5, test_batch)"
-    train = [_cifar_batch(_find(folder, [f"data_batch_{i}"], "cifar10", hint)) for i in range(1, 6)]
-    test = _cifar_batch(_find(folder, ["test_batch"], "cifar10", hint))
+    train = [_cifar_batch(_find(folder, name, "cifar10", hint, download)) for name in CIFAR_BATCHES[:5]]
+    test = _cifar_batch(_find(folder, "test_batch", "cifar10", hint, download))
     parts = {"train": (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])), "test": test}
     return _fixed_split("cifar10", parts, 10)
 

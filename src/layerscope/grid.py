@@ -23,7 +23,7 @@ from layerscope.activations import ACTIVATIONS
 from layerscope.validate import validate
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
-from layerscope.losses import LOSSES
+from layerscope.losses import build_loss
 from layerscope.paths import config_dir
 from layerscope.plots import render
 from layerscope.probes import Probe
@@ -49,7 +49,7 @@ def measure_cell(cfg: DictConfig, data, x: torch.Tensor, y: torch.Tensor, device
     probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
                   cfg.probe.histogram_sample)
     with probe.capture():
-        LOSSES.get(cfg.loss.name)(model(x), y).backward()
+        build_loss(cfg.loss)(model(x), y).backward()
     record = probe.record(probe.measure(), step=0)
     prediction = predict_run(cfg, data.input_dim, float(x.square().mean()))
     if prediction is not None:

@@ -37,7 +37,7 @@ from layerscope.data import Data, load_data
 from layerscope.epoch_log import EpochLog
 from layerscope.errors import ConfigError
 from layerscope.interrupt import Interrupt
-from layerscope.losses import LOSSES
+from layerscope.losses import build_loss
 from layerscope.model import MLP
 from layerscope.ownership import FolderInUse, owned
 from layerscope.optim import build_optimizer, build_scheduler
@@ -179,7 +179,7 @@ class GroupTrainer:
                                           [m.cfg.trainer.clip_grad_value for m in members])
         self.measure = Measure(ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
                                cfg.probe.histogram_sample)
-        self.loss_fn = LOSSES.get(cfg.loss.name)
+        self.loss_fn = build_loss(cfg.loss)
         l1 = [float(m.cfg.trainer.l1) for m in members]
         self.l1 = torch.tensor(l1, device=device, dtype=dtype) if any(l1) else None
         self.generators = [torch.Generator(device=device).manual_seed(m.cfg.trainer.seed) for m in members]
@@ -396,6 +396,9 @@ def _train(members: list[Member]) -> None:
             device = validate(m.cfg)
         except ConfigError as err:
             m.fail(str(err))
+    threads = next((m.cfg.trainer.threads for m in members if not m.done and m.cfg.trainer.threads), None)
+    if threads:  # the group's shape includes trainer.threads, so every member asks for the same
+        torch.set_num_threads(threads)
     datasets = _datasets(members, device)
     for m in members:
         if not m.done:

@@ -1,4 +1,8 @@
-"""The deep MLP: depth x [Linear -> (BN) -> activation -> (BN) -> (dropout)] -> Linear head."""
+"""The deep MLP: depth x [Linear -> (norm) -> activation -> (norm) -> (dropout)] -> Linear head.
+
+The norm is batch norm (``bn=before|after``: each unit normalized over the batch) or layer norm
+(``bn=ln_before|ln_after``: each sample normalized over the layer's units), before or after the activation.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,33 @@ from torch import nn
 
 from layerscope.activations import build_activation
 
-BN_PLACEMENTS = ("none", "before", "after")
+BN_PLACEMENTS = ("none", "before", "after", "ln_before", "ln_after")
+BATCH_NORMS = ("before", "after")  # the placements that normalize over the batch (they need 2+ samples)
 
 
 class Block(nn.Module):
-    """One hidden layer; ``bn`` puts batch norm before or after the activation (or nowhere)."""
+    """One hidden layer; ``bn`` puts batch or layer norm before or after the activation (or nowhere)."""
 
     def __init__(self, fan_in: int, width: int, act: nn.Module, bn: str, dropout: float) -> None:
         super().__init__()
+        self.placement = bn
         self.linear = nn.Linear(fan_in, width)
         self.bn_before = nn.BatchNorm1d(width) if bn == "before" else None
+        self.ln_before = nn.LayerNorm(width) if bn == "ln_before" else None
         self.act = act
         self.bn_after = nn.BatchNorm1d(width) if bn == "after" else None
+        self.ln_after = nn.LayerNorm(width) if bn == "ln_after" else None
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.linear(x)  # (B, width)
-        if self.bn_before is not None:
-            x = self.bn_before(x)
+        for norm in (self.bn_before, self.ln_before):
+            if norm is not None:
+                x = norm(x)
         x = self.act(x)  # probes hook here: input = pre-activation, output = activation
-        if self.bn_after is not None:
-            x = self.bn_after(x)
+        for norm in (self.bn_after, self.ln_after):
+            if norm is not None:
+                x = norm(x)
         if self.dropout is not None:
             x = self.dropout(x)
         return x

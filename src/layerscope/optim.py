@@ -8,6 +8,7 @@ The lecture's update rules (g: gradient, α: lr) and the torch.optim arguments t
   rmsprop   r = ρ r + (1-ρ) g²;  θ -= α / (√r + δ) · g           RMSprop(alpha=ρ, eps=δ)
   adam      s = μ s + (1-μ) g;  r = ρ r + (1-ρ) g²;
             ŝ = s/(1-μᵗ);  r̂ = r/(1-ρᵗ);  θ -= α ŝ / (√r̂ + δ)     Adam(betas=(μ, ρ), eps=δ)
+            bias_correction=false: θ -= α s / (√r + δ)            UncorrectedAdam (the notes call ŝ, r̂ optional)
 """
 
 from __future__ import annotations
@@ -32,10 +33,40 @@ OPTIMIZERS.register("adagrad", lambda p, c, wd: torch.optim.Adagrad(p, lr=c["lr"
 OPTIMIZERS.register(
     "rmsprop", lambda p, c, wd: torch.optim.RMSprop(p, lr=c["lr"], alpha=c["rho"], eps=c["delta"], weight_decay=wd)
 )
-OPTIMIZERS.register(
-    "adam",
-    lambda p, c, wd: torch.optim.Adam(p, lr=c["lr"], betas=(c["mu"], c["rho"]), eps=c["delta"], weight_decay=wd),
-)
+
+
+class UncorrectedAdam(torch.optim.Optimizer):
+    """Adam without bias correction: s = μ s + (1-μ) g;  r = ρ r + (1-ρ) g²;  θ -= α s / (√r + δ).
+
+    Its state has torch.optim.Adam's names (exp_avg, exp_avg_sq, step), so checkpoints read alike.
+    """
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float], eps: float,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> None:
+        """One update of every parameter that has a gradient."""
+        for group in self.param_groups:
+            mu, rho = group["betas"]
+            for p in (p for p in group["params"] if p.grad is not None):
+                g = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
+                state = self.state[p]
+                if not state:
+                    state.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1
+                state["exp_avg"].lerp_(g, 1 - mu)
+                state["exp_avg_sq"].mul_(rho).addcmul_(g, g, value=1 - rho)
+                p.addcdiv_(state["exp_avg"], state["exp_avg_sq"].sqrt().add_(group["eps"]), value=-group["lr"])
+
+
+def _adam(p: Iterable[torch.nn.Parameter], c: Mapping[str, Any], wd: float) -> torch.optim.Optimizer:
+    kind = torch.optim.Adam if c["bias_correction"] else UncorrectedAdam
+    return kind(p, lr=c["lr"], betas=(c["mu"], c["rho"]), eps=c["delta"], weight_decay=wd)
+
+
+OPTIMIZERS.register("adam", _adam)
 
 DEFAULTS = {"mu": 0.9, "rho": 0.999, "delta": 1e-5}
 
@@ -45,7 +76,8 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """The optimizer ``cfg.name`` with lr α, μ, ρ, δ from ``cfg`` and L2 ``weight_decay``."""
     factory = OPTIMIZERS.get(cfg.get("name"))
-    values = {"lr": float(cfg["lr"]), **{k: float(cfg.get(k, d)) for k, d in DEFAULTS.items()}}
+    values = {"lr": float(cfg["lr"]), **{k: float(cfg.get(k, d)) for k, d in DEFAULTS.items()},
+              "bias_correction": bool(cfg.get("bias_correction", True))}
     return factory(params, values, weight_decay)
 
 

@@ -157,3 +157,77 @@ def ravine_figure(trajectories: list, function, path: Path) -> Path:
     ax.set_title(f"f(x, y) = ½({A:g} x² + {B:g} y²): paths to the minimum ★ (each optimizer at its best lr)")
     render(fig, path)
     return path
+
+
+def weight_magnitude_figure(weights: dict[str, np.ndarray], near_zero: dict[str, float], title: str,
+                            path: Path) -> Path:
+    """Histograms of |w| on a log axis per variant, with the near-zero threshold(s) dashed."""
+    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    ax = fig.subplots()
+    magnitudes = {label: np.abs(w[w != 0]) for label, w in weights.items()}
+    low = min(float(m.min()) for m in magnitudes.values() if len(m))
+    high = max(float(m.max()) for m in magnitudes.values() if len(m))
+    edges = np.geomspace(max(low, high * 1e-9), high, 80)
+    for index, (label, m) in enumerate(magnitudes.items()):
+        color = f"C{index % 10}"
+        ax.hist(m, bins=edges, histtype="step", color=color, lw=1.5, density=False, label=label)
+    for threshold in sorted(set(near_zero.values())):
+        ax.axvline(threshold, color="0.3", ls="--", lw=1, label=f"near zero: |w| < {threshold:.2g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("|w| (hidden-layer weights, end of training)", fontsize=10)
+    ax.set_ylabel("number of weights", fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    fig.suptitle(title)
+    render(fig, path)
+    return path
+
+
+def saddle_figure(paths: list, function, escaped: float, path: Path) -> Path:
+    """Optimizer paths on the saddle's contours (left) and |y| per step on a log axis (right)."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    x, y = np.meshgrid(np.linspace(-1.5, 1.5, 200), np.linspace(-0.3, 1.4, 200))
+    values = function(torch.from_numpy(np.stack([x, y], -1))).numpy()
+    left.contour(x, y, values, levels=20, colors="0.75", linewidths=0.7)
+    for index, p in enumerate(paths):
+        color, steps = f"C{index}", np.arange(len(p.points))
+        left.plot(p.points[:, 0], p.points[:, 1], ".-", ms=2, lw=1, color=color, label=p.name)
+        right.semilogy(steps, np.abs(p.points[:, 1]), "-", color=color,
+                       label=f"{p.name}: escapes at step {p.escape_step:g}")
+    left.plot([0], [0], "kx", ms=10, label="saddle")
+    left.plot([0], [1], "k*", ms=12, label="minimum")
+    left.set_xlabel("x", fontsize=10)
+    left.set_ylabel("y (the unstable direction)", fontsize=10)
+    left.legend(fontsize=9)
+    right.axhline(escaped, color="0.3", ls="--", lw=1, label=f"escaped: |y| > {escaped:g}")
+    right.set_xlabel("step", fontsize=10)
+    right.set_ylabel("|y|", fontsize=10)
+    right.grid(alpha=0.3, which="both")
+    right.legend(fontsize=9)
+    for ax in (left, right):
+        ax.tick_params(labelsize=9)
+    fig.suptitle("f(x, y) = ½x² − ½y² + ¼y⁴ from (1, 10⁻⁴), a hair off the saddle")
+    render(fig, path)
+    return path
+
+
+def step_size_figure(series: dict[str, np.ndarray], guides: dict[str, np.ndarray], path: Path) -> Path:
+    """Effective step per optimizer against the step, log-log, with the theory's guides dashed."""
+    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for index, (label, values) in enumerate(series.items()):
+        steps = np.arange(1, len(values) + 1)
+        ax.loglog(steps, values, "-", color=f"C{index}", lw=1.5, label=label)
+        if label in guides:
+            ax.loglog(steps, guides[label], "--", color=f"C{index}", lw=1, label=f"{label}: theory")
+    ax.set_xlabel("step t", fontsize=10)
+    ax.set_ylabel("effective step α/(√r + δ), median", fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    fig.suptitle("AdaGrad vs RMSProp: the step per unit of gradient, gradients of steady scale σ")
+    render(fig, path)
+    return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -21,6 +22,7 @@ from omegaconf import OmegaConf
 
 from layerscope.claims import CHECKS, CONTRADICTS, FAIL, PASS, Part, Verdict
 from layerscope.errors import ConfigError
+from layerscope.interrupt import Stopped, stopping
 from layerscope.group import group_key, train_group
 from layerscope.paths import config_dir
 from layerscope.phase import phase_figure, phase_name
@@ -53,7 +55,7 @@ def load_experiments(only: list[str] | None = None) -> list[Experiment]:
     for path in sorted(experiments_dir().glob("*.yaml")):
         spec = OmegaConf.to_container(OmegaConf.load(path)).get("reproduce")
         if spec:
-            variants = spec.get("variants") or {"run": []}
+            variants = spec.get("variants", {"run": []})  # {}: nothing to train (a 2-D simulation)
             found.append(Experiment(path.stem, spec["number"], spec["title"], spec["claim"], spec["check"],
                                     {str(k): list(v) for k, v in variants.items()}))
     names = [e.name for e in found]
@@ -106,7 +108,7 @@ def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
 def mean_field_picture(results: dict[str, RunResult], folder: Path) -> tuple[list[Path], str]:
     """A probe-only experiment's order-to-chaos diagram (its activation, its init's (σ_w², σ_b²) marked) and
     the numbers of that point: q*, χ₁, c* and the depth scale ξ_c."""
-    cfg = next(iter(results.values())).config
+    cfg = next(iter(results.values())).config if results else {}
     if not cfg or cfg["trainer"]["max_steps"] != 0 or cfg["bn"]["placement"] != "none":
         return [], ""
     width, activation = cfg["model"]["width"], cfg["activation"]
@@ -208,21 +210,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"layerscope-reproduce: error: {err}", file=sys.stderr)
         return 2
     rows: list[tuple[Experiment, Verdict, dict[str, RunResult]]] = []
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        for experiment in experiments:
-            started = time.perf_counter()
-            print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
-            results = run_experiment(experiment, args.out)
-            verdict = CHECKS.get(experiment.check)(results, args.out / experiment.name)
-            figures, picture = mean_field_picture(results, args.out / experiment.name)
-            verdict.figures += figures
-            verdict.explanation += f"\n\n{picture}" if picture else ""
-            print(f"{'PASS' if verdict.passed else 'FAIL'} ({time.perf_counter() - started:.0f} s)", flush=True)
-            rows.append((experiment, verdict, results))
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"), stopping():
+            for experiment in experiments:
+                rows.append(_reproduce(experiment, args.out))
+    except Stopped as stop:  # a run records the signal and returns; the rest must not start
+        print(f"\nlayerscope-reproduce: {stop.name}: stopped during {experiment.name}; REPORT.md is not rewritten "
+              f"(run make reproduce again)", file=sys.stderr)
+        return 128 + stop.signum
     print_table(rows)
     report = write_report(rows, args.out)
     print(f"\nreport: {report}")
     return 0 if all(v.passed for _, v, _ in rows) else 1
+
+
+def _reproduce(experiment: Experiment, out: Path) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
+    """Run one experiment and check its claim, printing its line; ``Stopped`` if a run was interrupted."""
+    started = time.perf_counter()
+    print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
+    results = run_experiment(experiment, out)
+    stopped = next((r.summary.get("signal") for r in results.values() if r.status == "interrupted"), None)
+    if stopped:
+        raise Stopped(getattr(signal, str(stopped), signal.SIGINT))
+    verdict = CHECKS.get(experiment.check)(results, out / experiment.name)
+    figures, picture = mean_field_picture(results, out / experiment.name)
+    verdict.figures += figures
+    verdict.explanation += f"\n\n{picture}" if picture else ""
+    print(f"{'PASS' if verdict.passed else 'FAIL'} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return experiment, verdict, results
 
 
 def cli() -> None:

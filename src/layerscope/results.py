@@ -64,6 +64,13 @@ class RunResult:
         path = self.run_dir / "config.yaml"
         return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
 
+    def final_weights(self) -> list[np.ndarray]:
+        """The hidden layers' Linear weights (width, fan_in) at the end of the run, from its checkpoint."""
+        from layerscope.checkpoint import CHECKPOINT, load_checkpoint  # torch: only this reader needs it
+
+        state = load_checkpoint(self.run_dir / CHECKPOINT)["model"]
+        return [v.double().numpy() for k, v in state.items() if k.startswith("blocks.") and k.endswith("linear.weight")]
+
     @property
     def status(self) -> str:
         """completed, diverged, failed, interrupted, running or incomplete (see ``run_status``)."""

@@ -4,7 +4,8 @@ All learnable parameters of all members live in one (K, P) tensor ``flat``: row 
 parameters in the order of ``MLP.parameters()``, Linear weights as (fan_in, fan_out), so a GPU
 updates every parameter of every member in a few elementwise kernels. Each layer multiplies with
 ``torch.baddbmm``: activations are (K, B, width).
-Batch norm normalizes each member over its own batch; dropout draws one mask per member.
+Batch norm normalizes each member over its own batch, layer norm each sample over its units; dropout
+draws one mask per member.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from layerscope.activations import build_activation
-from layerscope.model import MLP
+from layerscope.model import BATCH_NORMS, MLP
 from layerscope.probes import Captured
 
-BN_MOMENTUM, BN_EPS = 0.1, 1e-5
-PER_PARAMETER = {"cpu"}  # device types whose optimizer updates each parameter apart (memory-bound, not launch-bound)  # nn.BatchNorm1d's defaults, as the single run uses
+BN_MOMENTUM, BN_EPS = 0.1, 1e-5  # nn.BatchNorm1d's defaults, as the single run uses
+LN_EPS = 1e-5  # nn.LayerNorm's default
+PER_PARAMETER = {"cpu"}  # device types whose optimizer updates each parameter apart (memory-bound, not launch-bound)
 
 
 def _is_linear_weight(name: str, shape: torch.Size) -> bool:
@@ -39,8 +41,9 @@ class StackedMLP:
                  dtype: torch.dtype) -> None:
         first = members[0]
         self.depth = len(first.blocks)
-        self.bn = "before" if first.blocks[0].bn_before is not None else (
-            "after" if first.blocks[0].bn_after is not None else "none")
+        self.bn = first.blocks[0].placement
+        self.norm_before = {"before": "bn_before", "ln_before": "ln_before"}.get(self.bn)  # the norm's module name
+        self.norm_after = {"after": "bn_after", "ln_after": "ln_after"}.get(self.bn)
         self.dropout = first.blocks[0].dropout.p if first.blocks[0].dropout is not None else 0.0
         self.prelu = isinstance(first.blocks[0].act, nn.PReLU)
         self.act = build_activation(activation_cfg.get("name"), activation_cfg)
@@ -115,6 +118,15 @@ class StackedMLP:
         weight, bias = self.params[f"{name}.weight"], self.params[f"{name}.bias"]  # (K, in, out), (K, out)
         return torch.baddbmm(bias.unsqueeze(1), x, weight)  # (K, B, out)
 
+    def _norm(self, h: torch.Tensor, layer: int, module: str) -> torch.Tensor:
+        name = f"blocks.{layer}.{module}"
+        return self._batch_norm(h, name) if module.startswith("bn") else self._layer_norm(h, name)
+
+    def _layer_norm(self, h: torch.Tensor, name: str) -> torch.Tensor:
+        mean, var = h.mean(-1, keepdim=True), h.var(-1, unbiased=False, keepdim=True)
+        weight, bias = self.params[f"{name}.weight"].unsqueeze(1), self.params[f"{name}.bias"].unsqueeze(1)
+        return (h - mean) * torch.rsqrt(var + LN_EPS) * weight + bias
+
     def _batch_norm(self, h: torch.Tensor, name: str) -> torch.Tensor:
         mean_name, var_name = f"{name}.running_mean", f"{name}.running_var"
         if self.training:
@@ -138,17 +150,17 @@ class StackedMLP:
         """Logits (K, B, classes) of inputs (K, B, features), or (B, features) shared by every member."""
         if x.dim() == 2:
             x = x.expand(self.members, *x.shape)
-        if self.training and self.bn != "none":
+        if self.training and self.bn in BATCH_NORMS:
             self.batches_tracked += 1
         for i in range(self.depth):
             h = self._linear(x, f"blocks.{i}.linear")
-            if self.bn == "before":
-                h = self._batch_norm(h, f"blocks.{i}.bn_before")
+            if self.norm_before:
+                h = self._norm(h, i, self.norm_before)
             x = self._activation(h, i)
             if captured is not None:
                 captured.keep(i, h, x)
-            if self.bn == "after":
-                x = self._batch_norm(x, f"blocks.{i}.bn_after")
+            if self.norm_after:
+                x = self._norm(x, i, self.norm_after)
             if self.dropout:
                 x = F.dropout(x, self.dropout, self.training)
         return self._linear(x, "head")

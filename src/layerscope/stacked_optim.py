@@ -8,6 +8,7 @@ computes them, so a member follows its single run (tests/test_stacked.py):
   nesterov  v = μ v + g;  θ -= α (g + μ v)    adagrad   r += g²;  θ -= α g / (√r + δ)
   rmsprop   r = ρ r + (1-ρ) g²;  θ -= α g / (√r + δ)
   adam      s = μ s + (1-μ) g;  r = ρ r + (1-ρ) g²;  θ -= α/(1-μᵗ) · s / (√r/√(1-ρᵗ) + δ)
+            (bias_correction=false: θ -= α s / (√r + δ); a (rows, 1) switch per member)
 with g = gradient + weight_decay · θ. A member whose loss turned NaN/inf is masked: it is not updated.
 """
 
@@ -39,6 +40,7 @@ class Block:
         self.name, self.start, self.stop = name, start, stop
         self.mu, self.rho, self.delta = (_column([float(c.get(k, DEFAULTS[k])) for c in cfgs], chunks[0])
                                          for k in ("mu", "rho", "delta"))
+        self.corrected = _column([float(bool(c.get("bias_correction", True))) for c in cfgs], chunks[0])
         self.state = {key: [torch.zeros_like(c[start:stop]) for c in chunks] for key in STATE[name]}
         self.steps = 0
 
@@ -66,7 +68,8 @@ class Block:
             return g / (st["square_avg"].sqrt() + self.delta)
         st["exp_avg"].lerp_(g, 1 - self.mu)  # adam
         st["exp_avg_sq"].mul_(self.rho).addcmul_(g, g * (1 - self.rho))
-        correction1, correction2 = 1 - self.mu ** self.steps, (1 - self.rho ** self.steps).sqrt()
+        correction1 = 1 - self.corrected * self.mu ** self.steps
+        correction2 = (1 - self.corrected * self.rho ** self.steps).sqrt()
         return st["exp_avg"] / correction1 / (st["exp_avg_sq"].sqrt() / correction2 + self.delta)
 
     def rows(self, key: str, row: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from layerscope.activations import activation_fn
-from layerscope.init import _DEFAULT_GAIN, resolve_gain
+from layerscope.init import INITIALIZERS, gain_setting, resolve_gain, weight_variance
 
 
 @dataclass(frozen=True)
@@ -65,49 +65,53 @@ def _moments(phi, q: float) -> tuple[float, float, float]:
 
 
 def predict(activation: str, activation_params: Mapping[str, Any] | None, sigma_w2: Sequence[float],
-            sigma_b2: Sequence[float], input_second_moment: float) -> Prediction:
-    """Run the mean-field recursion through ``len(sigma_w2)`` layers."""
+            sigma_b2: Sequence[float], input_second_moment: float, norm: str = "none") -> Prediction:
+    """Run the mean-field recursion through ``len(sigma_w2)`` layers.
+
+    ``norm`` is where a batch or layer norm sits (at init its scale is 1 and its shift 0). ``before``: every
+    pre-activation is normalized to N(0, 1), so q_l = 1 at every layer. ``after``: every activation is
+    normalized to mean 0 and variance 1, so the next layer reads a second moment of 1. At large width batch
+    and layer norm agree (a unit's spread over the batch and a sample's over the units are the same q). The
+    backward gain through a normalization is not χ (it couples the samples or the units): χ is NaN there.
+    """
     phi = activation_fn(activation, activation_params)
     depth = len(sigma_w2)
     q, mean, std, chi = (np.zeros(depth) for _ in range(4))
     second = input_second_moment
     for layer in range(depth):
-        q[layer] = sigma_w2[layer] * second + sigma_b2[layer]
+        q[layer] = 1.0 if norm == "before" else sigma_w2[layer] * second + sigma_b2[layer]
         m1, m2, d2 = _moments(phi, q[layer])
         mean[layer], std[layer] = m1, math.sqrt(max(m2 - m1**2, 0.0))
-        chi[layer] = sigma_w2[layer] * d2
-        second = m2
+        chi[layer] = sigma_w2[layer] * d2 if norm == "none" else math.nan
+        second = 1.0 if norm == "after" else m2
     scale = np.ones(depth)
     for layer in range(depth - 2, -1, -1):  # g_l = χ_{l+1}^{1/2} g_{l+1}
         scale[layer] = scale[layer + 1] * math.sqrt(chi[layer + 1])
+    if norm != "none":
+        scale[:] = math.nan
     return Prediction(q, mean, std, chi, scale)
 
 
 def init_variances(init_cfg: Mapping[str, Any], activation: str, activation_params: Mapping[str, Any] | None,
                    fan_ins: Sequence[int], fan_outs: Sequence[int]) -> tuple[list[float], list[float]] | None:
-    """σ_w² (= fan_in · Var W) and σ_b² (= bias_std²) per layer that ``init_cfg`` gives, or None where the
-    theory does not apply: an unknown initializer, or a constant bias (``init.bias`` ≠ 0), which shifts
-    every pre-activation's mean and is not the random N(0, σ_b²) bias the recursion assumes."""
+    """σ_w² (= fan_in · Var W, ``init.weight_variance``) and σ_b² (= bias_std²) per layer that ``init_cfg`` gives,
+    or None where the theory does not apply: an unknown initializer, or a constant bias (``init.bias`` ≠ 0),
+    which shifts every pre-activation's mean and is not the random N(0, σ_b²) bias the recursion assumes.
+
+    Orthogonal weights are not i.i.d., but at large width their pre-activations are as Gaussian and their
+    mean-square gains are the same as i.i.d. weights of the same variance, which is all the recursion reads;
+    a layer wider than its input (fan_out > fan_in) embeds it isometrically, so σ_w² = gain² · fan_in/fan_out.
+    """
     name = init_cfg.get("name")
-    if name != "default" and float(init_cfg.get("bias", 0.0)) != 0.0 and not float(init_cfg.get("bias_std", 0.0)):
+    if name not in INITIALIZERS:
         return None
-    sigma_w2, sigma_b2 = [], []
-    for fan_in, fan_out in zip(fan_ins, fan_outs):
-        if name == "zeros":
-            var, bias_var = 0.0, 0.0
-        elif name == "normal":
-            var, bias_var = float(init_cfg.get("std", 1.0)) ** 2, 0.0
-        elif name == "default":  # U(±1/√fan_in) for W and b
-            var, bias_var = 1.0 / (3 * fan_in), 1.0 / (3 * fan_in)
-        elif name in _DEFAULT_GAIN:
-            gain = resolve_gain(init_cfg.get("gain", _DEFAULT_GAIN[name]), activation, activation_params)
-            fans = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}
-            var, bias_var = gain**2 / fans[str(init_cfg.get("mode", "fan_in"))], 0.0
-        else:
-            return None
-        sigma_w2.append(var * fan_in)
-        sigma_b2.append(bias_var if name == "default" else float(init_cfg.get("bias_std", 0.0)) ** 2)
-    return sigma_w2, sigma_b2
+    if name == "default":  # U(±1/√fan_in) for W and b
+        return [1.0 / 3] * len(fan_ins), [1.0 / (3 * fan_in) for fan_in in fan_ins]
+    if float(init_cfg.get("bias", 0.0)) != 0.0 and not float(init_cfg.get("bias_std", 0.0)):
+        return None
+    gain = resolve_gain(gain_setting(init_cfg), activation, activation_params)
+    sigma_w2 = [fan_in * weight_variance(init_cfg, fan_in, fan_out, gain) for fan_in, fan_out in zip(fan_ins, fan_outs)]
+    return sigma_w2, [float(init_cfg.get("bias_std", 0.0)) ** 2] * len(fan_ins)
 
 
 def relative_error(measured: Sequence[float], predicted: Sequence[float]) -> list[float]:
@@ -118,9 +122,9 @@ def relative_error(measured: Sequence[float], predicted: Sequence[float]) -> lis
 
 
 def predict_run(cfg: Mapping[str, Any], input_dim: int, input_second_moment: float) -> Prediction | None:
-    """The prediction for a run's config, or None where the theory does not apply (BN, dropout)."""
+    """The prediction for a run's config, or None where the theory does not apply (dropout)."""
     model = cfg["model"]
-    if cfg["bn"]["placement"] != "none" or model.get("dropout", 0.0) > 0:
+    if model.get("dropout", 0.0) > 0:
         return None
     depth, width = model["depth"], model["width"]
     activation = cfg["activation"]
@@ -128,7 +132,9 @@ def predict_run(cfg: Mapping[str, Any], input_dim: int, input_second_moment: flo
                                [width] * depth)
     if variances is None:
         return None
-    return predict(activation["name"], activation, *variances, input_second_moment)
+    placement = cfg["bn"]["placement"]
+    norm = "none" if placement == "none" else placement.removeprefix("ln_")
+    return predict(activation["name"], activation, *variances, input_second_moment, norm)
 
 
 def compare(prediction: Prediction, stats: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:

@@ -26,7 +26,7 @@ from layerscope.epoch_log import EpochLog
 from layerscope.errors import ConfigError
 from layerscope.init import initialize
 from layerscope.interrupt import Interrupt
-from layerscope.losses import LOSSES
+from layerscope.losses import build_loss
 from layerscope.model import MLP, build_model
 from layerscope.optim import build_optimizer, build_scheduler
 from layerscope.plots import lecture_figure, render
@@ -97,7 +97,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
     probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
                   cfg.probe.histogram_sample)
     total, steps_per_epoch = total_steps(cfg, data)
-    return Setup(cfg, run_dir, device, data, model, LOSSES.get(cfg.loss.name), optimizer,
+    return Setup(cfg, run_dir, device, data, model, build_loss(cfg.loss), optimizer,
                  build_scheduler(optimizer, cfg.scheduler), probe,
                  predict_run(cfg, data.input_dim, float(data.x_train.square().mean())), total, steps_per_epoch)
 

@@ -26,7 +26,7 @@ from layerscope.data import DATASETS, Data
 from layerscope.errors import ConfigError
 from layerscope.init import INITIALIZERS
 from layerscope.losses import LOSSES
-from layerscope.model import BN_PLACEMENTS
+from layerscope.model import BATCH_NORMS, BN_PLACEMENTS
 from layerscope.optim import OPTIMIZERS, SCHEDULERS
 from layerscope.paths import config_dir
 
@@ -126,6 +126,29 @@ def _device(key: str, value: Any) -> str:
     return value
 
 
+def _mirrors(key: str, value: Any) -> Any:
+    """A non-empty list of http(s) URLs (a dataset's mirrors, tried in order)."""
+    if isinstance(value, (str, Mapping)) or not isinstance(value, Iterable) or not list(value):
+        raise ConfigError(f"{key}={_show(value)} must be a list of http(s) URLs, e.g. [https://host/folder/]")
+    for i, url in enumerate(value):
+        scheme, _, rest = url.partition("://") if isinstance(url, str) else ("", "", "")
+        if scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0] or len(url.split()) != 1:
+            raise ConfigError(f"{key}[{i}]={repr(url)[:100]} must be an http:// or https:// URL with a host")
+    return value
+
+
+def _md5s(key: str, value: Any) -> Any:
+    """File names (no folder) mapped to their published MD5s: 32 hex digits."""
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"{key}={_show(value)} must map file names to their MD5s, e.g. {{name.gz: <32 hex digits>}}")
+    for name, md5 in value.items():
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise ConfigError(f"{key} names {repr(name)[:100]}; a file name there holds no folder")
+        if not isinstance(md5, str) or len(md5) != 32 or any(c not in "0123456789abcdefABCDEF" for c in md5):
+            raise ConfigError(f"{key}.{name}={repr(md5)[:100]} must be an MD5: 32 hex digits")
+    return value
+
+
 FRACTION = number(0.0, 1.0, low_open=True, high_open=True)
 RATE = number(0.0, low_open=True)
 DECAY = number(0.0, 1.0, high_open=True)  # μ and ρ: a running average needs a weight below 1
@@ -144,31 +167,36 @@ RULES: dict[str, dict[str, Rule]] = {
     "probe": {"every": whole(1, "steps"), "bins": whole(2, "bins"),
               "histogram_sample": whole(2, "count", optional=True),
               "saturation_margin": number(0.0, 0.5, low_open=True, high_open=True), "figures": boolean},
-    "loss": {"name": choice(LOSSES)},
-    "optimizer": {"name": choice(OPTIMIZERS), "lr": RATE, "mu": DECAY, "rho": DECAY, "delta": RATE},
+    "loss": {"name": choice(LOSSES), "alpha": number(0.0, 1.0), "gamma": number(0.0), "beta": RATE},
+    "optimizer": {"name": choice(OPTIMIZERS), "lr": RATE, "mu": DECAY, "rho": DECAY, "delta": RATE,
+                  "bias_correction": boolean},
     "scheduler": {"name": choice(SCHEDULERS), "step_size": whole(1, "steps"), "gamma": RATE, "decay": RATE},
     "init": {"name": choice(INITIALIZERS), "std": number(0.0), "gain": _gain,
              "mode": choice(("fan_in", "fan_out", "fan_avg")), "bias": FINITE,
              "bias_std": number(0.0)},
     "activation": {"name": choice(ACTIVATIONS), "negative_slope": FINITE, "alpha": FINITE, "init": FINITE,
-                   "approximate": choice(("none", "tanh"))},
+                   "approximate": choice(("none", "tanh")), "beta": RATE, "threshold": FINITE},
     "data": {"name": choice(DATASETS), "standardize": boolean, "max_train": whole(1, optional=True),
              "root": text, "test_fraction": FRACTION, "n_train": whole(1), "n_test": whole(1), "dim": whole(1),
-             "classes": whole(2), "n_per_class": whole(1), "noise": number(0.0)},
+             "classes": whole(2), "n_per_class": whole(1), "noise": number(0.0), "download": boolean,
+             "mirrors": _mirrors, "files": _md5s},
 }
 """The rule of every key of every config group."""
 
 READS: dict[str, dict[str, tuple[str, ...]]] = {
     "optimizer": {"sgd": ("lr",), "momentum": ("lr", "mu"), "nesterov": ("lr", "mu"), "adagrad": ("lr", "delta"),
-                  "rmsprop": ("lr", "rho", "delta"), "adam": ("lr", "mu", "rho", "delta")},
+                  "rmsprop": ("lr", "rho", "delta"), "adam": ("lr", "mu", "rho", "delta", "bias_correction")},
     "scheduler": {"constant": (), "step": ("step_size", "gamma"), "exponential": ("gamma",),
                   "inverse_time": ("decay",)},
     "init": {"zeros": ("bias", "bias_std"), "default": (), "normal": ("std", "bias", "bias_std"),
              **{n: ("gain", "mode", "bias", "bias_std")
-                for n in ("xavier_normal", "xavier_uniform", "he_normal", "he_uniform")}},
+                for n in ("xavier_normal", "xavier_uniform", "he_normal", "he_uniform")},
+             "lecun_normal": ("bias", "bias_std"), "lecun_uniform": ("bias", "bias_std"),
+             "orthogonal": ("gain", "bias", "bias_std"), "glorot_uniform": ("gain", "bias", "bias_std")},
+    "loss": {"cross_entropy": (), "mse": (), "bce": (), "sigmoid_mse": (), "l1": (), "smooth_l1": ("beta",), "focal": ("alpha", "gamma")},
     "data": {"gaussian": ("n_train", "n_test", "dim", "classes"), "digits": ("test_fraction",),
-             "spirals": ("classes", "n_per_class", "noise", "test_fraction"), "mnist": ("root",),
-             "fashion_mnist": ("root",), "cifar10": ("root",)},
+             "spirals": ("classes", "n_per_class", "noise", "test_fraction"),
+             **{n: ("root", "download", "mirrors", "files") for n in ("mnist", "fashion_mnist", "cifar10")}},
 }
 """The keys each choice reads beside ``name`` (data also reads standardize and max_train); the
 activations' come from their constructors (``activations.parameters``)."""
@@ -307,8 +335,10 @@ def check_against_data(cfg: Mapping[str, Any], data: Data, device: torch.device)
     if batch > n_train:
         raise ConfigError(f"trainer.batch_size={batch} is larger than the {n_train} training examples of "
                           f"data={data.name}; use trainer.batch_size<={n_train}")
-    if cfg["bn"]["placement"] != "none" and batch < 2:
-        raise ConfigError(f"bn={cfg['bn']['placement']} needs batches of 2 or more; use trainer.batch_size>=2 or bn=none")
+    placement = cfg["bn"]["placement"]
+    if placement in BATCH_NORMS and batch < 2:
+        raise ConfigError(f"bn={placement} needs batches of 2 or more; use trainer.batch_size>=2, layer norm "
+                          f"(bn=ln_{placement}) or bn=none")
     need, free = run_bytes(cfg, data), free_bytes(device)
     if need > free:
         raise ConfigError(f"model.depth={cfg['model']['depth']} model.width={cfg['model']['width']} needs "
