@@ -340,7 +340,7 @@ def test_every_experiment_names_a_known_check_and_all_twenty_exist():
     ("he_relu", "init=xavier_normal"),
     # σ_w² = 1.5 (the std falls 0.72 -> 0.20) and 2.6 (it grows x3.3); also at three widths in the slow test below
     pytest.param("he_relu", f"init.gain={math.sqrt(1.5)}", marks=pytest.mark.slow),
-    ("he_relu", f"init.gain={math.sqrt(2.6)}"),
+    pytest.param("he_relu", f"init.gain={math.sqrt(2.6)}", marks=pytest.mark.slow),
 ])
 def test_real_run_passes_and_a_wrong_setting_fails(tmp_path, experiment, wrong):
     spec = load_experiments([experiment])[0]

@@ -74,7 +74,7 @@ def test_resume_without_an_earlier_run_starts_fresh(tmp_path):
     assert "no checkpoint in" in proc.stderr
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+@pytest.mark.parametrize("damage", [pytest.param("truncate", marks=pytest.mark.slow), "garbage"])
 def test_damaged_checkpoint_is_one_line(tmp_path, damage):
     args = ["model.depth=2", "model.width=16", "trainer.max_steps=30", "trainer.checkpoint_every=10",
             "probe.figures=false", "trainer.progress=false"]
@@ -140,7 +140,8 @@ def uninterrupted(tmp_path_factory) -> Path:
     return next((outputs / "runs").glob("*/*"))
 
 
-@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, status", [pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow),  # same path
+                                         (signal.SIGTERM, 143)])
 def test_a_signal_stops_cleanly_and_resume_is_bit_identical(tmp_path, uninterrupted, sig, status):
     outputs = tmp_path / "stopped"
     env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(outputs)}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -62,6 +63,7 @@ def test_joblib_launcher_runs_two_jobs_with_one_thread_each(tmp_path):
         assert f"threads: {expected}" in (sweep_dir / job / "config.yaml").read_text()
 
 
+@pytest.mark.slow  # the stacked launcher's submitit_local dispatch stays in the fast suite (test_stacked.py)
 def test_submitit_local_launcher(tmp_path):
     proc, sweep_dir = sweep(tmp_path, *SMALL, "hydra/launcher=submitit_local", "activation=tanh,relu")
     assert proc.returncode == 0, proc.stderr
