@@ -76,6 +76,11 @@ def part(statement: str, holds: bool, numbers: str, lecture: bool = False) -> Pa
     return Part(statement, PASS if holds else (CONTRADICTS if lecture else FAIL), numbers)
 
 
+def holds(parts: list[Part], *runs: RunResult) -> bool:
+    """A claim holds when every run completed and none of its statements FAILs (a CONTRADICTS is a finding)."""
+    return all(r.status == "completed" for r in runs) and not any(p.outcome == FAIL for p in parts)
+
+
 @dataclass
 class Verdict:
     """The outcome of one claim: PASS/FAIL, the figures that decided it, and what they mean.
@@ -163,7 +168,7 @@ def std_collapses(results: dict[str, RunResult], out: Path) -> Verdict:
                   f"layer 10 keeps ×{ratio:.2g} of layer 1 (collapsed: under ×{COLLAPSED:g})"),
              part("as the mean-field theory predicts", off <= allowed,
                   f"theory ×{predicted:.2g}; off by {math.exp(off) - 1:.1%}, allowed {math.exp(allowed) - 1:.1%}")]
-    passed = r.status == "completed" and not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts, r)
     cfg = r.config
     width = cfg["model"]["width"]
     sigma_w2 = init_variances(cfg["init"], cfg["activation"]["name"], cfg["activation"], [width], [width])[0][0]
@@ -192,7 +197,7 @@ def saturation_and_backward(results: dict[str, RunResult], out: Path) -> Verdict
              part("the backward signal follows the mean-field gain χ", _within_factor(growth, predicted),
                   f"×{growth:.3g} from layer 10 to 1, theory ×{predicted:.3g}"),
              part("the gradients vanish", growth < 1, f"backward signal ×{growth:.3g} from layer 10 to 1", lecture=True)]
-    passed = not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts)
     differs = None
     if growth > 1:
         differs = (f"The lecture says the gradients vanish. Measured, the backward signal dL/da grows "
@@ -227,7 +232,7 @@ def std_healthy(results: dict[str, RunResult], out: Path) -> Verdict:
                   f"layer 10 keeps ×{kept:.2f} of layer 1's std (kept: over ×{KEPT:g})"),
              part("no layer saturates", saturated.max() < UNSATURATED,
                   f"at most {saturated.max():.2%} of a layer's units at ±1 (under {UNSATURATED:.0%})")]
-    passed = r.status == "completed" and not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts, r)
     return Verdict(
         passed, f"std {std[0]:.3g} → {std[-1]:.3g} (×{_ratio_per_layer(std):.2f} per layer); max saturated "
                 f"{saturated.max():.1%}; off the theory by at most {np.max(off / theory):.2%} (allowed "
@@ -297,7 +302,7 @@ def _relu_ratio_verdict(results: dict[str, RunResult], sigma_w2: float, setting:
              part("the runs tell it from σ_w² = " + " and ".join(f"{s:g}" for s in alternatives), decisive,
                   f"{excluded} sd away (needed: {DECISIVE_Z:g})")]
     return Verdict(
-        all(x.status == "completed" for x in runs) and not any(p.outcome == FAIL for p in parts),
+        holds(parts, *runs),
         f"×{ratio:.3f} per layer over {len(runs)} seed(s) (theory for {setting}: {expected:.3f}; {z:.1f} sd off, "
         f"tolerance ±{tolerance:.1%}; near misses {min(distance.values()):.1f}+ sd away)",
         f"Per-layer activation std of seed {r.config.get('trainer', {}).get('seed')}: {_fmt(std)}. {why} The "
@@ -341,7 +346,7 @@ def symmetry_never_breaks(results: dict[str, RunResult], out: Path) -> Verdict:
                   f"unit spread {spread:.3g}; sigmoid: non-zero updates in hidden layers {moved.tolist()}"),
              part("the loss does not move from ln(classes)", still and abs(loss - chance) / chance < STILL,
                   f"tanh: {loss:.4f} vs ln C = {chance:.4f}, every hidden gradient 0: {still}")]
-    passed = all(r.status == "completed" for r in (tanh, sigmoid)) and not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts, tanh, sigmoid)
     layers = f"{moved.min()}–{moved.max()}" if len(moved) else "none"
     return Verdict(
         passed, f"unit spread {spread:.3g} at every probe of both runs; sigmoid: non-zero updates in layers {layers} "
@@ -372,7 +377,7 @@ def vanishing_gradient(results: dict[str, RunResult], out: Path) -> Verdict:
              part("ReLU with He init keeps the gradient", ratio_relu > KEPT,
                   f"layer 1 / layer 10: {ratio_relu:.2g} (kept: over {KEPT:g})"),
              part("ReLU with He init trains", loss_relu < LEARNED * chance, f"loss {loss_relu:.3f}")]
-    passed = not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts)
     chi_values = sig.theory("chi")[1:]
     chi = float(np.nanmean(chi_values)) if np.isfinite(chi_values).any() else float("nan")
     return Verdict(
@@ -397,7 +402,7 @@ def clipping_rescues(results: dict[str, RunResult], out: Path) -> Verdict:
              part("the same setting trains with clip_grad_norm",
                   clipped.status == "completed" and clipped.final("train_loss") < LEARNED * chance,
                   f"{clipped.status}, loss {clipped.final('train_loss'):.3f} (ln C = {chance:.3f})")]
-    passed = not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts)
     return Verdict(
         passed, f"no clip: {plain.status} at step {plain.summary.get('diverged_at_step')}; clip: {clipped.status}, "
                 f"loss {clipped.final('train_loss'):.3f}",
@@ -431,7 +436,7 @@ def bn_before_restores(results: dict[str, RunResult], out: Path) -> Verdict:
              f"std at layer 10 {none.stat('activation_std')[-1]:.2g}, loss {loss['none']:.3f} (ln C = {chance:.3f})"),
         part("BN before the nonlinearity trains better than BN after it", loss["before"] < loss["after"],
              f"loss before {loss['before']:.3f}, after {loss['after']:.3f}", lecture=True)]
-    passed = not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts)
     return Verdict(
         passed, f"std with BN before {std_before.min():.2f}–{std_before.max():.2f} (tanh of N(0,1): {healthy:.2f}); "
                 f"loss none {none.final('train_loss'):.3f}, before {before.final('train_loss'):.3f}, after "
@@ -492,7 +497,7 @@ def optimizers(results: dict[str, RunResult], out: Path) -> Verdict:
                    f"correction starts with r ≈ 0.001 g², so its first steps are about 30 times α in every "
                    f"coordinate; AdaGrad's accumulated r only grows, so its steps only shrink.")
     return Verdict(
-        not any(p.outcome == FAIL for p in parts),
+        holds(parts),
         f"SGD zig-zags on {rates['sgd']:.0%} of its steps; ravine steps: {table}; MLP steps to loss {target:.2f}: {mlp}",
         f"On f = ½({A:g} x² + {B:g} y²) from {START}, each optimizer at the best lr of a grid, the steps until f stays "
         f"below 10⁻⁴ f(start) are {table}. Sign changes of the steep coordinate per step before settling (1: a "
@@ -526,7 +531,7 @@ def activations(results: dict[str, RunResult], out: Path) -> Verdict:
         part("non-saturating activations train fastest", final[worst_other] < final[best_saturating],
              f"slowest non-saturating {worst_other} {final[worst_other]:.3f} vs fastest saturating "
              f"{best_saturating} {final[best_saturating]:.3f}", lecture=True)]
-    passed = not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts)
     rows = []
     for label, r in results.items():
         saturated, dead = r.stat("saturated_fraction", -1), r.stat("dead_fraction", -1)
@@ -553,7 +558,7 @@ def decay_settles_lower(results: dict[str, RunResult], out: Path) -> Verdict:
                       all(jitter["constant"] > jitter[k] for k in ("inverse_time", "exponential")),
                       f"std over the last {SETTLED_EPOCHS} epochs: " + ", ".join(f"{k} {v:.2g}" for k, v in jitter.items()),
                       lecture=True))
-    passed = not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts)
     return Verdict(
         passed, f"train loss, last {SETTLED_EPOCHS} epochs: " + ", ".join(f"{k} {v:.3f} ± {jitter[k]:.2g}" for k, v in settled.items()),
         f"Mean ± std of the train loss over the last {SETTLED_EPOCHS} epochs: "
@@ -576,7 +581,7 @@ def layer_norm_small_batches(results: dict[str, RunResult], out: Path) -> Verdic
              part("batch norm trains at batch 128", loss["bn_128"] < LEARNED * chance, numbers("bn_128")),
              part("layer norm trains at batch 2", loss["ln_2"] < LEARNED * chance, numbers("ln_2")),
              part("layer norm trains at batch 128", loss["ln_128"] < LEARNED * chance, numbers("ln_128"))]
-    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts, *results.values())
     binary = math.tanh(1.0)
     std = results["bn_2"].stat("activation_std")
     return Verdict(
@@ -621,7 +626,7 @@ def l1_sparsifies(results: dict[str, RunResult], out: Path) -> Verdict:
              part("L2 shrinks every weight", rms["l2"] < rms["plain"],
                   f"RMS weight {rms['l2']:.4f} with L2, {rms['plain']:.4f} without a penalty"),
              part("L2 does not make them sparse", shares["l2"][0] < SPARSE * shares["l2"][1], numbers("l2"))]
-    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts, *results.values())
     l1 = results["l1"].config["trainer"]["l1"]
     weight_decay = results["l2"].config["trainer"]["weight_decay"]
     lr = results["l1"].config["optimizer"]["lr"]
@@ -655,7 +660,7 @@ def selu_self_normalizes(results: dict[str, RunResult], out: Path) -> Verdict:
     parts += [part(f"{label} with the same init drifts away", abs(std[label][-1] - 1.0) > allowed[-1],
                    f"std layer 1 → 10: {std[label][0]:.3f} → {std[label][-1]:.3f}")
               for label in results if label != "selu"]
-    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts, *results.values())
     chis = selu.theory("chi")
     chi = float(np.nanmean(chis)) if np.isfinite(chis).any() else math.nan
     return Verdict(
@@ -683,7 +688,7 @@ def cross_entropy_beats_mse(results: dict[str, RunResult], out: Path) -> Verdict
              part("MSE learns slowly", accuracy["mse"] < accuracy["cross_entropy"],
                   f"test accuracy after {mse.summary.get('steps')} steps: MSE {accuracy['mse']:.1%}, "
                   f"cross-entropy {accuracy['cross_entropy']:.1%} (chance {1 / classes:.0%})")]
-    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts, *results.values())
     layer10 = ce.stat("activation_std")[-1]
     return Verdict(
         passed, f"gradient ratio MSE/CE {ratio.min():.2g}–{ratio.max():.2g}; test accuracy MSE "
@@ -714,7 +719,7 @@ def dropout_regularizes(results: dict[str, RunResult], out: Path) -> Verdict:
                   f"test − train loss: dropout {gap['dropout']:.3f}, none {gap['plain']:.3f}", lecture=True),
              part("dropout improves the test accuracy", final["dropout"] > final["plain"],
                   f"final test accuracy: dropout {final['dropout']:.1%}, none {final['plain']:.1%}", lecture=True)]
-    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts, *results.values())
     p = dropped.config["model"]["dropout"]
     n = plain.config["data"]["max_train"]
     differs = None
@@ -762,7 +767,7 @@ def momentum_escapes_saddle(results: dict[str, RunResult], out: Path) -> Verdict
              part("momentum escapes and reaches the minimum in fewer steps",
                   momentum.settle_step < sgd.settle_step,
                   f"settled at step {momentum.settle_step:g} with momentum, {sgd.settle_step:g} with SGD")]
-    passed = not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts)
     return Verdict(
         passed, f"escape: SGD {sgd.escape_step:g} steps, momentum {momentum.escape_step:g}; settled: "
                 f"{sgd.settle_step:g} vs {momentum.settle_step:g}",
@@ -801,7 +806,7 @@ def adagrad_step_shrinks(results: dict[str, RunResult], out: Path) -> Verdict:
               "rmsprop": np.full(STEP_HORIZON, hyper["rmsprop"]["lr"] / NOISE)}
     rho = hyper["rmsprop"]["rho"]
     return Verdict(
-        not any(p.outcome == FAIL for p in parts),
+        holds(parts),
         f"effective step, step {STEP_HORIZON // 2} → {STEP_HORIZON}: AdaGrad ×{late['adagrad']:.3f}, "
         f"RMSProp ×{late['rmsprop']:.3f}",
         f"{COORDINATES} coordinates get gradients of a steady scale σ = {NOISE:g} (a quadratic bowl seen through "
@@ -831,7 +836,7 @@ def adam_bias_correction(results: dict[str, RunResult], out: Path) -> Verdict:
              part(f"it is (1−μ)/√(1−ρ) = {predicted:.3f} times the corrected one", nearest == "(1−μ)/√(1−ρ)",
                   f"×{ratio:.3f}; nearest of the candidates: {nearest}"),
              part("the first step is ten times too small (s₁ = 0.1·g)", ratio < 1, f"×{ratio:.3f}", lecture=True)]
-    passed = all(r.status == "completed" for r in results.values()) and not any(p.outcome == FAIL for p in parts)
+    passed = holds(parts, *results.values())
     differs = None
     if ratio > 1:
         differs = (f"The notes say the uncorrected first moment s₁ = (1−μ)g = {1 - mu:g}·g makes the start ten "
