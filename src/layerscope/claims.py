@@ -160,7 +160,7 @@ def std_collapses(results: dict[str, RunResult], out: Path) -> Verdict:
     ratio, predicted = std[-1] / std[0], theory[-1] / theory[0]
     draws = finite_width_stds(r.config)
     logs = np.log(draws[:, -1] / draws[:, 0])
-    allowed = abs(float(logs.mean()) - math.log(predicted)) + CONFIDENCE_Z * float(logs.std(ddof=1))
+    allowed = float(allowed_distance(logs, math.log(predicted)))
     off = abs(math.log(ratio / predicted)) if ratio > 0 else math.inf
     monotone = bool(np.all(np.diff(std) < 0))
     parts = [part("the std falls at every layer", monotone, f"std {_fmt(std)}"),
@@ -221,7 +221,7 @@ def std_healthy(results: dict[str, RunResult], out: Path) -> Verdict:
     std, theory, saturated = r.stat("activation_std"), r.theory("activation_std"), r.stat("saturated_fraction")
     draws = finite_width_stds(r.config)
     center, spread = draws.mean(0), draws.std(0, ddof=1)
-    allowed = np.abs(center - theory) + CONFIDENCE_Z * spread  # the theory's finite-width bias + 4 deviations
+    allowed = allowed_distance(draws, theory)
     off = np.abs(std - theory)
     matches = bool(np.all(off <= allowed))
     kept = std[-1] / std[0]
@@ -254,6 +254,12 @@ def ratio_spread(cfg: dict) -> float:
     σ_w² and for its near misses alike.
     """
     return float(np.std([math.log(_ratio_per_layer(row)) for row in finite_width_stds(cfg)], ddof=1))
+
+
+def allowed_distance(draws: np.ndarray, target: np.ndarray | float) -> np.ndarray:
+    """How far a run may lie from ``target`` (per column): the fresh draws' bias from it plus ``CONFIDENCE_Z``
+    of their standard deviations."""
+    return np.abs(draws.mean(0) - target) + CONFIDENCE_Z * draws.std(0, ddof=1)
 
 
 def finite_width_stds(cfg: dict, draws: int = DRAWS) -> np.ndarray:
@@ -421,7 +427,7 @@ def bn_before_restores(results: dict[str, RunResult], out: Path) -> Verdict:
     healthy = float(predict("tanh", None, [1.0], [0.0], 1.0).activation_std[0])
     std_before = before.stat("activation_std")
     draws = finite_width_stds(before.config)
-    allowed = np.abs(draws.mean(0) - healthy) + CONFIDENCE_Z * draws.std(0, ddof=1)
+    allowed = allowed_distance(draws, healthy)
     off = np.abs(std_before - healthy)
     chance = _ln_classes(none)
     loss = {label: r.final("train_loss") for label, r in results.items()}
@@ -650,7 +656,7 @@ def selu_self_normalizes(results: dict[str, RunResult], out: Path) -> Verdict:
     selu = results["selu"]
     std = {label: r.stat("activation_std") for label, r in results.items()}
     draws = finite_width_stds(selu.config)
-    allowed = np.abs(draws.mean(0) - 1.0) + CONFIDENCE_Z * draws.std(0, ddof=1)
+    allowed = allowed_distance(draws, 1.0)
     off = np.abs(std["selu"] - 1.0)
     mean = np.abs(selu.stat("activation_mean"))
     parts = [part("SELU keeps the activation std at 1 in every layer", bool(np.all(off <= allowed)),

@@ -396,9 +396,6 @@ def _train(members: list[Member]) -> None:
             device = validate(m.cfg)
         except ConfigError as err:
             m.fail(str(err))
-    threads = next((m.cfg.trainer.threads for m in members if not m.done and m.cfg.trainer.threads), None)
-    if threads:  # the group's shape includes trainer.threads, so every member asks for the same
-        torch.set_num_threads(threads)
     datasets = _datasets(members, device)
     for m in members:
         if not m.done:
@@ -408,6 +405,8 @@ def _train(members: list[Member]) -> None:
                 m.fail(str(err))
     trained = [m for m in members if not m.done]
     if trained:
+        if trained[0].cfg.trainer.threads:  # part of the group's shape: every member asks for the same
+            torch.set_num_threads(trained[0].cfg.trainer.threads)
         used = sorted({m.data for m in trained})
         for m in trained:
             m.data = used.index(m.data)

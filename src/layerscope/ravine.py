@@ -46,17 +46,23 @@ class Trajectory:
         return float(np.sum(signs[1:] * signs[:-1] < 0) / steps) if steps else 0.0
 
 
-def descend(name: str, hyper: dict, lr: float, steps: int, tol: float) -> Trajectory:
-    """Run optimizer ``name`` (lecture hyper-parameters ``hyper``) at ``lr`` for ``steps`` steps."""
-    p = torch.tensor(START, dtype=torch.float64, requires_grad=True)
-    optimizer = build_optimizer([p], {**hyper, "name": name, "lr": lr})
+def optimizer_path(function, start: tuple[float, float], optimizer_cfg: dict, steps: int) -> np.ndarray:
+    """The points (steps + 1, 2) of the optimizer ``optimizer_cfg`` (torch.optim, the MLP's factories) on a 2-D
+    ``function`` from ``start``."""
+    p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    optimizer = build_optimizer([p], optimizer_cfg)
     points = [p.detach().clone().numpy()]
     for _ in range(steps):
         optimizer.zero_grad()
-        ravine(p).backward()
+        function(p).backward()
         optimizer.step()
         points.append(p.detach().clone().numpy())
-    path = np.array(points)
+    return np.array(points)
+
+
+def descend(name: str, hyper: dict, lr: float, steps: int, tol: float) -> Trajectory:
+    """Run optimizer ``name`` (lecture hyper-parameters ``hyper``) at ``lr`` for ``steps`` steps."""
+    path = optimizer_path(ravine, START, {**hyper, "name": name, "lr": lr}, steps)
     values = ravine(torch.from_numpy(path)).numpy()
     above = np.nonzero(~(values < tol * values[0]))[0]  # NaN counts as above
     settled = float(above[-1] + 1) if len(above) and above[-1] + 1 < len(values) else float("inf")

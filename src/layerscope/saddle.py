@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from layerscope.optim import build_optimizer
+from layerscope.ravine import optimizer_path
 
 START = (1.0, 1e-4)
 ESCAPED = 0.5  # |y| past half the way to a minimum (|y| = 1): off the plateau
@@ -60,12 +60,4 @@ class Path:
 
 def descend(name: str, hyper: dict, steps: int) -> Path:
     """Run optimizer ``name`` with ``hyper`` (lr, mu, ...) from ``START`` for ``steps`` steps."""
-    p = torch.tensor(START, dtype=torch.float64, requires_grad=True)
-    optimizer = build_optimizer([p], {**hyper, "name": name})
-    points = [p.detach().clone().numpy()]
-    for _ in range(steps):
-        optimizer.zero_grad()
-        saddle(p).backward()
-        optimizer.step()
-        points.append(p.detach().clone().numpy())
-    return Path(name, np.array(points))
+    return Path(name, optimizer_path(saddle, START, {**hyper, "name": name}, steps))
