@@ -27,8 +27,6 @@ from layerscope.plots import (comparison_figure, ravine_figure, saddle_figure, s
 from layerscope.ravine import A, B, START, best_trajectory, ravine
 from layerscope.registry import Registry
 from layerscope.saddle import ESCAPED, descend, growth, saddle
-from layerscope.step_sizes import COORDINATES, NOISE, effective_steps
-from layerscope.step_sizes import STATE as STATE_NAMES
 from layerscope.results import RunResult
 from layerscope.theory import init_variances, predict
 from layerscope.trainer import initialized_model
@@ -786,7 +784,7 @@ def momentum_escapes_saddle(results: dict[str, RunResult], out: Path) -> Verdict
         [saddle_figure(paths, saddle, ESCAPED, out / "saddle.png")], parts=parts)
 
 
-STEP_HORIZON = 20_000  # steps: 20 times RMSProp's memory 1/(1 − ρ) at the lecture's ρ = 0.999
+STEP_PROBES = 5  # probes averaged at each end of the second half: one batch's update scatters by ~20%
 
 
 def _nearest(value: float, candidates: dict[str, float]) -> str:
@@ -794,36 +792,66 @@ def _nearest(value: float, candidates: dict[str, float]) -> str:
     return min(candidates, key=lambda k: abs(math.log(value / candidates[k])))
 
 
+def per_weight_step(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, the update's RMS per weight in units of α) at each probe: |ΔW|/(α·width), the median over the
+    width × width layers (2 … depth)."""
+    alpha, width = result.config["optimizer"]["lr"], result.config["model"]["width"]
+    steps = np.array([record.step for record in result.probes], dtype=float)
+    size = [np.median((result.stat("update_ratio", i) * result.stat("weight_norm", i))[1:]) for i in range(len(steps))]
+    return steps, np.array(size) / (alpha * width)
+
+
+def _second_half(steps: np.ndarray, values: np.ndarray) -> tuple[float, float, float, float]:
+    """(t₁, t₂, v₁, v₂): the means of ``values`` (v) and of the steps (t) over STEP_PROBES probes around the run's
+    middle and over its last STEP_PROBES probes."""
+    middle = int(np.searchsorted(steps, steps[-1] / 2))
+    early, late = slice(middle - STEP_PROBES // 2, middle + STEP_PROBES // 2 + 1), slice(-STEP_PROBES, None)
+    return float(steps[early].mean()), float(steps[late].mean()), float(values[early].mean()), float(values[late].mean())
+
+
 @check
 def adagrad_step_shrinks(results: dict[str, RunResult], out: Path) -> Verdict:
-    """Over the second half of a long run AdaGrad's effective step falls by √½ (still shrinking like 1/√t)
-    while RMSProp's stays put (×1): for each, the nearer of the two in log scale."""
-    hyper = {name: {k: v for k, v in _lecture_optimizer(name).items() if k != "name"} for name in STATE_NAMES}
-    series = {name: effective_steps(name, hyper[name], STEP_HORIZON) for name in STATE_NAMES}
-    late = {name: float(v[-1] / v[len(v) // 2 - 1]) for name, v in series.items()}
-    candidates = {"×√½ (1/√t)": math.sqrt(0.5), "×1 (level)": 1.0}
-    nearest = {name: _nearest(late[name], candidates) for name in series}
-    parts = [part("AdaGrad's effective step keeps shrinking toward zero", nearest["adagrad"] == "×√½ (1/√t)",
-                  f"from step {STEP_HORIZON // 2} to {STEP_HORIZON}: ×{late['adagrad']:.3f} (1/√t: ×{math.sqrt(0.5):.3f})"),
-             part("RMSProp's does not", nearest["rmsprop"] == "×1 (level)",
-                  f"from step {STEP_HORIZON // 2} to {STEP_HORIZON}: ×{late['rmsprop']:.3f}")]
-    steps = np.arange(1, STEP_HORIZON + 1)
-    guides = {"adagrad": hyper["adagrad"]["lr"] / (NOISE * np.sqrt(steps)),
-              "rmsprop": np.full(STEP_HORIZON, hyper["rmsprop"]["lr"] / NOISE)}
-    rho = hyper["rmsprop"]["rho"]
+    """Over the second half of the run AdaGrad's step per weight falls like 1/√t while RMSProp's stays put: for
+    each, the nearer in log scale of √(t₁/t₂) and 1."""
+    curves = {name: per_weight_step(results[name]) for name in ("adagrad", "rmsprop")}
+    halves = {name: _second_half(*curve) for name, curve in curves.items()}
+    t1, t2, start, _ = halves["adagrad"]
+    candidates = {"1/√t": math.sqrt(t1 / t2), "level": 1.0}
+    ratio = {name: late / early for name, (_, _, early, late) in halves.items()}
+    nearest = {name: _nearest(value, candidates) for name, value in ratio.items()}
+    parts = [part("AdaGrad's effective step keeps shrinking toward zero", nearest["adagrad"] == "1/√t",
+                  f"step {t1:.0f} → {t2:.0f}: ×{ratio['adagrad']:.3f} (1/√t: ×{candidates['1/√t']:.3f})"),
+             part("RMSProp's does not", nearest["rmsprop"] == "level",
+                  f"step {t1:.0f} → {t2:.0f}: ×{ratio['rmsprop']:.3f}")]
+    adagrad, rmsprop = (results[name].config for name in ("adagrad", "rmsprop"))
+    rho = rmsprop["optimizer"]["rho"]
+    late = {name: half[3] for name, half in halves.items()}
+    grown = {}
+    for name, (steps, _) in curves.items():
+        norms = np.array([np.median(results[name].stat("weight_grad_norm", i)[1:]) for i in range(len(steps))])
+        _, _, early_norm, late_norm = _second_half(steps, norms)
+        grown[name] = late_norm / early_norm
+    steps = curves["adagrad"][0]
+    second = steps[steps >= t1]
+    guides = {"adagrad": (second, start * np.sqrt(t1 / second)), "rmsprop": (steps, np.ones_like(steps))}
     return Verdict(
-        holds(parts),
-        f"effective step, step {STEP_HORIZON // 2} → {STEP_HORIZON}: AdaGrad ×{late['adagrad']:.3f}, "
-        f"RMSProp ×{late['rmsprop']:.3f}",
-        f"{COORDINATES} coordinates get gradients of a steady scale σ = {NOISE:g} (a quadratic bowl seen through "
-        f"minibatch noise), and each optimizer's own r gives the effective step α/(√r + δ), the median over "
-        f"coordinates, with the lecture's hyper-parameters (configs/optimizer). AdaGrad's r = Σ g² ≈ t σ² grows "
-        f"without end, so the step α/(σ√t) halves every time t quadruples: after {STEP_HORIZON} steps it is "
-        f"{series['adagrad'][-1]:.3g}, against {series['adagrad'][0]:.3g} at the first. RMSProp's "
-        f"r = ρ r + (1 − ρ) g² (ρ = {rho:g}) forgets the past over 1/(1 − ρ) = {1 / (1 - rho):.0f} steps and "
-        f"settles at σ², so its step levels off at α/σ = {hyper['rmsprop']['lr'] / NOISE:.3g} (measured "
-        f"{series['rmsprop'][-1]:.3g}); without bias correction its first steps are larger, since r starts at 0.",
-        [step_size_figure(series, guides, out / "step_sizes.png")], parts=parts)
+        holds(parts, *results.values()),
+        f"step per weight, step {t1:.0f} → {t2:.0f}: AdaGrad ×{ratio['adagrad']:.3f}, RMSProp ×{ratio['rmsprop']:.3f}",
+        f"Both train the same {adagrad['model']['depth']}×{adagrad['model']['width']} "
+        f"{adagrad['activation']['name']} network on {adagrad['data']['n_train']} random-label Gaussian inputs, "
+        f"AdaGrad with α = {adagrad['optimizer']['lr']:g}, "
+        f"RMSProp with α = {rmsprop['optimizer']['lr']:g}, ρ = {rho:g}. Each weight moves by α·g/(√r + δ): the "
+        f"size of that step per weight, in units of α, is |ΔW|/(α·width), recorded at every probe. AdaGrad's "
+        f"r = Σ g² grows with every step, so its step falls like 1/√t for as long as training goes on: from step "
+        f"{t1:.0f} to {t2:.0f} 1/√t predicts ×{candidates['1/√t']:.3f}, measured ×{ratio['adagrad']:.3f}, and it "
+        f"ends at {late['adagrad']:.3f} α. RMSProp's r = ρ r + (1 − ρ) g² forgets the past over 1/(1 − ρ) = "
+        f"{1 / (1 - rho):.0f} steps, so the step per weight stays near α·g/√(g²) = α: {late['rmsprop']:.2f} α at the "
+        f"end (×{ratio['rmsprop']:.3f} over the second half). Its first step is the exception: r starts at 0 and, "
+        f"without bias correction, r₁ = (1 − ρ)g² makes it 1/√(1 − ρ) = {1 / math.sqrt(1 - rho):.0f} α. The "
+        f"gradients themselves did not keep one scale (|∇W| ×{grown['adagrad']:.2f} with AdaGrad and "
+        f"×{grown['rmsprop']:.2f} with RMSProp over the second half, median layer): the step per weight divides "
+        f"their scale out.",
+        [step_size_figure(curves, guides, out / "step_sizes.png")], parts=parts)
 
 
 @check
@@ -836,7 +864,7 @@ def adam_bias_correction(results: dict[str, RunResult], out: Path) -> Verdict:
     predicted = (1 - mu) / math.sqrt(1 - rho)
     ratio = float(np.nanmedian(uncorrected.stat("update_ratio", 0) / corrected.stat("update_ratio", 0)))
     candidates = {"(1−μ)/√(1−ρ)": predicted, "1 (no difference)": 1.0, "1−μ (the notes' 'ten times too small')": 1 - mu}
-    nearest = min(candidates, key=lambda k: abs(math.log(ratio / candidates[k])))
+    nearest = _nearest(ratio, candidates)
     parts = [part("without bias correction the first step is wrong in size", abs(math.log(ratio)) > math.log(2),
                   f"uncorrected / corrected first update: ×{ratio:.3f}"),
              part(f"it is (1−μ)/√(1−ρ) = {predicted:.3f} times the corrected one", nearest == "(1−μ)/√(1−ρ)",

@@ -214,20 +214,19 @@ def saddle_figure(paths: list, function, escaped: float, path: Path) -> Path:
     return path
 
 
-def step_size_figure(series: dict[str, np.ndarray], guides: dict[str, np.ndarray], path: Path) -> Path:
-    """Effective step per optimizer against the step, log-log, with the theory's guides dashed."""
+def step_size_figure(curves: dict[str, tuple], guides: dict[str, tuple], path: Path) -> Path:
+    """Each optimizer's (steps, step per weight in units of α), log-log, with the theory's guides dashed."""
     fig = Figure(figsize=(8, 4.2), layout="constrained")
     ax = fig.subplots()
-    for index, (label, values) in enumerate(series.items()):
-        steps = np.arange(1, len(values) + 1)
-        ax.loglog(steps, values, "-", color=f"C{index}", lw=1.5, label=label)
+    for index, (label, (steps, values)) in enumerate(curves.items()):
+        ax.loglog(steps + 1, values, "o-", color=f"C{index}", lw=1.5, ms=3, label=label)
         if label in guides:
-            ax.loglog(steps, guides[label], "--", color=f"C{index}", lw=1, label=f"{label}: theory")
-    ax.set_xlabel("step t", fontsize=10)
-    ax.set_ylabel("effective step α/(√r + δ), median", fontsize=10)
+            ax.loglog(guides[label][0] + 1, guides[label][1], "--", color=f"C{index}", lw=1, label=f"{label}: theory")
+    ax.set_xlabel("step t + 1", fontsize=10)
+    ax.set_ylabel("|ΔW| per weight / α (median layer)", fontsize=10)
     ax.tick_params(labelsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=9)
-    fig.suptitle("AdaGrad vs RMSProp: the step per unit of gradient, gradients of steady scale σ")
+    fig.suptitle("AdaGrad vs RMSProp: the step per weight (AdaGrad's guide 1/√t, RMSProp's α)")
     render(fig, path)
     return path
