@@ -26,6 +26,7 @@ from layerscope.interrupt import Stopped, stopping
 from layerscope.group import group_key, train_group
 from layerscope.paths import config_dir
 from layerscope.phase import phase_figure, phase_name
+from layerscope.progress import TIMINGS, Estimate
 from layerscope.results import RunResult
 from layerscope.theory import chi_1, fixed_point_c, fixed_point_q, init_variances, xi_c
 from layerscope.trainer import run
@@ -210,10 +211,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"layerscope-reproduce: error: {err}", file=sys.stderr)
         return 2
     rows: list[tuple[Experiment, Verdict, dict[str, RunResult]]] = []
+    clock = Estimate(args.out / TIMINGS, [e.name for e in experiments])
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"), stopping():
             for experiment in experiments:
+                print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
+                started = time.perf_counter()
                 rows.append(_reproduce(experiment, args.out))
+                print(f"{_verdict(rows[-1][1])} ({clock.done(experiment.name, time.perf_counter() - started)})",
+                      flush=True)
     except Stopped as stop:  # a run records the signal and returns; the rest must not start
         print(f"\nlayerscope-reproduce: {stop.name}: stopped during {experiment.name}; REPORT.md is not rewritten "
               f"(run make reproduce again)", file=sys.stderr)
@@ -225,9 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reproduce(experiment: Experiment, out: Path) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
-    """Run one experiment and check its claim, printing its line; ``Stopped`` if a run was interrupted."""
-    started = time.perf_counter()
-    print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
+    """Run one experiment and check its claim; ``Stopped`` if a run was interrupted."""
     results = run_experiment(experiment, out)
     stopped = next((r.summary.get("signal") for r in results.values() if r.status == "interrupted"), None)
     if stopped:
@@ -236,7 +240,6 @@ def _reproduce(experiment: Experiment, out: Path) -> tuple[Experiment, Verdict, 
     figures, picture = mean_field_picture(results, out / experiment.name)
     verdict.figures += figures
     verdict.explanation += f"\n\n{picture}" if picture else ""
-    print(f"{'PASS' if verdict.passed else 'FAIL'} ({time.perf_counter() - started:.0f} s)", flush=True)
     return experiment, verdict, results
 
 
