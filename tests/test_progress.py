@@ -32,3 +32,27 @@ def test_a_later_run_scales_the_last_timings_by_its_own_pace(tmp_path):
 def test_an_unreadable_timings_file_is_ignored(tmp_path, content):
     (tmp_path / "t.json").write_text(content)
     assert Estimate(tmp_path / "t.json", ["a", "b"]).done("a", 3.0) == "3 s; about 3 s left"
+
+
+def test_sweep_size_counts_the_discrete_sweeps_and_gives_up_on_intervals():
+    from layerscope.progress import sweep_size
+
+    assert sweep_size(["activation=tanh,relu", "trainer.seed=range(0,3)", "model.width=8"]) == 6
+    assert sweep_size(["model.width=8"]) == 1
+    assert sweep_size(["optimizer.lr=interval(0.001,0.1)"]) is None
+
+
+def test_sweep_line_reads_how_far_the_sweep_is_from_its_folder(tmp_path):
+    from omegaconf import OmegaConf
+
+    from layerscope.progress import sweep_line
+    from layerscope.writer import write_json_atomic
+
+    OmegaConf.save(OmegaConf.create({"hydra": {"overrides": {"task": ["activation=tanh,relu", "trainer.seed=0,1"]}}}),
+                   tmp_path / "multirun.yaml")
+    for job, status in (("0", "completed"), ("1", "diverged")):
+        (tmp_path / job).mkdir()
+        write_json_atomic(tmp_path / job / "summary.json", {"status": status})
+    (tmp_path / "2").mkdir()  # made, not begun: not done
+    line = sweep_line(tmp_path, "1", 3.0)
+    assert line.startswith("sweep: job 1 diverged in 3 s; 2 of 4 jobs done, about ") and line.endswith(" s left")

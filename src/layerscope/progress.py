@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
+import time
 from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 TIMINGS = ".timings.json"  # beside the work's outputs: the seconds each piece took last time
 
@@ -45,3 +51,52 @@ class Estimate:
         pace = sum(self.taken.values()) / before if before > 0 else 1.0
         mean = sum(self.taken.values()) / len(self.taken)
         return sum(pace * self.last[n] if n in self.last else mean for n in self.left)
+
+
+def sweep_size(overrides: list[str]) -> int | None:
+    """How many jobs a sweep's overrides make (None where that is not known in advance: intervals, globs)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    size = 1
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override():
+            try:
+                size *= len(list(override.sweep_string_iterator()))
+            except Exception:  # noqa: BLE001 - an interval or a glob: its length is the sweeper's to decide
+                return None
+    return size
+
+
+def sweep_line(sweep_dir: Path, job: str, seconds: float) -> str:
+    """'job <name> <status> in <time>; <done> of <total> jobs done, about <rest> left', read from the sweep folder.
+
+    The folder, not this process, knows how far the sweep is: joblib's workers each see only their own jobs.
+    """
+    from omegaconf import OmegaConf
+
+    from layerscope.results import run_status
+
+    folders = [p for p in sweep_dir.iterdir() if (p / "summary.json").exists()]
+    status = run_status(sweep_dir / job)
+    done = sum(run_status(p) not in ("running", "incomplete") for p in folders)
+    line = f"sweep: job {job} {status} in {duration(seconds)}"
+    multirun = sweep_dir / "multirun.yaml"
+    total = sweep_size(list(OmegaConf.load(multirun).hydra.overrides.task)) if multirun.exists() else None
+    if total is None:
+        return f"{line}; {done} jobs done"
+    elapsed = max(seconds, time.time() - multirun.stat().st_mtime)
+    rest = f", about {duration(elapsed / done * (total - done))} left" if 0 < done < total else ""
+    return f"{line}; {done} of {total} jobs done{rest}"
+
+
+class SweepProgress(Callback):
+    """Hydra callback: one line per finished sweep job, with how far the sweep is and about how long is left."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if "stacked" in str(config.hydra.launcher.get("_target_", "")).lower():
+            return  # its jobs' folders are made before training; each stacked model shows its own bar
+        output = Path(config.hydra.runtime.output_dir)
+        print(sweep_line(output.parent, output.name, time.perf_counter() - self.started), file=sys.stderr, flush=True)
