@@ -66,3 +66,16 @@ def test_an_interrupted_run_stops_reproduce_before_the_next_experiment(tmp_path,
     assert code == 143 and started == ["small_gaussian_init"]
     assert "SIGTERM: stopped during small_gaussian_init" in capsys.readouterr().err
     assert not (tmp_path / "REPORT.md").exists()
+
+
+def test_a_variant_label_the_check_reads_but_the_experiment_lacks_is_refused_before_training(tmp_path, monkeypatch,
+                                                                                              capsys):
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    text = (ROOT / "experiments" / "exploding_gradient.yaml").read_text()
+    (folder / "renamed.yaml").write_text(text.replace("clip_norm:", "clipped:"))
+    monkeypatch.setattr(reproduce, "experiments_dir", lambda: folder)
+    assert reproduce.main(["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clip_norm" in err[0] and "renamed.yaml" in err[0]
+    assert not (tmp_path / "out").exists()

@@ -99,10 +99,13 @@ Check = Callable[[dict[str, RunResult], Path], Verdict]
 CHECKS: Registry[Check] = Registry("check")
 
 
-def check(fn: Check) -> Check:
-    """Register ``fn`` under its name."""
-    CHECKS.register(fn.__name__, fn)
-    return fn
+def check(*labels: str) -> Callable[[Check], Check]:
+    """Register a check under its name, with the variant ``labels`` it reads by name (``reads``), so that an
+    experiment whose variants lack one is refused when the experiments load, before anything trains."""
+    def register(fn: Check) -> Check:
+        fn.reads = labels
+        return CHECKS.register(fn.__name__, fn)
+    return register
 
 
 def _theory_error(result: RunResult) -> float | None:
@@ -149,7 +152,7 @@ _RELU_WIDTH_NOTE = (
     "to layer (log-variance spread ≈ √(5·l/width)) instead of being damped as with tanh.")
 
 
-@check
+@check("run")
 def std_collapses(results: dict[str, RunResult], out: Path) -> Verdict:
     """Std falls at every layer, to below ``COLLAPSED`` of layer 1's, as the theory predicts: ln(std₁₀/std₁)
     within the theory's finite-width bias + ``CONFIDENCE_Z`` deviations of fresh draws of the run's network."""
@@ -181,7 +184,7 @@ def std_collapses(results: dict[str, RunResult], out: Path) -> Verdict:
         f"deviations of ln(ratio).", _lecture_figure(r), theory_error=_theory_error(r), parts=parts)
 
 
-@check
+@check("run")
 def saturation_and_backward(results: dict[str, RunResult], out: Path) -> Verdict:
     """Most units saturated in every layer; the backward signal follows the theory's χ, whatever the lecture says."""
     r = results["run"]
@@ -212,7 +215,7 @@ def saturation_and_backward(results: dict[str, RunResult], out: Path) -> Verdict
         f"std per layer: {_fmt(backward)}.", _lecture_figure(r), differs, _theory_error(r), parts)
 
 
-@check
+@check("run")
 def std_healthy(results: dict[str, RunResult], out: Path) -> Verdict:
     """Std matches theory per layer, layer 10 keeps over ``KEPT`` of layer 1's, under ``UNSATURATED`` saturated."""
     r = results["run"]
@@ -318,7 +321,7 @@ def _relu_ratio_verdict(results: dict[str, RunResult], sigma_w2: float, setting:
         f"{_RELU_WIDTH_NOTE}", _lecture_figure(r), theory_error=_theory_error(r), parts=parts)
 
 
-@check
+@check()
 def std_ratio_matches_theory(results: dict[str, RunResult], out: Path) -> Verdict:
     """The per-layer std ratio is the theory's for ReLU with σ_w² = 1 (1/√2), within its finite-width spread."""
     return _relu_ratio_verdict(results, 1.0, "Xavier + ReLU", "ReLU zeroes half of a symmetric input, so "
@@ -326,14 +329,14 @@ def std_ratio_matches_theory(results: dict[str, RunResult], out: Path) -> Verdic
                                "by 1/√2 ≈ 0.707.", (0.75, 1.3))
 
 
-@check
+@check()
 def std_constant(results: dict[str, RunResult], out: Path) -> Verdict:
     """The per-layer std ratio is the theory's for ReLU with σ_w² = 2 (1), within its finite-width spread."""
     return _relu_ratio_verdict(results, 2.0, "He + ReLU", "He's σ_w² = 2 exactly undoes ReLU's halving of the "
                                "second moment.", (1.5, 2.6))
 
 
-@check
+@check("sigmoid", "tanh")
 def symmetry_never_breaks(results: dict[str, RunResult], out: Path) -> Verdict:
     """tanh: every activation and hidden gradient exactly 0, loss ln(classes) within 1%; sigmoid: some hidden
     layers get non-zero updates, and the units of every layer stay identical at every probe."""
@@ -366,7 +369,7 @@ def symmetry_never_breaks(results: dict[str, RunResult], out: Path) -> Verdict:
         [comparison_figure(results, "Zero init", out / "comparison.png")], parts=parts)
 
 
-@check
+@check("relu_he", "sigmoid")
 def vanishing_gradient(results: dict[str, RunResult], out: Path) -> Verdict:
     """Sigmoid: weight-gradient norm layer 1/layer 10 < ``VANISHED`` and the loss stalls; ReLU+He: > ``KEPT``, it learns."""
     sig, relu = results["sigmoid"], results["relu_he"]
@@ -396,7 +399,7 @@ def vanishing_gradient(results: dict[str, RunResult], out: Path) -> Verdict:
         parts=parts)
 
 
-@check
+@check("clip_norm", "no_clip")
 def clipping_rescues(results: dict[str, RunResult], out: Path) -> Verdict:
     """Without clipping the run is recorded as diverged at a step; with clip_grad_norm it completes and learns."""
     plain, clipped = results["no_clip"], results["clip_norm"]
@@ -417,7 +420,7 @@ def clipping_rescues(results: dict[str, RunResult], out: Path) -> Verdict:
         [comparison_figure(results, "Exploding gradient and clipping", out / "comparison.png")], parts=parts)
 
 
-@check
+@check("after", "before", "none")
 def bn_before_restores(results: dict[str, RunResult], out: Path) -> Verdict:
     """bn=before: every layer's std is tanh(N(0,1))'s within the finite-width spread of fresh draws
     (bias + ``CONFIDENCE_Z`` deviations) and it learns; bn=none collapses and stalls; before trains better than after."""
@@ -461,7 +464,7 @@ _LECTURE_HYPER = {"sgd": {}, "momentum": {"mu": 0.9}, "adagrad": {"delta": 1e-5}
                   "rmsprop": {"rho": 0.999, "delta": 1e-5}, "adam": {"mu": 0.9, "rho": 0.999, "delta": 1e-5}}
 
 
-@check
+@check("sgd", "momentum", "adam")
 def optimizers(results: dict[str, RunResult], out: Path) -> Verdict:
     """Ravine: momentum, RMSProp and Adam settle in fewer steps than SGD; MLP: momentum and Adam reach the loss level first."""
     paths = [best_trajectory(name, hyper) for name, hyper in _LECTURE_HYPER.items() if name in OPTIMIZERS]
@@ -514,7 +517,7 @@ def optimizers(results: dict[str, RunResult], out: Path) -> Verdict:
          comparison_figure(results, "Optimizers training the MLP", out / "comparison.png")], differs, parts=parts)
 
 
-@check
+@check("sigmoid")
 def activations(results: dict[str, RunResult], out: Path) -> Verdict:
     """Sigmoid ends with the highest loss of all activations; every rectifier and GELU/SiLU below it."""
     final = {label: r.final("train_loss") for label, r in results.items()}
@@ -550,7 +553,7 @@ def activations(results: dict[str, RunResult], out: Path) -> Verdict:
         [comparison_figure(results, "Activations", out / "comparison.png")], parts=parts)
 
 
-@check
+@check("constant")
 def decay_settles_lower(results: dict[str, RunResult], out: Path) -> Verdict:
     """Both decayed runs end lower than the constant-lr run (mean train loss of the last ``SETTLED_EPOCHS`` epochs)."""
     settled = {label: float(np.mean(r.curve()[1][-SETTLED_EPOCHS:])) for label, r in results.items()}
@@ -571,7 +574,7 @@ def decay_settles_lower(results: dict[str, RunResult], out: Path) -> Verdict:
         [comparison_figure(results, "Learning-rate decay", out / "comparison.png")], parts=parts)
 
 
-@check
+@check("bn_2", "ln_2", "bn_128", "ln_128")
 def layer_norm_small_batches(results: dict[str, RunResult], out: Path) -> Verdict:
     """BN stalls at batch 2 and trains at 128; LN trains at both (train loss against ``STALLED``/``LEARNED`` · ln C)."""
     chance = _ln_classes(results["bn_2"])
@@ -615,7 +618,7 @@ def _near_zero(result: RunResult) -> tuple[float, float, float]:
     return near / total, gaussian / total, thresholds[-1]
 
 
-@check
+@check("plain", "l1", "l2")
 def l1_sparsifies(results: dict[str, RunResult], out: Path) -> Verdict:
     """L1: over ``SPARSE`` times the near-zero weights of a Gaussian of the same spread; L2: smaller weights, not sparse."""
     shares = {label: _near_zero(r) for label, r in results.items()}
@@ -647,7 +650,7 @@ def l1_sparsifies(results: dict[str, RunResult], out: Path) -> Verdict:
         [figure, comparison_figure(results, "L1 vs L2 regularization", out / "comparison.png")], parts=parts)
 
 
-@check
+@check("selu")
 def selu_self_normalizes(results: dict[str, RunResult], out: Path) -> Verdict:
     """SELU's std is 1 (its fixed point) at every layer within the finite-width spread of fresh draws
     (bias + ``CONFIDENCE_Z`` deviations); tanh's and ReLU's layer-10 std lie outside that band."""
@@ -679,7 +682,7 @@ def selu_self_normalizes(results: dict[str, RunResult], out: Path) -> Verdict:
         theory_error=_theory_error(selu), parts=parts)
 
 
-@check
+@check("cross_entropy", "mse")
 def cross_entropy_beats_mse(results: dict[str, RunResult], out: Path) -> Verdict:
     """From saturated sigmoid outputs: MSE's weight gradients are smaller than cross-entropy's at every layer at
     step 0, and after the same steps its test accuracy is lower."""
@@ -706,7 +709,7 @@ def cross_entropy_beats_mse(results: dict[str, RunResult], out: Path) -> Verdict
         parts=parts)
 
 
-@check
+@check("dropout", "plain")
 def dropout_regularizes(results: dict[str, RunResult], out: Path) -> Verdict:
     """Without dropout the test loss ends over ``OVERFIT`` times the train loss; the lecture's "dropout narrows the
     train/test gap and raises test accuracy" is measured as it stands."""
@@ -755,7 +758,7 @@ def _lecture_optimizer(name: str) -> dict:
     return OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "optimizer" / f"{name}.yaml"))
 
 
-@check
+@check()
 def momentum_escapes_saddle(results: dict[str, RunResult], out: Path) -> Verdict:
     """At the same α, momentum's escape from the saddle takes fewer steps than SGD's; the escape rates are the
     linearized dynamics' (growth λ per step, ``saddle.growth``)."""
@@ -809,7 +812,7 @@ def _second_half(steps: np.ndarray, values: np.ndarray) -> tuple[float, float, f
     return float(steps[early].mean()), float(steps[late].mean()), float(values[early].mean()), float(values[late].mean())
 
 
-@check
+@check("adagrad", "rmsprop")
 def adagrad_step_shrinks(results: dict[str, RunResult], out: Path) -> Verdict:
     """Over the second half of the run AdaGrad's step per weight falls like 1/√t while RMSProp's stays put: for
     each, the nearer in log scale of √(t₁/t₂) and 1."""
@@ -854,7 +857,7 @@ def adagrad_step_shrinks(results: dict[str, RunResult], out: Path) -> Verdict:
         [step_size_figure(curves, guides, out / "step_sizes.png")], parts=parts)
 
 
-@check
+@check("corrected", "uncorrected")
 def adam_bias_correction(results: dict[str, RunResult], out: Path) -> Verdict:
     """The first update without bias correction is (1−μ)/√(1−ρ) times the corrected one (the candidate nearest the
     measured ratio, in log scale, among that, 1 and the notes' 0.1)."""

@@ -57,6 +57,10 @@ def load_experiments(only: list[str] | None = None) -> list[Experiment]:
         spec = OmegaConf.to_container(OmegaConf.load(path)).get("reproduce")
         if spec:
             variants = spec.get("variants", {"run": []})  # {}: nothing to train (a 2-D simulation)
+            missing = [label for label in CHECKS.get(spec["check"]).reads if label not in variants]
+            if missing:
+                raise ConfigError(f"{path}: check {spec['check']} reads the variant(s) {', '.join(missing)}, which "
+                                  f"reproduce.variants does not define; add them or fix the labels")
             found.append(Experiment(path.stem, spec["number"], spec["title"], spec["claim"], spec["check"],
                                     {str(k): list(v) for k, v in variants.items()}))
     names = [e.name for e in found]
