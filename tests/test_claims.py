@@ -358,7 +358,7 @@ def test_every_experiment_names_a_known_check_and_all_twenty_exist():
 @pytest.mark.parametrize("experiment, wrong", [
     ("small_gaussian_init", "init=xavier_normal"),
     ("large_gaussian_init", "init=xavier_normal"),
-    ("xavier_tanh", "init=normal_0.01"),
+    ("xavier_tanh", "init=normal"),
     pytest.param("xavier_relu", "init=he_normal", marks=pytest.mark.slow),  # and in the widths test below
     ("he_relu", "init=xavier_normal"),
     # σ_w² = 1.5 (the std falls 0.72 -> 0.20) and 2.6 (it grows x3.3); also at three widths in the slow test below

@@ -57,7 +57,7 @@ def _yaml(name: str) -> dict:
 
 # (id, init cfg, activation, activation params, (family, expected std, uniform bound or None))
 CASES = [
-    ("normal_0.01", _yaml("normal_0.01"), "tanh", None, _normal(0.01)),
+    ("normal", _yaml("normal"), "tanh", None, _normal(0.01)),
     ("normal_1", _yaml("normal_1"), "tanh", None, _normal(1.0)),
     ("normal_std_0.2", {"name": "normal", "std": 0.2}, "relu", None, _normal(0.2)),
     ("xavier_normal_yaml", _yaml("xavier_normal"), "tanh", None, _normal(1.0 / math.sqrt(FAN_IN))),

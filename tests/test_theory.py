@@ -368,7 +368,7 @@ def test_a_normalized_net_matches_its_prediction(placement):
     from layerscope.trainer import initialized_model
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=[f"bn={placement}", "data=gaussian", "init=normal_0.01",
+        cfg = compose("train", overrides=[f"bn={placement}", "data=gaussian", "init=normal",
                                           "trainer.batch_size=500"])
     data = load_data(cfg.data, 0)
     prediction = predict_run(cfg, data.input_dim, float(data.x_train.square().mean()))
