@@ -71,6 +71,7 @@ def test_std_collapses(tmp_path):
 
 
 def test_saturation_and_backward(tmp_path):
+    write_config(tmp_path, "large_gaussian_init")
     growth = 1e-3 * 3.5 ** (9 - LAYERS)
     theory = with_theory(np.full(10, 0.98), backward_std=growth, chi=np.full(10, 12.0))
     saturated = fake(tmp_path, saturated_fraction=np.full(10, 0.92), backward_std=growth, theory=theory)

@@ -200,11 +200,14 @@ def saturation_and_backward(results: dict[str, RunResult], out: Path) -> Verdict
              part("the gradients vanish", growth < 1, f"backward signal ×{growth:.3g} from layer 10 to 1", lecture=True)]
     passed = holds(parts)
     differs = None
+    std = r.config["init"]["std"]
+    sigma_w2 = r.config["model"]["width"] * std ** 2
     if growth > 1:
         differs = (f"The lecture says the gradients vanish. Measured, the backward signal dL/da grows "
                    f"×{growth:.3g} from layer 10 back to layer 1, as the mean-field gain χ = σ_w² E[tanh'(h)²] "
                    f"≈ {chi:.1f} > 1 per layer predicts (×{predicted:.3g}): saturation makes tanh' tiny for most "
-                   f"units, but the N(0, 1) weights multiply the signal by √500 per layer, which wins. The weight "
+                   f"units, but the N(0, {std:g}²) weights multiply the signal by √(width · {std:g}²) = √{sigma_w2:g} per "
+                   f"layer, which wins. The weight "
                    f"gradients do not vanish either (norm {weight_grad[0]:.3g} at layer 1, {weight_grad[-1]:.3g} at "
                    f"layer 10). Saturation puts the net in the chaotic regime, where the gradient is large but "
                    f"carries little information about the input; it does not make it vanish.")
@@ -425,6 +428,7 @@ def bn_before_restores(results: dict[str, RunResult], out: Path) -> Verdict:
     """bn=before: every layer's std is tanh(N(0,1))'s within the finite-width spread of fresh draws
     (bias + ``CONFIDENCE_Z`` deviations) and it learns; bn=none collapses and stalls; before trains better than after."""
     none, before, after = results["none"], results["before"], results["after"]
+    std = before.config["init"]["std"]
     healthy = float(predict("tanh", None, [1.0], [0.0], 1.0).activation_std[0])
     std_before = before.stat("activation_std")
     draws = finite_width_stds(before.config)
@@ -448,7 +452,7 @@ def bn_before_restores(results: dict[str, RunResult], out: Path) -> Verdict:
         passed, f"std with BN before {std_before.min():.2f}–{std_before.max():.2f} (tanh of N(0,1): {healthy:.2f}); "
                 f"loss none {none.final('train_loss'):.3f}, before {before.final('train_loss'):.3f}, after "
                 f"{after.final('train_loss'):.3f}",
-        f"Under W ~ N(0, 0.01²) without BN the activation std falls to {none.stat('activation_std')[-1]:.2g} by "
+        f"Under W ~ N(0, {std:g}²) without BN the activation std falls to {none.stat('activation_std')[-1]:.2g} by "
         f"layer 10 and the loss stays at {none.final('train_loss'):.3f}. BN before tanh rescales each unit's input "
         f"to unit variance, so every layer sees tanh of N(0, 1): std {_fmt(std_before)}, and the net trains to "
         f"{before.final('train_loss'):.3f}. The allowed distance from tanh(N(0, 1))'s std ({healthy:.3f}) is derived "
@@ -456,7 +460,7 @@ def bn_before_restores(results: dict[str, RunResult], out: Path) -> Verdict:
         f"standard deviations. BN after tanh leaves the first tanh in its tiny linear range "
         f"(activation std {after.stat('activation_std')[0]:.2g} at layer 1) but renormalizes what reaches the next "
         f"layer (std {_fmt(after.stat('activation_std')[1:3])}...); it trains too, to {after.final('train_loss'):.3f}.",
-        [comparison_figure(results, "Batch-norm placement (tanh, W ~ N(0, 0.01²))", out / "comparison.png")],
+        [comparison_figure(results, f"Batch-norm placement (tanh, W ~ N(0, {std:g}²))", out / "comparison.png")],
         parts=parts)
 
 
