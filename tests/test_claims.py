@@ -252,8 +252,9 @@ def test_dropout_regularizes(tmp_path):
 
 
 def test_momentum_escapes_the_saddle_at_the_linearized_rate(tmp_path):
-    from layerscope.saddle import ESCAPED, START, descend, growth
+    from layerscope.saddle import ESCAPED, START, descend, growth, simulate
 
+    simulate(tmp_path)
     result = CHECKS.get("momentum_escapes_saddle")({}, tmp_path)
     assert result.passed and (tmp_path / "saddle.png").exists()
     for hyper in ({"lr": 0.05}, {"lr": 0.05, "mu": 0.9}):
@@ -311,6 +312,10 @@ def test_adam_bias_correction(tmp_path):
 def test_optimizers(tmp_path):
     curves = {"sgd": [2.0, 1.5, 1.0], "momentum": [1.0, 0.5, 0.2], "adagrad": [1.5, 1.2, 1.0],
               "rmsprop": [2.0, 2.0, 2.0], "adam": [0.9, 0.3, 0.1]}
+    from layerscope.ravine import simulate
+
+    simulate(tmp_path)  # the 2-D ravine's recorded paths, as make reproduce records them before the check
+    write_config(tmp_path, "optimizers", "rmsprop", "optimizer=rmsprop")
     runs = {k: fake(tmp_path, k, losses=v) for k, v in curves.items()}
     verdict_ = CHECKS.get("optimizers")(runs, tmp_path)
     assert verdict_.passed and (tmp_path / "ravine.png").exists()

@@ -20,13 +20,13 @@ from omegaconf import OmegaConf
 
 from layerscope.activations import ACTIVATIONS
 from layerscope.data import load_data
-from layerscope.optim import OPTIMIZERS
-from layerscope.paths import config_dir
 from layerscope.plots import (comparison_figure, ravine_figure, saddle_figure, step_size_figure,
                               weight_magnitude_figure)
-from layerscope.ravine import A, B, START, best_trajectory, ravine
+from layerscope.ravine import A, B, START, ravine
+from layerscope.ravine import recorded as ravine_paths
 from layerscope.registry import Registry
-from layerscope.saddle import ESCAPED, descend, growth, saddle
+from layerscope.saddle import ESCAPED, growth, saddle
+from layerscope.saddle import recorded as saddle_paths
 from layerscope.results import RunResult
 from layerscope.theory import init_variances, predict
 from layerscope.trainer import initialized_model
@@ -152,6 +152,12 @@ _RELU_WIDTH_NOTE = (
     "to layer (log-variance spread ≈ √(5·l/width)) instead of being damped as with tanh.")
 
 
+def hidden_sigma_w2(cfg: dict) -> float:
+    """σ_w² = fan_in · Var W of a hidden layer under the run's init (the theory's formula, ``init_variances``)."""
+    width = cfg["model"]["width"]
+    return init_variances(cfg["init"], cfg["activation"]["name"], cfg["activation"], [width], [width])[0][0]
+
+
 @check("run")
 def std_collapses(results: dict[str, RunResult], out: Path) -> Verdict:
     """Std falls at every layer, to below ``COLLAPSED`` of layer 1's, as the theory predicts: ln(std₁₀/std₁)
@@ -170,9 +176,7 @@ def std_collapses(results: dict[str, RunResult], out: Path) -> Verdict:
              part("as the mean-field theory predicts", off <= allowed,
                   f"theory ×{predicted:.2g}; off by {math.exp(off) - 1:.1%}, allowed {math.exp(allowed) - 1:.1%}")]
     passed = holds(parts, r)
-    cfg = r.config
-    width = cfg["model"]["width"]
-    sigma_w2 = init_variances(cfg["init"], cfg["activation"]["name"], cfg["activation"], [width], [width])[0][0]
+    sigma_w2 = hidden_sigma_w2(r.config)
     return Verdict(
         passed, f"std layer 1→10: {std[0]:.3g} → {std[-1]:.3g} (×{ratio:.2g}; theory ×{predicted:.2g}, off by "
                 f"{math.exp(off) - 1:.1%}, allowed {math.exp(allowed) - 1:.1%})",
@@ -200,14 +204,12 @@ def saturation_and_backward(results: dict[str, RunResult], out: Path) -> Verdict
              part("the gradients vanish", growth < 1, f"backward signal ×{growth:.3g} from layer 10 to 1", lecture=True)]
     passed = holds(parts)
     differs = None
-    std = r.config["init"]["std"]
-    sigma_w2 = r.config["model"]["width"] * std ** 2
     if growth > 1:
         differs = (f"The lecture says the gradients vanish. Measured, the backward signal dL/da grows "
                    f"×{growth:.3g} from layer 10 back to layer 1, as the mean-field gain χ = σ_w² E[tanh'(h)²] "
                    f"≈ {chi:.1f} > 1 per layer predicts (×{predicted:.3g}): saturation makes tanh' tiny for most "
-                   f"units, but the N(0, {std:g}²) weights multiply the signal by √(width · {std:g}²) = √{sigma_w2:g} per "
-                   f"layer, which wins. The weight "
+                   f"units, but the weights (σ_w² = width · Var W = {hidden_sigma_w2(r.config):.3g}) multiply the signal by "
+                   f"√σ_w² ≈ {math.sqrt(hidden_sigma_w2(r.config)):.1f} per layer, which wins. The weight "
                    f"gradients do not vanish either (norm {weight_grad[0]:.3g} at layer 1, {weight_grad[-1]:.3g} at "
                    f"layer 10). Saturation puts the net in the chaotic regime, where the gradient is large but "
                    f"carries little information about the input; it does not make it vanish.")
@@ -464,14 +466,10 @@ def bn_before_restores(results: dict[str, RunResult], out: Path) -> Verdict:
         parts=parts)
 
 
-_LECTURE_HYPER = {"sgd": {}, "momentum": {"mu": 0.9}, "adagrad": {"delta": 1e-5},
-                  "rmsprop": {"rho": 0.999, "delta": 1e-5}, "adam": {"mu": 0.9, "rho": 0.999, "delta": 1e-5}}
-
-
 @check("sgd", "momentum", "adam")
 def optimizers(results: dict[str, RunResult], out: Path) -> Verdict:
     """Ravine: momentum, RMSProp and Adam settle in fewer steps than SGD; MLP: momentum and Adam reach the loss level first."""
-    paths = [best_trajectory(name, hyper) for name, hyper in _LECTURE_HYPER.items() if name in OPTIMIZERS]
+    paths = ravine_paths(out)
     steps = {t.name: t.steps_to_min for t in paths}
     target = LEARNED * _ln_classes(results["sgd"])
     reach = {label: r.steps_to(target) for label, r in results.items()}
@@ -504,9 +502,12 @@ def optimizers(results: dict[str, RunResult], out: Path) -> Verdict:
     if behind:
         differs = (differs or "") + (f"Not every adaptive method beats SGD on the MLP: {', '.join(behind)} took "
                    f"{', '.join(f'{reach[n]:g}' for n in behind)} steps against SGD's {reach['sgd']:g} to reach "
-                   f"loss {target:.2f} with the lecture's hyper-parameters. RMSProp with ρ = 0.999 and no bias "
-                   f"correction starts with r ≈ 0.001 g², so its first steps are about 30 times α in every "
-                   f"coordinate; AdaGrad's accumulated r only grows, so its steps only shrink.")
+                   f"loss {target:.2f} with the lecture's hyper-parameters. AdaGrad's accumulated r only grows, so "
+                   f"its steps only shrink.")
+    if "rmsprop" in behind:
+        rho = results["rmsprop"].config["optimizer"]["rho"]
+        differs += (f" RMSProp with ρ = {rho:g} and no bias correction starts with r ≈ {1 - rho:.2g} g², so its "
+                    f"first steps are about 1/√(1 − ρ) = {1 / math.sqrt(1 - rho):.0f} times α in every coordinate.")
     return Verdict(
         holds(parts),
         f"SGD zig-zags on {rates['sgd']:.0%} of its steps; ravine steps: {table}; MLP steps to loss {target:.2f}: {mlp}",
@@ -753,24 +754,14 @@ def dropout_regularizes(results: dict[str, RunResult], out: Path) -> Verdict:
         parts=parts)
 
 
-SADDLE_LR = 0.05  # the same α for SGD and momentum: small enough that SGD is stable at the minima (α < 1)
-SADDLE_STEPS = 600
-
-
-def _lecture_optimizer(name: str) -> dict:
-    """The optimizer's hyper-parameters as configs/optimizer/<name>.yaml gives them."""
-    return OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "optimizer" / f"{name}.yaml"))
-
-
 @check()
 def momentum_escapes_saddle(results: dict[str, RunResult], out: Path) -> Verdict:
     """At the same α, momentum's escape from the saddle takes fewer steps than SGD's; the escape rates are the
     linearized dynamics' (growth λ per step, ``saddle.growth``)."""
-    mu = float(_lecture_optimizer("momentum")["mu"])
-    paths = [descend("sgd", {"lr": SADDLE_LR}, SADDLE_STEPS), descend("momentum", {"lr": SADDLE_LR, "mu": mu},
-                                                                      SADDLE_STEPS)]
+    paths = saddle_paths(out)
     sgd, momentum = paths
-    rate = {p.name: growth(SADDLE_LR, mu if p.name == "momentum" else 0.0) for p in paths}
+    mu = momentum.hyper["mu"]
+    rate = {p.name: growth(p.hyper["lr"], p.hyper.get("mu", 0.0)) for p in paths}
     predicted = {p.name: math.log(ESCAPED / abs(p.points[0, 1])) / math.log(rate[p.name]) for p in paths}
     parts = [part("plain SGD stalls on the plateau around the saddle", sgd.escape_step > 2 * momentum.escape_step,
                   f"SGD leaves it (|y| > {ESCAPED:g}) at step {sgd.escape_step:g}, momentum at "

@@ -14,3 +14,10 @@ def config_dir() -> str:
             return str(candidate)
     raise FileNotFoundError(f"layerscope cannot find its configs/ (looked in {PACKAGE / 'configs'} and "
                             f"{PACKAGE.parents[1] / 'configs'}); reinstall the package")
+
+
+def preset(group: str, name: str) -> dict:
+    """The config group file ``configs/<group>/<name>.yaml`` as a dict, e.g. the lecture's optimizer hyper-parameters."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / group / f"{name}.yaml"))

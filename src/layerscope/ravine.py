@@ -6,16 +6,24 @@ the best learning rate of a small grid, so the comparison is of methods, not of 
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from layerscope.optim import build_optimizer
+from layerscope.paths import preset
+from layerscope.writer import write_json_atomic
 
 A, B = 1.0, 40.0  # curvature along x (flat) and y (steep): condition number 40
 START = (-8.0, 1.0)
 LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
+RECORD = "ravine.json"
 
 
 def ravine(p: torch.Tensor) -> torch.Tensor:
@@ -73,3 +81,28 @@ def best_trajectory(name: str, hyper: dict, steps: int = 500, tol: float = 1e-4)
     """The fastest of ``LR_GRID`` for this optimizer (ties: the smaller lr)."""
     runs = [descend(name, hyper, lr, steps, tol) for lr in LR_GRID]
     return min(runs, key=lambda t: (t.steps_to_min, t.lr))
+
+
+def record(file: Path, paths: list) -> Path:
+    """Write 2-D optimizer paths (dataclasses with ``points``) to ``file`` as JSON; the checks read them back."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(file, [{**dataclasses.asdict(p), "points": p.points.tolist()} for p in paths])
+    return file
+
+
+def read_record(file: Path, kind: type) -> list:
+    """The paths ``record`` wrote, as ``kind`` (null, a non-finite number in strict JSON, reads back as inf)."""
+    return [kind(**{k: np.array(v, dtype=float) if k == "points" else (math.inf if v is None else v)
+                    for k, v in row.items()}) for row in json.loads(file.read_text())]
+
+
+def simulate(folder: Path) -> Path:
+    """Each of ``OPTIMIZERS`` with its configs/optimizer hyper-parameters at its best lr, recorded in ``folder``."""
+    hyper = {name: {k: v for k, v in preset("optimizer", name).items() if k not in ("name", "lr")}
+             for name in OPTIMIZERS}
+    return record(folder / RECORD, [best_trajectory(name, hyper[name]) for name in OPTIMIZERS])
+
+
+def recorded(folder: Path) -> list[Trajectory]:
+    """The paths ``simulate`` recorded in ``folder``."""
+    return read_record(folder / RECORD, Trajectory)

@@ -20,6 +20,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from layerscope import ravine, saddle
 from layerscope.claims import CHECKS, CONTRADICTS, FAIL, PASS, Part, Verdict
 from layerscope.errors import ConfigError
 from layerscope.interrupt import Stopped, stopping
@@ -43,6 +44,11 @@ class Experiment:
     claim: str
     check: str
     variants: dict[str, list[str]]
+    simulate: str | None = None  # a 2-D simulation recorded before the check (``SIMULATIONS``)
+
+
+SIMULATIONS = {"ravine": ravine.simulate, "saddle": saddle.simulate}
+"""The 2-D problems an experiment can record beside (or instead of) its MLP runs."""
 
 
 def experiments_dir() -> Path:
@@ -61,8 +67,11 @@ def load_experiments(only: list[str] | None = None) -> list[Experiment]:
             if missing:
                 raise ConfigError(f"{path}: check {spec['check']} reads the variant(s) {', '.join(missing)}, which "
                                   f"reproduce.variants does not define; add them or fix the labels")
+            if spec.get("simulate") not in (None, *SIMULATIONS):
+                raise ConfigError(f"{path}: reproduce.simulate={spec['simulate']} is not a simulation; choose one "
+                                  f"of: {', '.join(SIMULATIONS)}")
             found.append(Experiment(path.stem, spec["number"], spec["title"], spec["claim"], spec["check"],
-                                    {str(k): list(v) for k, v in variants.items()}))
+                                    {str(k): list(v) for k, v in variants.items()}, spec.get("simulate")))
     names = [e.name for e in found]
     for name in only or []:
         if name not in names:
@@ -237,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
 def _reproduce(experiment: Experiment, out: Path) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
     """Run one experiment and check its claim; ``Stopped`` if a run was interrupted."""
     results = run_experiment(experiment, out)
+    if experiment.simulate:
+        SIMULATIONS[experiment.simulate](out / experiment.name)
     stopped = next((r.summary.get("signal") for r in results.values() if r.status == "interrupted"), None)
     if stopped:
         raise Stopped(getattr(signal, str(stopped), signal.SIGINT))

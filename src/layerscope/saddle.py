@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path as FilePath
 
 import numpy as np
 import torch
 
-from layerscope.ravine import optimizer_path
+from layerscope.paths import preset
+from layerscope.ravine import optimizer_path, read_record, record
 
 START = (1.0, 1e-4)
+LR = 0.05  # the same α for SGD and momentum: small enough that SGD is stable at the minima (α < 1)
+STEPS = 600
+RECORD = "saddle.json"
 ESCAPED = 0.5  # |y| past half the way to a minimum (|y| = 1): off the plateau
 SETTLED = 1e-3  # within 0.1% of the minimum's depth: f < f_min + 10⁻³ · |f_min|
 F_MIN = -0.25
@@ -41,6 +46,7 @@ class Path:
 
     name: str
     points: np.ndarray  # (steps + 1, 2)
+    hyper: dict  # lr, and mu for momentum
 
     @property
     def escape_step(self) -> float:
@@ -60,4 +66,15 @@ class Path:
 
 def descend(name: str, hyper: dict, steps: int) -> Path:
     """Run optimizer ``name`` with ``hyper`` (lr, mu, ...) from ``START`` for ``steps`` steps."""
-    return Path(name, optimizer_path(saddle, START, {**hyper, "name": name}, steps))
+    return Path(name, optimizer_path(saddle, START, {**hyper, "name": name}, steps), hyper)
+
+
+def simulate(folder: FilePath) -> FilePath:
+    """SGD and momentum (configs/optimizer's μ) at α = ``LR`` from ``START``, recorded in ``folder``."""
+    mu = float(preset("optimizer", "momentum")["mu"])
+    return record(folder / RECORD, [descend("sgd", {"lr": LR}, STEPS), descend("momentum", {"lr": LR, "mu": mu}, STEPS)])
+
+
+def recorded(folder: FilePath) -> list[Path]:
+    """The paths ``simulate`` recorded in ``folder``."""
+    return read_record(folder / RECORD, Path)
