@@ -52,6 +52,30 @@ def test_basic_launcher_keeps_diverged_and_failed_jobs_as_rows(tmp_path):
     markdown = (sweep_dir / "SWEEP.md").read_text()
     assert "4 jobs: 1 completed, 1 diverged, 2 failed" in markdown
     assert (sweep_dir / "sweep_layers.png").stat().st_size > 0 and (sweep_dir / "sweep_loss.png").stat().st_size > 0
+    assert not (sweep_dir / "sweep_seeds.csv").exists() and "Over seeds" not in markdown  # the seed is not swept
+
+
+def test_report_gives_each_configuration_its_mean_and_spread_over_seeds(tmp_path):
+    import layerscope
+    from layerscope.report import write_sweep_report
+
+    for number, (activation, seed) in enumerate((a, s) for a in ("tanh", "relu") for s in (0, 1)):
+        layerscope.run([*SMALL, "data=spirals", "trainer.max_steps=5", f"activation={activation}", f"trainer.seed={seed}"],
+                       output_dir=tmp_path / str(number))
+    summary = json.loads((tmp_path / "1" / "summary.json").read_text())
+    (tmp_path / "1" / "summary.json").write_text(json.dumps({**summary, "status": "diverged"}))  # as if seed 1 had
+    markdown = write_sweep_report(tmp_path).read_text()
+    jobs = {r["overrides"]: float(r["test_loss"]) for r in table(tmp_path)}
+    with open(tmp_path / "sweep_seeds.csv") as stream:
+        tanh, relu = csv.DictReader(stream)
+    assert (tanh["overrides"], tanh["seeds"], tanh["completed"], tanh["test_loss_std"]) == ("activation=tanh", "2", "1", "")
+    assert float(tanh["test_loss_mean"]) == pytest.approx(jobs["activation=tanh trainer.seed=0"])  # diverged left out
+    relu_losses = [jobs["activation=relu trainer.seed=0"], jobs["activation=relu trainer.seed=1"]]
+    assert float(relu["test_loss_mean"]) == pytest.approx(sum(relu_losses) / 2)
+    assert float(relu["test_loss_std"]) == pytest.approx(abs(relu_losses[0] - relu_losses[1]) / 2 ** 0.5)
+    assert float(relu["test_loss_min"]) == pytest.approx(min(relu_losses))
+    assert "## Over seeds" in markdown and "| `activation=relu` | 2 / 2 | " in markdown
+    assert "| `activation=tanh` | 1 / 2 | " in markdown
 
 
 def test_joblib_launcher_runs_two_jobs_with_one_thread_each(tmp_path):

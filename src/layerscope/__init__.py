@@ -1,3 +1,24 @@
-"""layerscope: see why a deep fully-connected network trains or fails."""
+"""layerscope: see why a deep fully-connected network trains or fails.
+
+``load_run``, ``load_sweep`` and ``run`` (see ``layerscope.api``) load on first use, so that importing the
+package (as the console scripts do) stays free of torch and matplotlib.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["load_run", "load_sweep", "run", "__version__"]
+
+_API = ("load_run", "load_sweep", "run")
+
+
+def __getattr__(name: str):
+    """``layerscope.load_run`` etc., imported from ``layerscope.api`` when first asked for."""
+    if name in _API:
+        from layerscope import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'layerscope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The package's names, the lazily loaded API's included."""
+    return sorted([*globals(), *_API])

@@ -104,6 +104,11 @@ class RunResult:
             values += [np.nan if v is None else v for v in losses]
         return np.array(steps, dtype=float), np.array(values, dtype=float)
 
+    def batch_losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """(step, loss of that step's batch) from step 0, in the probes' count: the loss before the step's update."""
+        steps, values = self.step_curve()
+        return steps - 1, values  # step_curve counts each batch at the step it completes
+
     def steps_to(self, loss: float, window: int = STEP_WINDOW) -> float:
         """First step at which the mean training loss of the last ``window`` steps is <= ``loss`` (inf if never)."""
         steps, values = self.step_curve()

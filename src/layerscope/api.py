@@ -1,0 +1,247 @@
+"""Runs and sweeps in Python: ``load_run``, ``load_sweep`` and ``run``, with what they recorded as tidy tables.
+
+A table is a pandas DataFrame when pandas is installed (``pip install 'layerscope[pandas]'``), else a list of
+rows (dicts with the same columns). Tables of a run:
+
+- ``metrics``: one row per epoch (epoch, step, train_loss, train_accuracy, test_loss, test_accuracy, lr);
+  ``step`` counts the optimizer steps done when the epoch ended.
+- ``losses``: one row per optimizer step (step, train_loss): the loss of that step's batch before its
+  update, from step 0 (the initial weights).
+- ``probes``: one row per probe step x layer x statistic (step, layer, statistic, source, value); source is
+  ``measured``, or ``theory`` for the mean-field prediction recorded at step 0. Layers count from 1.
+- ``histograms``: one row per probe step x quantity (activation, backward) x layer x bin
+  (step, quantity, layer, low, high, count).
+
+A sweep's tables hold every job's rows with the job's number and its swept overrides (one column per key)
+in front.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from layerscope.errors import ConfigError
+from layerscope.ownership import holds_run
+from layerscope.report import LAYER_STATS, Job, collect, configurations, row, seed_row, varies_seed
+from layerscope.results import RunResult
+
+
+def _pandas():
+    """The pandas module, or None when it is not installed."""
+    try:
+        return importlib.import_module("pandas")
+    except ImportError:
+        return None
+
+
+def table(rows: list[dict[str, Any]]):
+    """``rows`` as a pandas DataFrame when pandas is installed, else as they are."""
+    pandas = _pandas()
+    return pandas.DataFrame(rows) if pandas is not None else rows
+
+
+def _number(value: Any) -> Any:
+    return float("nan") if value is None else value  # the files write NaN/inf as null
+
+
+def metric_rows(result: RunResult) -> list[dict[str, Any]]:
+    """One row per epoch, as metrics.jsonl records it (without each step's loss: see ``loss_rows``)."""
+    return [{k: _number(v) for k, v in row.items() if k != "step_losses"} for row in result.metrics]
+
+
+def loss_rows(result: RunResult) -> list[dict[str, Any]]:
+    """One row per optimizer step: the loss of its batch before its update, from step 0."""
+    steps, values = result.batch_losses()
+    return [{"step": int(step), "train_loss": float(value)} for step, value in zip(steps, values)]
+
+
+def probe_rows(result: RunResult) -> list[dict[str, Any]]:
+    """One row per probe step x layer x statistic, measured and (at step 0) the mean-field theory's."""
+    rows = []
+    for record in result.probes:
+        for source, by_name in (("measured", record.stats), ("theory", record.theory or {})):
+            for statistic, values in by_name.items():
+                rows += [{"step": record.step, "layer": layer, "statistic": statistic, "source": source,
+                          "value": _number(value)} for layer, value in enumerate(values, start=1)]
+    return rows
+
+
+def histogram_rows(result: RunResult) -> list[dict[str, Any]]:
+    """One row per probe step x quantity x layer x bin: the bin's edges and its count."""
+    rows = []
+    for record in result.probes:
+        for quantity, hists in record.histograms.items():
+            for layer, h in enumerate(hists, start=1):
+                edges = h.edges
+                rows += [{"step": record.step, "quantity": quantity, "layer": layer, "low": float(edges[i]),
+                          "high": float(edges[i + 1]), "count": float(count)} for i, count in enumerate(h.counts)]
+    return rows
+
+
+@dataclass
+class Run:
+    """One run folder read back: its summary, config and status, and what it recorded as tables."""
+
+    result: RunResult
+
+    @property
+    def path(self) -> Path:
+        """The run's folder."""
+        return self.result.run_dir
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json (status, steps, final metrics, timings), with the status as ``status`` reads it."""
+        return self.result.summary
+
+    @property
+    def status(self) -> str:
+        """completed, diverged, failed, interrupted, running or incomplete."""
+        return self.result.status
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The run's resolved config as a plain dict ({} when it has none)."""
+        return self.result.config
+
+    @cached_property
+    def metrics(self):
+        """One row per epoch (see the module's docstring)."""
+        return table(metric_rows(self.result))
+
+    @cached_property
+    def losses(self):
+        """One row per optimizer step: the batch's training loss, from step 0."""
+        return table(loss_rows(self.result))
+
+    @cached_property
+    def probes(self):
+        """One row per probe step x layer x statistic, measured and theory."""
+        return table(probe_rows(self.result))
+
+    @cached_property
+    def histograms(self):
+        """One row per probe step x quantity x layer x histogram bin."""
+        return table(histogram_rows(self.result))
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, status={self.status!r})"
+
+
+def load_run(path: str | Path) -> Run:
+    """Read the run in folder ``path`` (a single run's, or one job's of a sweep)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass a run folder such as outputs/runs/<date>/<time>")
+    if not holds_run(folder) and not (folder / "config.yaml").exists():
+        hint = "; for a sweep's folder use load_sweep" if collect(folder) else ""
+        raise ValueError(f"{folder} holds no run (no summary.json, metrics.jsonl or probes.jsonl){hint}")
+    return Run(RunResult.load(folder))
+
+
+def parsed(overrides: list[str]) -> dict[str, Any]:
+    """Command-line overrides as {key: value}, with Hydra's types (``optimizer.lr=1e-3`` -> 0.001)."""
+    return {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(overrides)}
+
+
+class Sweep:
+    """A sweep folder read back: its jobs in order, each a ``Run``, and tables over all of them."""
+
+    def __init__(self, path: Path, jobs: list[Job]) -> None:
+        self.path = path
+        self._jobs = jobs
+
+    @cached_property
+    def runs(self) -> dict[str, Run]:
+        """Job number -> its run, in job order."""
+        return {job.number: Run(job.result) for job in self._jobs}
+
+    @cached_property
+    def _keys(self) -> dict[str, dict[str, Any]]:
+        """Job number -> its job number and swept overrides, the first columns of every table."""
+        return {job.number: {"job": job.number, **parsed(job.overrides)} for job in self._jobs}
+
+    @cached_property
+    def jobs(self):
+        """One row per job: its swept overrides (a column per key), status, steps, final metrics and error,
+        as sweep.csv has them (its per-layer columns are in ``probes``)."""
+        return table([{**self._keys[job.number], **{k: v for k, v in row(job).items() if k not in ("job", "overrides")
+                                                    and not k.startswith(LAYER_STATS)}} for job in self._jobs])
+
+    @cached_property
+    def seeds(self):
+        """One row per configuration (the jobs that differ only in trainer.seed): its swept overrides, then the
+        final metrics' mean, std, min and max over its completed seeds; no rows when the seed is not swept."""
+        configs = configurations(self._jobs) if varies_seed(self._jobs) else []
+        return table([{**parsed(c.overrides), **seed_row(c)} for c in configs])
+
+    def _joined(self, rows_of) -> Any:
+        return table([{**self._keys[job.number], **r} for job in self._jobs for r in rows_of(job.result)])
+
+    @cached_property
+    def metrics(self):
+        """Every job's ``Run.metrics`` rows, after its job number and swept overrides."""
+        return self._joined(metric_rows)
+
+    @cached_property
+    def losses(self):
+        """Every job's ``Run.losses`` rows, after its job number and swept overrides."""
+        return self._joined(loss_rows)
+
+    @cached_property
+    def probes(self):
+        """Every job's ``Run.probes`` rows, after its job number and swept overrides."""
+        return self._joined(probe_rows)
+
+    def __repr__(self) -> str:
+        return f"Sweep({str(self.path)!r}, {len(self._jobs)} jobs)"
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read the sweep in folder ``path`` (any launcher's; a sweep still running or interrupted too)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass a sweep folder such as outputs/sweeps/<date>/<time>")
+    jobs = collect(folder)
+    if not jobs:
+        raise ValueError(f"{folder} holds no job folders; pass the sweep's own folder (outputs/sweeps/<date>/<time>)")
+    return Sweep(folder, jobs)
+
+
+def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> Run:
+    """Compose the config with ``overrides`` (as on the command line), train it into ``output_dir`` (by default
+    the CLI's outputs/runs/<date>/<time>) and return the run read back, as ``load_run`` does."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
+
+    from layerscope.ownership import check_target, owned
+    from layerscope.paths import config_dir
+    from layerscope.trainer import run as train
+
+    overrides = list(overrides)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="layerscope"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    folder = Path(output_dir if output_dir is not None else OmegaConf.select(cfg, "hydra.run.dir"))
+    with open_dict(cfg):
+        del cfg["hydra"]  # the CLI's run gets its config without Hydra's own node too
+    if cfg.get("grid"):
+        raise ConfigError("experiment=probe_grid writes a grid table, not a run; run it with "
+                          "`layerscope experiment=probe_grid`")
+    check_target(folder, overrides, None, bool(cfg.trainer.resume))
+    created = not folder.exists()
+    try:
+        with owned(folder):
+            train(cfg, folder)
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a config refused before anything was written: leave no empty folder
+        raise
+    (folder / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(OmegaConf.create(overrides), folder / ".hydra" / "overrides.yaml")
+    return load_run(folder)
