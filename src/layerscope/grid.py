@@ -8,7 +8,6 @@ pass with the probes and the mean-field prediction. It writes grid.csv, GRID.md 
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from layerscope.losses import build_loss
 from layerscope.paths import config_dir
 from layerscope.plots import render
 from layerscope.probes import Probe
+from layerscope.tables import cell, write_csv
 from layerscope.theory import compare, predict_run
 from layerscope.trainer import initialized_model
 from layerscope.writer import write_json_atomic
@@ -101,18 +101,9 @@ def run_grid(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def write_table(rows: list[dict[str, Any]], run_dir: Path) -> None:
     """grid.csv (every column) and GRID.md (the summary columns)."""
-    with open(run_dir / "grid.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(run_dir / "grid.csv", rows)
     columns = ("activation", "init", "bn", "activation_std_first", "activation_std_last", "std_ratio_last_first",
                "backward_ratio_first_last", "saturated_max", "dead_max", "theory_rel_error_max")
     lines = ["# Probe-only grid: activation x init x BN at initialization", "",
@@ -120,7 +111,7 @@ def write_table(rows: list[dict[str, Any]], run_dir: Path) -> None:
              "layer 1 over the last layer (> 1: grows toward the input). Theory error: largest relative error "
              "of the activation std against the mean-field prediction (no prediction with BN).", "",
              "![grid](grid.png)", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
     (run_dir / "GRID.md").write_text("\n".join(lines) + "\n")
 
 

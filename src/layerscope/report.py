@@ -6,7 +6,6 @@ Written by a Hydra callback when a multirun ends, and by ``layerscope-report <sw
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import signal
 import sys
@@ -23,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from layerscope.plots import render
 from layerscope.results import RunResult
+from layerscope.tables import cell, write_csv
 
 LAYER_STATS = ("activation_std", "backward_norm")
 LAYER_LABELS = {"activation_std": "activation std", "backward_norm": "backward signal ‖dL/da‖"}
@@ -90,12 +90,6 @@ def row(job: Job) -> dict[str, Any]:
     return out
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _span(values: list[float]) -> str:
     return f"{values[0]:.3g} → {values[-1]:.3g}" if values else "–"
 
@@ -112,8 +106,8 @@ def markdown(jobs: list[Job], sweep_dir: Path, seeds: list[dict[str, Any]] | Non
         r, s = job.result, job.result.summary
         note = s.get("error", "") or (f"diverged at step {s['diverged_at_step']}" if s.get("diverged_at_step") is not None else "")
         lines.append(
-            f"| {job.number} | `{' '.join(job.overrides)}` | {r.status} | {_fmt(s.get('steps'))} | "
-            f"{_fmt(r.final('train_loss'))} | {_fmt(r.final('test_loss'))} | {_fmt(r.final('test_accuracy'))} | "
+            f"| {job.number} | `{' '.join(job.overrides)}` | {r.status} | {cell(s.get('steps'))} | "
+            f"{cell(r.final('train_loss'))} | {cell(r.final('test_loss'))} | {cell(r.final('test_accuracy'))} | "
             f"{_span(_layers(r, 'activation_std', 0))} | {_span(_layers(r, 'activation_std', -1))} | "
             f"{_span(_layers(r, 'backward_norm', 0))} | {_span(_layers(r, 'backward_norm', -1))} | "
             f"{note.replace('|', '/')} |")
@@ -329,22 +323,14 @@ def _legend(fig: Figure, ax) -> None:
         fig.suptitle(f"{count} lines (too many to label; see sweep.csv)", fontsize=10)
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns = list(dict.fromkeys(key for r in rows for key in r))
-    with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def write_sweep_report(sweep_dir: Path) -> Path:
     """Write sweep.csv, SWEEP.md, sweep_layers.png and sweep_loss.png into ``sweep_dir``, and sweep_seeds.csv
     (each configuration's mean and spread over seeds) when the sweep varies ``trainer.seed``."""
     jobs = collect(sweep_dir)
-    _write_csv(sweep_dir / "sweep.csv", [row(job) for job in jobs])
+    write_csv(sweep_dir / "sweep.csv", [row(job) for job in jobs])
     seeds = [seed_row(config) for config in configurations(jobs)] if varies_seed(jobs) else []
     if seeds:
-        _write_csv(sweep_dir / "sweep_seeds.csv", seeds)
+        write_csv(sweep_dir / "sweep_seeds.csv", seeds)
     layers_figure(jobs, sweep_dir / "sweep_layers.png")
     loss_figure(jobs, sweep_dir / "sweep_loss.png")
     path = sweep_dir / "SWEEP.md"
