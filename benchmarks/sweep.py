@@ -151,8 +151,7 @@ def run_launcher(sweep: list[str], fixed: list[str], root: Path, extra: list[str
         started = time.perf_counter()
         code = subprocess.run(command, env=env, stdout=out, stderr=err).returncode
         wall = time.perf_counter() - started
-    jobs = (p for p in root.glob("sweeps/*/*/*") if p.is_dir() and p.name.isdigit())
-    folders = sorted(jobs, key=lambda p: int(p.name))
+    folders = sorted(p.parent for p in root.glob("sweeps/*/*/*/.hydra"))  # each job's folder, whatever its name
     lines = [line.strip() for line in (root / "stderr.log").read_text().splitlines() if line.strip()]
     return wall, folders, None if code == 0 else (lines[-1] if lines else f"exit status {code}")
 
