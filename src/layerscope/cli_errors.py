@@ -1,8 +1,11 @@
-"""One line, not a traceback, for the mistakes Hydra itself catches (unknown key or choice, bad syntax).
+"""One line, not a traceback, for the mistakes on the command line (unknown key or choice, bad syntax).
 
 Hydra reports these through ``hydra._internal.utils.run_and_report``, several lines long; layerscope
 wraps that function so the console script prints ``layerscope: error: <what> ...`` and exits 2.
-``HYDRA_FULL_ERROR=1`` still shows Hydra's full report.
+``HYDRA_FULL_ERROR=1`` still shows Hydra's full report. ``check_command_line`` catches, before Hydra
+starts, what Hydra misses or reports with a traceback: an unknown experiment, a sweep of no values,
+-m with --cfg.
+The console script imports this module before Hydra reads the command line: it stays free of torch.
 """
 
 from __future__ import annotations
@@ -10,15 +13,22 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import hydra._internal.utils as hydra_utils
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from layerscope.errors import ConfigError
+from layerscope.paths import config_dir
 
 _original = hydra_utils.run_and_report
+
+SYNTAX = ("quote it for the shell and write key=value, or with -m key=a,b,c or key=range(start,stop,step) "
+          "(see https://hydra.cc/docs/advanced/override_grammar/extended/)")
 
 
 def _first_line(text: str) -> str:
@@ -36,15 +46,76 @@ def _unknown_key(err: ConfigKeyError | ConfigAttributeError) -> str:
     return f"{key} is not a config key; {hint}{keys} (+{key}=... adds a new key)"
 
 
+def _choices(group: str) -> list[str]:
+    """The config files of ``group`` (``activation``: elu, gelu, ...), none when it is no config group."""
+    return sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+
+
+def check_experiment(name: str) -> None:
+    """``experiment=<name>`` must name a file of experiments/ (Hydra skips a missing optional one silently)."""
+    names = _choices("experiment")
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"experiment={name} is not an experiment; {hint}choose one of: {', '.join(names)}")
+
+
+def check_command_line(argv: Sequence[str]) -> None:
+    """Refuse, before Hydra makes a folder, what it would report with a traceback or miss: two modes at
+    once, an unknown experiment, a sweep with no value to run (an empty range or glob) or a step of 0."""
+    args = hydra_utils.get_args_parser().parse_intermixed_args(argv)  # all overrides, flags between them too
+    given = {"--run": args.run, "-m": args.multirun, "--cfg": args.cfg is not None, "--info": args.info is not None,
+             "--shell-completion": args.shell_completion}
+    modes = [flag for flag, on in given.items() if on]
+    if len(modes) > 1:
+        raise ConfigError(f"{' and '.join(modes)} cannot be given together; give one (--cfg job without -m "
+                          f"shows the config of one job: give one value per key)")
+    _check_overrides(args.overrides)
+
+
+def _check_overrides(overrides: Sequence[str]) -> None:
+    loader = ConfigLoaderImpl(config_search_path=hydra_utils.create_config_search_path(config_dir()))
+    parser = OverridesParser.create(config_loader=loader)
+    for text in overrides:
+        try:
+            override = parser.parse_overrides([text])[0]
+            values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else None
+        except OverrideParseException:
+            continue  # Hydra reports it in one line (``one_line``)
+        except ValueError as err:
+            raise ConfigError(f"{text}: {_first_line(err)}; {SYNTAX}") from err
+        key = override.get_key_element().lstrip("+~")
+        if override.is_interval_sweep() and _choices(key):
+            raise ConfigError(f"{text}: {key} is a choice of config files, not a number; list the choices to sweep, "
+                              f"e.g. {key}={','.join(_choices(key)[:2])} (layerscope --help lists them)")
+        if values == []:
+            raise ConfigError(f"{text} gives no value to sweep over; write range(start,stop) with start < stop "
+                              f"(stop is left out), or a glob that matches a choice (layerscope --help lists them)")
+        if key == "experiment" and not override.is_delete():
+            for name in values or [override.get_value_element_as_str()]:
+                check_experiment(name)
+
+
+def _interval(argv: Sequence[str]) -> str:
+    """``key=interval(a,b)`` given to the basic sweeper, which runs listed values only."""
+    given = next((a for a in argv if "interval(" in a), "interval(...)")
+    return (f"{given}: the basic sweeper runs listed values, not an interval; list values (key=a,b,c) or use "
+            f"range(start,stop,step), or let Optuna search it: hydra/sweeper=optuna (pip install 'layerscope[optuna]')")
+
+
 def one_line(err: BaseException) -> str | None:
     """The user's mistake in one line, or None when ``err`` is not a configuration mistake."""
     if isinstance(err, ConfigError):  # raised by layerscope's own code inside Hydra (the stacked launcher)
         return str(err)
     if isinstance(err, MissingConfigException) and err.options is not None:
         group, _, choice = str(err.missing_cfg_file).rpartition("/")
-        return f"{group}={choice} is not a choice; choose one of: {', '.join(err.options)}"
+        plugin = " (or pip install 'layerscope[optuna]' to add optuna)" if group == "hydra/sweeper" else ""
+        return f"{group}={choice} is not a choice; choose one of: {', '.join(err.options)}{plugin}"
     if isinstance(err, OverrideParseException):
-        return f"cannot read the override: {_first_line(err)}"
+        reason = _first_line(err.__cause__ if err.__cause__ is not None else err)
+        return f"cannot read the override {err.override!r}: {reason}; {SYNTAX}"
+    if isinstance(err, HydraException) and str(err).startswith("BasicSweeper does not support sweep type"):
+        return _interval(sys.argv[1:])
     cause = err.__cause__ if err.__cause__ is not None else err
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and "not in struct" in str(cause):
         return _unknown_key(cause)

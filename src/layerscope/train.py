@@ -1,14 +1,20 @@
-"""The ``layerscope`` console script: Hydra entry point, sweep-job handling, resuming a run."""
+"""The ``layerscope`` console script: Hydra entry point, sweep-job handling, resuming a run.
+
+torch, matplotlib and TensorBoard load only when a run starts: the modules that need them are imported
+inside the functions that use them, so ``--help``, ``--cfg``, ``--info`` and TAB completion answer at once.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any, Mapping
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,17 +22,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from layerscope.checkpoint import CHECKPOINT
+from layerscope.cli_errors import check_command_line
 from layerscope.cli_errors import install as install_error_lines
 from layerscope.errors import ConfigError
-from layerscope.grid import run_grid
 from layerscope.interrupt import Stopped, stopping
 from layerscope.ownership import FolderInUse, check_target, holds_run, owned
 from layerscope.paths import config_dir
-from layerscope.results import finished, read_summary
-from layerscope.trainer import run
-from layerscope.validate import check_experiment
-from layerscope.writer import write_json_atomic
 
 log = logging.getLogger("layerscope")
 install_error_lines()
@@ -34,6 +35,8 @@ install_error_lines()
 
 def _fail(run_dir: Path, err: BaseException) -> str:
     """Record ``err`` in summary.json as ``failed`` where it can still be written; return its one line."""
+    from layerscope.writer import write_json_atomic
+
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, OmegaConfBaseException) and err.full_key:
         message = f"{err.full_key}: {message}"
@@ -53,20 +56,34 @@ def _job_threads(cfg: DictConfig) -> None:
             cfg.trainer.threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
+def objective(summary: Mapping[str, Any]) -> float:
+    """What a hyper-parameter search minimizes: a completed run's final test loss; +inf for a run that
+    diverged, failed or stopped, that finished no epoch, or that has no test loss (a probe grid)."""
+    loss = summary.get("final", {}).get("test_loss") if summary.get("status") == "completed" else None
+    return float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf
+
+
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """Console entry point ``layerscope``: one run, or one job of a sweep (``-m``).
+def main(cfg: DictConfig) -> float:
+    """Console entry point ``layerscope``: one run, or one job of a sweep (``-m``); returns the run's
+    ``objective``, which a sweeper that optimizes (``hydra/sweeper=optuna``) minimizes.
 
     The job owns its folder while it works (``ownership``) and leaves a status there however it
     ends. In a sweep a job's failure is recorded in its summary.json and the sweep goes on.
     """
+    from layerscope.grid import run_grid
+    from layerscope.results import finished, read_summary
+    from layerscope.trainer import run
+    from layerscope.writer import write_json_atomic
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     if cfg.get("skip_completed") and finished(run_dir):
         log.info("skipped: %s already holds a finished run (skip_completed=true)", run_dir)
-        return
+        return objective(read_summary(run_dir))
     if sweep:
         _job_threads(cfg)
+    summary: dict[str, Any] = {"status": "failed"}
     try:
         with owned(run_dir), stopping():
             write_json_atomic(run_dir / "summary.json", {"status": "running"})
@@ -95,6 +112,7 @@ def main(cfg: DictConfig) -> None:
             print(f"layerscope: error: the run diverged at step {summary['diverged_at_step']} "
                   f"(trainer.fail_on_divergence=true)", file=sys.stderr)
             sys.exit(3)
+    return objective(summary)
 
 
 def _end(sweep: bool, error: str) -> None:
@@ -107,6 +125,9 @@ def _end(sweep: bool, error: str) -> None:
 
 def _stopped(run_dir: Path, stop: Stopped) -> None:
     """A signal outside the training loop: the folder says interrupted, the process exits 128 + signal."""
+    from layerscope.results import read_summary
+    from layerscope.writer import write_json_atomic
+
     summary = read_summary(run_dir)
     if summary.get("status") in (None, "running"):
         with contextlib.suppress(OSError):
@@ -117,6 +138,8 @@ def _stopped(run_dir: Path, stop: Stopped) -> None:
 
 def _again(run_dir: Path) -> str:
     """How to go on with a run that stopped early."""
+    from layerscope.checkpoint import CHECKPOINT
+
     if (run_dir / CHECKPOINT).exists():
         return "continue it with the same command and trainer.resume=true"
     return "run the same command again (it had no checkpoint to continue from)"
@@ -135,6 +158,9 @@ def _earlier_overrides(folder: Path) -> list[str] | None:
 
 def _resume_target(same: list[str]) -> Path | None:
     """The newest unfinished run folder (with a checkpoint) whose command equals ``same``."""
+    from layerscope.checkpoint import CHECKPOINT
+    from layerscope.results import finished
+
     root = Path(os.environ.get("LAYERSCOPE_OUTPUTS", "outputs")) / "runs"
     for folder in sorted(root.glob("*/*"), reverse=True):
         if (folder / CHECKPOINT).exists() and not finished(folder) and _earlier_overrides(folder) == same:
@@ -148,9 +174,6 @@ def _target(argv: list[str]) -> Path | None:
     Checked before Hydra writes ``.hydra/`` there: a folder another process holds, or one that holds a
     run of another command, is refused and left as it was.
     """
-    for value in (a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("experiment=")):
-        for name in value.split(","):  # a sweep over experiments: each must exist
-            check_experiment(name)
     if "-m" in argv or "--multirun" in argv:
         _check_sweep_folder(argv)
         return None
@@ -191,6 +214,7 @@ def cli() -> None:
     threading.excepthook = _thread_error
     try:
         with stopping():
+            check_command_line(sys.argv[1:])
             folder = _target(sys.argv[1:])
             with owned(folder) if folder is not None else contextlib.nullcontext():
                 main()

@@ -16,11 +16,11 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
+from layerscope import cli_errors
 from layerscope.activations import ACTIVATIONS, parameters
 from layerscope.data import DATASETS, Data
 from layerscope.errors import ConfigError
@@ -28,7 +28,8 @@ from layerscope.init import INITIALIZERS
 from layerscope.losses import LOSSES
 from layerscope.model import BATCH_NORMS, BN_PLACEMENTS
 from layerscope.optim import OPTIMIZERS, SCHEDULERS
-from layerscope.paths import config_dir
+
+check_experiment = cli_errors.check_experiment  # its home is cli_errors, which the CLI reads before torch
 
 BOUNDS = {
     "depth": (1000, "100 times the lecture's 10 layers"),
@@ -275,16 +276,6 @@ def resolve_device(name: Any) -> torch.device:
     if device.type == "cuda" and device.index is None:  # torch.cuda.set_device needs the index
         device = torch.device("cuda", torch.cuda.current_device())
     return device
-
-
-def check_experiment(name: str) -> None:
-    """``experiment=<name>`` must name a file of experiments/ (Hydra skips a missing optional one silently)."""
-    folder = Path(config_dir()) / "experiment"
-    names = sorted(p.stem for p in folder.glob("*.yaml"))
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise ConfigError(f"experiment={name} is not an experiment; {hint}choose one of: {', '.join(names)}")
 
 
 def data_bytes(cfg: Mapping[str, Any]) -> int:
