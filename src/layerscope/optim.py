@@ -13,10 +13,12 @@ The lecture's update rules (g: gradient, α: lr) and the torch.optim arguments t
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
+from layerscope.paths import preset
 from layerscope.registry import Registry
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], Mapping[str, Any], float], torch.optim.Optimizer]
@@ -68,7 +70,18 @@ def _adam(p: Iterable[torch.nn.Parameter], c: Mapping[str, Any], wd: float) -> t
 
 OPTIMIZERS.register("adam", _adam)
 
-DEFAULTS = {"mu": 0.9, "rho": 0.999, "delta": 1e-5}
+HYPER = ("mu", "rho", "delta")
+
+
+@functools.lru_cache(maxsize=None)
+def _lecture(name: str) -> dict:
+    return preset("optimizer", name)
+
+
+def hyper_parameters(cfg: Mapping[str, Any]) -> dict[str, float]:
+    """μ ρ δ of optimizer ``cfg``; one left out takes its configs/optimizer/<name>.yaml value (the lecture's)."""
+    lecture = _lecture(str(cfg["name"]))
+    return {k: float(cfg[k] if k in cfg else lecture[k]) for k in HYPER if k in cfg or k in lecture}
 
 
 def build_optimizer(
@@ -76,8 +89,7 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """The optimizer ``cfg.name`` with lr α, μ, ρ, δ from ``cfg`` and L2 ``weight_decay``."""
     factory = OPTIMIZERS.get(cfg.get("name"))
-    values = {"lr": float(cfg["lr"]), **{k: float(cfg.get(k, d)) for k, d in DEFAULTS.items()},
-              "bias_correction": bool(cfg.get("bias_correction", True))}
+    values = {"lr": float(cfg["lr"]), **hyper_parameters(cfg), "bias_correction": bool(cfg.get("bias_correction", True))}
     return factory(params, values, weight_decay)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from layerscope.optim import DEFAULTS
+from layerscope.optim import HYPER, hyper_parameters
 
 STATE = {"sgd": (), "momentum": ("momentum_buffer",), "nesterov": ("momentum_buffer",), "adagrad": ("sum",),
          "rmsprop": ("square_avg",), "adam": ("exp_avg", "exp_avg_sq")}
@@ -38,8 +38,9 @@ class Block:
     def __init__(self, name: str, start: int, stop: int, cfgs: list[Mapping[str, Any]],
                  chunks: list[torch.Tensor]) -> None:
         self.name, self.start, self.stop = name, start, stop
-        self.mu, self.rho, self.delta = (_column([float(c.get(k, DEFAULTS[k])) for c in cfgs], chunks[0])
-                                         for k in ("mu", "rho", "delta"))
+        hyper = [hyper_parameters(c) for c in cfgs]
+        self.mu, self.rho, self.delta = (_column([h.get(k, math.nan) for h in hyper], chunks[0])
+                                         for k in HYPER)  # NaN: a key this optimizer does not read
         self.corrected = _column([float(bool(c.get("bias_correction", True))) for c in cfgs], chunks[0])
         self.state = {key: [torch.zeros_like(c[start:stop]) for c in chunks] for key in STATE[name]}
         self.steps = 0
