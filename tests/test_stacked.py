@@ -20,7 +20,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from layerscope.group import group_key, train_group
+from layerscope.job_names import job_number
 from layerscope.paths import config_dir
+from layerscope.report import collect
 from layerscope.results import RunResult
 from layerscope import stacked_model
 from layerscope.stacked_model import StackedMLP
@@ -197,12 +199,15 @@ def test_stacked_launcher_writes_ordinary_run_folders(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "8 jobs, 0 skipped as finished, stacked as 2 x 3, 2 x 1" in proc.stdout + proc.stderr
     assert proc.stderr.splitlines()[-1].startswith("8 jobs: 8 completed; see ")
-    for job in sweep_dir.glob("[0-7]"):
+    jobs = {job_number(d): d for d in sweep_dir.iterdir() if d.is_dir()}
+    assert sorted(jobs) == list(range(8))
+    assert jobs[5].name == "model.width=8,optimizer=sgd,trainer.seed=1"  # named by the swept overrides
+    for job in jobs.values():
         files = {p.name for p in job.iterdir()}
         assert {"config.yaml", ".hydra", "metrics.jsonl", "probes.jsonl", "summary.json", "checkpoint.pt",
                 "train.log"} <= files and any(f.startswith("events.out.tfevents") for f in files)
         assert "epoch 1/" in (job / "train.log").read_text()
-    assert (sweep_dir / "SWEEP.md").exists() and len(RunResult.load(sweep_dir / "5").probes) == 4
+    assert (sweep_dir / "SWEEP.md").exists() and len(RunResult.load(jobs[5]).probes) == 4
 
 
 def test_stacked_launcher_skips_finished_jobs_and_figures_are_drawn(tmp_path):
@@ -210,14 +215,15 @@ def test_stacked_launcher_skips_finished_jobs_and_figures_are_drawn(tmp_path):
     small = [a for a in SMALL if not a.startswith("probe.every")]
     proc, sweep_dir = sweep(tmp_path, *small, "trainer.seed=0,1", *figures)
     assert proc.returncode == 0, proc.stderr
-    assert (sweep_dir / "0" / "figures" / "probe_000011.png").exists()
-    (sweep_dir / "1" / "summary.json").unlink()  # as if killed
-    finished = (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns
+    first, second = sweep_dir / "trainer.seed=0", sweep_dir / "trainer.seed=1"
+    assert (first / "figures" / "probe_000011.png").exists()
+    (second / "summary.json").unlink()  # as if killed
+    finished = (first / "metrics.jsonl").stat().st_mtime_ns
     proc, again = sweep(tmp_path, *small, "trainer.seed=0,1", *figures, f"hydra.sweep.dir={sweep_dir}",
                         "skip_completed=true")
     assert proc.returncode == 0 and again == sweep_dir, proc.stderr
-    assert (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns == finished
-    assert len(RunResult.load(sweep_dir / "1").metrics) == len(RunResult.load(sweep_dir / "0").metrics)
+    assert (first / "metrics.jsonl").stat().st_mtime_ns == finished
+    assert len(RunResult.load(second).metrics) == len(RunResult.load(first).metrics)
 
 
 def test_submitit_local_dispatch_trains_each_group_as_a_job(tmp_path):
@@ -225,7 +231,7 @@ def test_submitit_local_dispatch_trains_each_group_as_a_job(tmp_path):
                             "optimizer=sgd,adam", "model.width=16,8")
     assert proc.returncode == 0, proc.stderr
     assert "stacked as 2 x 2" in proc.stdout + proc.stderr
-    assert [RunResult.load(sweep_dir / str(i)).status for i in range(4)] == ["completed"] * 4
+    assert [job.result.status for job in collect(sweep_dir)] == ["completed"] * 4
     assert len(list((sweep_dir / ".submitit").glob("*/*_result.pkl"))) == 2
 
 
@@ -247,6 +253,6 @@ def test_a_sweep_of_invalid_jobs_records_each_failure_and_exits_non_zero(tmp_pat
     proc, sweep_dir = sweep(tmp_path, *SMALL, "probe.figures=false", "optimizer.lr=-1,0")
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.splitlines()[-1].startswith("2 jobs: 2 failed; see ")
-    assert [RunResult.load(sweep_dir / str(i)).summary["error"] for i in range(2)] == [
+    assert [RunResult.load(sweep_dir / f"optimizer.lr={lr}").summary["error"] for lr in (-1, 0)] == [
         "optimizer.lr=-1 must be a finite number > 0", "optimizer.lr=0 must be a finite number > 0"]
 

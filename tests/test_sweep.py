@@ -47,8 +47,10 @@ def test_basic_launcher_keeps_diverged_and_failed_jobs_as_rows(tmp_path):
     assert "trainer.batch_size=5000 is larger than" in failed["error"] and "\n" not in failed["error"]
     assert float(rows[0]["activation_std_first_layer_01"]) > 0 and rows[0]["backward_norm_last_layer_02"]
     assert int(rows[1]["diverged_at_step"]) < 12
-    for job in ("0", "1", "2", "3"):
-        assert json.loads((sweep_dir / job / "summary.json").read_text())["status"] == rows[int(job)]["status"]
+    names = ["optimizer.lr=0.01,trainer.batch_size=64", "optimizer.lr=1000,trainer.batch_size=64",
+             "optimizer.lr=0.01,trainer.batch_size=5000", "optimizer.lr=1000,trainer.batch_size=5000"]
+    for number, name in enumerate(names):  # job folders are named by their swept overrides
+        assert json.loads((sweep_dir / name / "summary.json").read_text())["status"] == rows[number]["status"]
     markdown = (sweep_dir / "SWEEP.md").read_text()
     assert "4 jobs: 1 completed, 1 diverged, 2 failed" in markdown
     assert (sweep_dir / "sweep_layers.png").stat().st_size > 0 and (sweep_dir / "sweep_loss.png").stat().st_size > 0
@@ -83,7 +85,7 @@ def test_joblib_launcher_runs_two_jobs_with_one_thread_each(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert [r["status"] for r in table(sweep_dir)] == ["completed", "completed"]
     expected = max(1, (os.cpu_count() or 1) // 2)
-    for job in ("0", "1"):
+    for job in ("activation=tanh", "activation=relu"):
         assert f"threads: {expected}" in (sweep_dir / job / "config.yaml").read_text()
 
 
@@ -106,16 +108,16 @@ def test_slurm_launcher_config_composes(tmp_path):
 def test_report_regenerates_a_partial_sweep_and_reruns_skip_finished_jobs(tmp_path):
     proc, sweep_dir = sweep(tmp_path, *SMALL, "activation=tanh,relu")
     assert proc.returncode == 0, proc.stderr
-    (sweep_dir / "1" / "summary.json").unlink()  # as if job 1 had been killed
+    (sweep_dir / "activation=relu" / "summary.json").unlink()  # as if job 1 had been killed
     out = subprocess.run([REPORT, str(sweep_dir)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert [r["status"] for r in table(sweep_dir)] == ["completed", "incomplete"]
-    finished = (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns
+    finished = (sweep_dir / "activation=tanh" / "metrics.jsonl").stat().st_mtime_ns
     proc, again = sweep(tmp_path, *SMALL, "activation=tanh,relu", f"hydra.sweep.dir={sweep_dir}", "skip_completed=true")
     assert proc.returncode == 0 and again == sweep_dir, proc.stderr
-    assert (sweep_dir / "0" / "metrics.jsonl").stat().st_mtime_ns == finished  # not run again
+    assert (sweep_dir / "activation=tanh" / "metrics.jsonl").stat().st_mtime_ns == finished  # not run again
     assert [r["status"] for r in table(sweep_dir)] == ["completed", "completed"]
-    rows = [(sweep_dir / job / "metrics.jsonl").read_text().splitlines() for job in ("0", "1")]
+    rows = [(sweep_dir / f"activation={a}" / "metrics.jsonl").read_text().splitlines() for a in ("tanh", "relu")]
     assert len(rows[1]) == len(rows[0])  # job 1 started over: its first try's lines are gone, not doubled
 
 

@@ -194,7 +194,9 @@ class GroupTrainer:
                          "num_classes": self.data.classes, "device": str(device), "torch": str(torch.__version__),
                          "python": platform.python_version(), "layerscope": __version__,
                          "stacked": {"members": len(members), "runs": [str(x.run_dir) for x in members]}}
-            m.writer, m.log = RunWriter(m.run_dir, purge_step=restart_logs(m.run_dir)), _run_log(m.run_dir)
+            m.writer = RunWriter(m.run_dir, purge_step=restart_logs(m.run_dir),
+                                 activation_range=self.measure.activation.bounds)
+            m.log = _run_log(m.run_dir)
             (m.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(m.cfg, resolve=True))
             m.log.info("layerscope %s: %s on %s (%s), %d steps, one of %d stacked members -> %s", __version__,
                        describe(m.cfg), device, self.data.name, self.total, len(members), m.run_dir)

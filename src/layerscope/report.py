@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 from omegaconf import DictConfig, OmegaConf
 
+from layerscope.job_names import job_number
 from layerscope.plots import render
 from layerscope.results import RunResult
 from layerscope.tables import cell, write_csv
@@ -56,9 +57,17 @@ def _overrides(folder: Path) -> list[str]:
     return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
 
 
+def _number(folder: Path) -> int | None:
+    """A job folder's number: Hydra's ``hydra.job.num`` (folders are named by their swept overrides), or its name
+    when that is a number (a folder made by hand, or ``hydra.sweep.subdir='${hydra.job.num}'``)."""
+    number = job_number(folder)
+    return int(folder.name) if number is None and folder.name.isdigit() else number
+
+
 def _job_folders(sweep_dir: Path) -> list[Path]:
     folders = [d for d in sweep_dir.iterdir() if d.is_dir() and ((d / ".hydra").is_dir() or (d / "summary.json").exists())]
-    return sorted(folders, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
+    numbers = {d: _number(d) for d in folders}
+    return sorted(folders, key=lambda d: (numbers[d] is None, numbers[d] or 0, d.name))
 
 
 def collect(sweep_dir: Path) -> list[Job]:
@@ -68,7 +77,8 @@ def collect(sweep_dir: Path) -> list[Job]:
     for folder in _job_folders(sweep_dir):
         overrides = [o for o in _overrides(folder) if o not in common]
         result = RunResult.load(folder, folder.name)
-        jobs.append(Job(folder.name, overrides, result))
+        number = _number(folder)
+        jobs.append(Job(folder.name if number is None else str(number), overrides, result))
     return jobs
 
 

@@ -26,10 +26,11 @@ from layerscope.epoch_log import EpochLog
 from layerscope.errors import ConfigError
 from layerscope.init import initialize
 from layerscope.interrupt import Interrupt
+from layerscope.job_names import swept_overrides
 from layerscope.losses import build_loss
 from layerscope.model import MLP, build_model
 from layerscope.optim import build_optimizer, build_scheduler
-from layerscope.plots import lecture_figure, render
+from layerscope.plots import compact_figure, lecture_figure, render
 from layerscope.probes import Probe, ProbeRecord
 from layerscope.theory import Prediction, compare, predict_run
 from layerscope.validate import DTYPES, check_against_data, check_data_size, validate
@@ -126,6 +127,11 @@ def describe(cfg: DictConfig) -> str:
             f"{cfg.optimizer.name} lr={cfg.optimizer.lr}")
 
 
+ESSENTIAL = ("activation", "init", "bn", "optimizer", "optimizer.lr", "model.depth")
+"""The hyper-parameters TensorBoard's HPARAMS dashboard lists for every run, after a sweep's swept ones
+(every setting is logged with the run; the dashboard shows the listed ones, the swept ones first)."""
+
+
 def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
     """The settings a sweep varies, flattened (``activation``, ``init.std``, ``optimizer.lr``...)."""
     flat: dict[str, Any] = {}
@@ -136,6 +142,17 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
             name = group if key in ("name", "placement") else f"{group}.{key}"
             flat[name] = "null" if value is None else value
     return flat
+
+
+def dashboard_hparams(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[str], tuple[str, ...]]:
+    """(every hyper-parameter, the ones the HPARAMS dashboard lists, the ones the sweep varied) of a run folder;
+    a swept key that ``hyperparameters`` lacks (``experiment``, ``probe.every``) is added with its value."""
+    params, varied = hyperparameters(cfg), []
+    for key, value in swept_overrides(run_dir).items():
+        name = key.rsplit(".", 1)[0] if key.endswith((".name", ".placement")) else key
+        params.setdefault(name, value)
+        varied.append(name)
+    return params, list(dict.fromkeys([*varied, *ESSENTIAL])), tuple(varied)
 
 
 class Trainer:
@@ -162,7 +179,8 @@ class Trainer:
         self.fast = CapturedStep(self._train_step, setup.optimizer) if t.cuda_graph else None
         self.interrupt = Interrupt()
         self.resumed = self._resume() if self.trainer.resume else None
-        self.writer = RunWriter(setup.run_dir, purge_step=self.step if self.resumed else restart_logs(setup.run_dir))
+        self.writer = RunWriter(setup.run_dir, purge_step=self.step if self.resumed else restart_logs(setup.run_dir),
+                                activation_range=setup.probe.measurer.activation.bounds)
 
     def run(self) -> dict[str, Any]:
         """Train (or only probe), then write figures, hparams and summary.json; return the summary."""
@@ -360,8 +378,9 @@ def finish_run(cfg: DictConfig, summary: dict[str, Any], records: list[ProbeReco
     """The end of every run: its figures, hparams and summary.json, and a closing log line."""
     if cfg.probe.figures and figures:
         draw_figures(records, describe(cfg), writer.run_dir, writer)
-    writer.hparams(hyperparameters(cfg), {**summary["final"], "steps": steps,
-                                          "diverged": float(summary["status"] == "diverged")}, steps)
+    params, listed, varied = dashboard_hparams(cfg, writer.run_dir)
+    writer.hparams(params, {**summary["final"], "steps": steps, "diverged": float(summary["status"] == "diverged")},
+                   steps, listed, varied)
     writer.close()
     write_json_atomic(writer.run_dir / "summary.json", summary)
     logger.info("%s after %d steps: %s", summary["status"], steps,
@@ -369,10 +388,11 @@ def finish_run(cfg: DictConfig, summary: dict[str, Any], records: list[ProbeReco
 
 
 def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: RunWriter) -> None:
-    """The lecture figure for every probe: figures/probe_<step>.png and a TensorBoard image."""
+    """The lecture figure for every probe, figures/probe_<step>.png, and its compact form as a TensorBoard image
+    (legible at the size TensorBoard shows an image)."""
     for record in tqdm(records, desc="figures", unit="fig", disable=None, leave=False):
-        pixels = render(lecture_figure(record, title), run_dir / "figures" / f"probe_{record.step:06d}.png")
-        writer.tb.add_image("lecture/probe", pixels, record.step, dataformats="HWC")
+        render(lecture_figure(record, title), run_dir / "figures" / f"probe_{record.step:06d}.png")
+        writer.tb.add_image("lecture/probe", render(compact_figure(record, title)), record.step, dataformats="HWC")
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

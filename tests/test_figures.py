@@ -1,0 +1,95 @@
+"""The run's own figures: every panel labelled, tick labels of 8 pt or more that do not overlap, a rectifier's
+spike at 0 stated as a share, and a compact image that TensorBoard's cards show legibly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.text import Text
+
+from layerscope.plots import compact_figure, lecture_figure, render, zero_spike
+from layerscope.probes import STATS, Histogram, ProbeRecord, histogram_summary
+
+DEPTH = 10
+TB_CARD_PX = 330  # how wide TensorBoard 2.21 shows an image card in a 1400 px window (IMAGES and TIME SERIES)
+
+
+def histogram(values: np.ndarray, bins: int = 60) -> Histogram:
+    """``values`` binned as a probe bins them."""
+    row = histogram_summary(torch.from_numpy(values), bins).tolist()
+    return Histogram.from_moments(*row[:5], counts=row[5:])
+
+
+def record(activation, seed: int = 0) -> ProbeRecord:
+    """A probe of a 10-layer net: pre-activations N(0, 1), backward signals N(0, (1e-4 l)²), the theory on the data."""
+    rng = np.random.default_rng(seed)
+    pre = [rng.normal(size=5000) for _ in range(DEPTH)]
+    stats = {name: [float("nan")] * DEPTH for name in STATS}
+    stats.update(activation_mean=[0.4] * DEPTH, activation_std=[0.6] * DEPTH, weight_grad_norm=[0.1] * DEPTH,
+                 backward_std=np.linspace(1.3e-4, 2.1e-4, DEPTH).tolist())  # under a decade: crowded log labels
+    if activation is relu:  # probes measure a dead fraction for rectifiers only
+        stats["dead_fraction"] = [0.0] * DEPTH
+    hists = {"activation": [histogram(activation(p)) for p in pre],
+             "backward": [histogram(rng.normal(scale=1e-4 * (layer + 1), size=5000)) for layer in range(DEPTH)]}
+    theory = {"activation_std": [0.58] * DEPTH, "backward_std": stats["backward_std"]}
+    return ProbeRecord(50, stats, hists, theory=theory)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0)
+
+
+def test_zero_spike_is_a_rectifiers_share_at_zero_and_nothing_else():
+    rng = np.random.default_rng(1)
+    index, share = zero_spike(histogram(relu(rng.normal(size=20000))))
+    assert index == 0 and share == pytest.approx(0.5, abs=0.02)
+    assert zero_spike(histogram(np.tanh(rng.normal(size=20000)))) is None
+    assert zero_spike(histogram(rng.normal(scale=1e-3, size=20000))) is None  # collapsed, but no spike
+    assert zero_spike(histogram(np.zeros(100))) == (0, 1.0)  # zero init: everything at 0
+
+
+def _labels(fig) -> list[Text]:
+    return [t for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+            for t in axis.get_ticklabels() + axis.get_ticklabels(minor=True) if t.get_visible() and t.get_text()]
+
+
+def assert_no_overlap(fig) -> None:
+    """No two tick labels of one axis overlap (call after drawing)."""
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = axis.get_ticklabels() + axis.get_ticklabels(minor=True)
+            boxes = [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
+            assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:]), ax.get_ylabel()
+
+
+def test_lecture_figure_labels_every_panel_with_legible_ticks_and_states_the_relu_spike():
+    fig = lecture_figure(record(relu), "10x500 relu")
+    render(fig)
+    histograms, curves = fig.axes[:2 * DEPTH], fig.axes[2 * DEPTH:]
+    assert all(ax.get_xlabel() for ax in fig.axes)
+    assert histograms[0].get_ylabel() and histograms[DEPTH].get_ylabel() and all(ax.get_ylabel() for ax in curves)
+    assert min(t.get_fontsize() for t in _labels(fig)) >= 8
+    assert_no_overlap(fig)
+    spikes = [t.get_text() for ax in histograms[:DEPTH] for t in ax.texts]
+    assert len(spikes) == DEPTH and all(s.endswith("% at 0") and 45 <= int(s.split("%")[0]) <= 55 for s in spikes)
+    assert not [t for ax in histograms[DEPTH:] for t in ax.texts]  # the backward row has no spike to state
+    tallest = max(p.get_path().vertices[:, 1].max() for p in histograms[0].patches)
+    assert tallest < 0.2  # the spike's 50% is stated, not drawn: the positive part fills the panel
+
+
+def test_tanh_histograms_have_no_spike_label():
+    fig = lecture_figure(record(np.tanh), "10x500 tanh")
+    assert not [t for ax in fig.axes[:DEPTH] for t in ax.texts]
+
+
+def test_compact_figure_for_tensorboard_is_legible_at_card_size():
+    fig = compact_figure(record(np.tanh), "10x500 tanh, init xavier_normal, bn none, sgd lr=0.05")
+    height, width, _ = render(fig).shape
+    shown = TB_CARD_PX / width  # TensorBoard scales the image to its card
+    texts = _labels(fig) + [ax.xaxis.label for ax in fig.axes] + [ax.yaxis.label for ax in fig.axes]
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes) and len(fig.axes) == 2
+    assert min(t.get_fontsize() for t in texts) * fig.dpi / 72 * shown >= 9  # px on screen
+    assert width <= 800 and height <= 900
+    assert_no_overlap(fig)

@@ -1,0 +1,163 @@
+"""What TensorBoard shows: the custom-scalars layout, shared histogram ranges, the HPARAMS columns, and sweep
+job folders (= TensorBoard run names) named by their swept overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+import layerscope
+from layerscope.job_names import (BASIC_SWEEPER, MAX_NAME, SweptNames, job_name, job_number, safe_name,
+                                   swept_overrides)
+from layerscope.paths import config_dir
+from layerscope.trainer import ESSENTIAL, dashboard_hparams
+from layerscope.writer import RunWriter
+
+TINY = ["data=spirals", "model.depth=3", "model.width=8", "trainer.max_steps=4", "probe.every=2",
+        "probe.figures=false", "trainer.progress=false"]
+CLI = str(Path(sys.executable).with_name("layerscope"))
+
+
+def events(folder: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(folder), size_guidance={"histograms": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.fixture(scope="module")
+def tanh_run(tmp_path_factory) -> Path:
+    return layerscope.run([*TINY, "activation=tanh"], output_dir=tmp_path_factory.mktemp("tb") / "run").path
+
+
+def test_every_run_writes_a_custom_scalars_layout_whose_charts_match_its_tags(tanh_run):
+    acc = events(tanh_run)
+    [config] = acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    scalars = acc.Tags()["scalars"]
+    matched = {title: sorted(t for t in scalars if any(re.search(r, t) for r in regexes))
+               for title, regexes in charts.items()}
+    assert matched["loss (train, test)"] == ["loss/test", "loss/train"]
+    assert matched["accuracy (train, test)"] == ["accuracy/test", "accuracy/train"]
+    assert matched["activation_std by layer"] == ["activation_std/layer_01", "activation_std/layer_02",
+                                                  "activation_std/layer_03"]  # not theory_activation_std/...
+    assert "saturated_fraction by layer" in charts and "dead_fraction by layer" not in charts  # tanh: no rectifier
+    per_layer = [title for title in charts if title.endswith(" by layer")]
+    assert len(per_layer) == 11 and all(len(matched[title]) == 3 for title in per_layer)  # every layer, no other tag
+    assert [c.title for c in layout.category][0] == "training"
+
+
+def test_forward_histograms_share_one_range_per_probe_and_gradients_keep_their_own(tanh_run):
+    acc = events(tanh_run)
+
+    def at_step_0(quantity):
+        return [acc.Histograms(f"{quantity}/layer_{layer:02d}")[0].histogram_value for layer in (1, 2, 3)]
+
+    activations = at_step_0("activation")
+    assert {(h.min, h.max) for h in activations} == {(-1.0, 1.0)}  # tanh's whole range, on every layer's card
+    preactivations = at_step_0("preactivation")
+    assert len({(h.min, h.max) for h in preactivations}) == 1
+    assert len({(h.min, h.max) for h in at_step_0("backward")}) == 3
+    for h in activations + preactivations:
+        assert sum(h.bucket) == pytest.approx(h.num) and list(h.bucket_limit) == sorted(h.bucket_limit)
+        assert h.bucket[0] == 0 or h.bucket_limit[0] > h.min  # widened by empty buckets, the data unmoved
+
+
+def _sweep_job(folder: Path, task: list[str], exclude: list[str], number: int = 3) -> Path:
+    """A folder as Hydra leaves a sweep job's: .hydra/hydra.yaml with its overrides and the excluded keys."""
+    (folder / ".hydra").mkdir(parents=True)
+    hydra = {"mode": "MULTIRUN", "overrides": {"task": task, "hydra": []},
+             "job": {"num": number, "config": {"override_dirname": {"exclude_keys": exclude}}}}
+    (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
+    return folder
+
+
+def test_hparams_list_the_swept_keys_first_and_mark_them_as_differing(tmp_path):
+    job = _sweep_job(tmp_path / "job", ["model.width=8", "init=he_normal", "experiment=he_relu"], ["model.width"])
+    assert swept_overrides(job) == {"init": "he_normal", "experiment": "he_relu"} and job_number(job) == 3
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=TINY)
+    params, listed, varied = dashboard_hparams(cfg, job)
+    assert varied == ("init", "experiment") and params["experiment"] == "he_relu"
+    assert listed[:2] == ["init", "experiment"] and set(ESSENTIAL) <= set(listed) and len(params) > len(listed)
+    writer = RunWriter(job)
+    writer.hparams(params, {"test_loss": 0.5}, 4, listed, varied)
+    writer.close()
+    content = events(job).PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert [(h.name, h.differs) for h in experiment.hparam_infos][:3] == [
+        ("init", True), ("experiment", True), ("activation", False)]
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["model.width"].number_value == 8  # every setting is still logged
+    assert swept_overrides(tmp_path) == {} and job_number(tmp_path) is None  # not a sweep job
+
+
+def test_job_names_are_safe_file_names_bounded_and_distinct():
+    assert safe_name("activation=relu,init=he_normal") == "activation=relu,init=he_normal"
+    slashes = safe_name("data.root=/tmp/a b")
+    assert re.fullmatch(r"data\.root=_tmp_a_b~[0-9a-f]{8}", slashes)
+    assert safe_name("data.root=_tmp_a_b") != slashes  # what was made safe keeps its own name
+    long = "optimizer.lr=" + "1" * 300
+    assert len(safe_name(long)) == MAX_NAME and safe_name(long) != safe_name(long + "2")
+
+
+def test_a_sweeper_that_picks_values_while_it_runs_numbers_its_job_folders():
+    job = {"num": 7, "override_dirname": "optimizer.lr=0.1"}
+    planned = OmegaConf.create({"hydra": {"job": job, "sweeper": {"_target_": BASIC_SWEEPER}}})
+    optuna = OmegaConf.create({"hydra": {"job": job, "sweeper": {"_target_": "OptunaSweeper"}}})
+    assert (job_name(_root_=planned), job_name(_root_=optuna)) == ("optimizer.lr=0.1", "7-optimizer.lr=0.1")
+
+
+def _master(task: list[str], params: dict | None = None):
+    """The parts of a multirun's master config that SweptNames reads and writes."""
+    return OmegaConf.create({"hydra": {"overrides": {"task": task, "hydra": ["hydra.mode=MULTIRUN"]},
+                                       "sweeper": {"params": params},
+                                       "job": {"config": {"override_dirname": {"exclude_keys": []}}}}})
+
+
+def test_a_job_folder_is_named_by_the_swept_overrides_only():
+    master = _master(["model.depth=2", "activation=tanh,relu", "skip_completed=true"],
+                     {"init": "xavier_normal,he_normal"})
+    SweptNames().on_multirun_start(master)
+    added = master.hydra.overrides.hydra[-1]
+    assert added == "hydra.job.config.override_dirname.exclude_keys=['model.depth','skip_completed']"
+    job = ["model.depth=2", "activation=relu", "skip_completed=true", "init=he_normal"]  # one job of the sweep
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=[added, *job], return_hydra_config=True)
+    assert OmegaConf.select(cfg, "hydra.sweep.subdir") == "activation=relu,init=he_normal"
+
+
+def test_a_value_listed_twice_is_refused_before_anything_runs(capsys):
+    master = _master(["activation=tanh,relu,tanh"])
+    with pytest.raises(SystemExit) as stop:
+        SweptNames().on_multirun_start(master)
+    assert stop.value.code == 2 and list(master.hydra.overrides.hydra) == ["hydra.mode=MULTIRUN"]
+    error = capsys.readouterr().err
+    assert error.startswith("layerscope: error: activation=tanh,relu,tanh lists activation=tanh twice")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                                      ["hydra/launcher=stacked"]])
+def test_every_launcher_names_job_folders_alike(tmp_path, launcher):
+    env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(tmp_path)}
+    proc = subprocess.run([CLI, "-m", *launcher, *TINY, "trainer.max_steps=0", "activation=tanh,relu",
+                           "init=xavier_normal,he_normal"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    [sweep_dir] = (tmp_path / "sweeps").glob("*/*")
+    jobs = {job_number(d): d.name for d in sweep_dir.iterdir() if d.is_dir()}
+    assert jobs == {0: "activation=tanh,init=xavier_normal", 1: "activation=tanh,init=he_normal",
+                    2: "activation=relu,init=xavier_normal", 3: "activation=relu,init=he_normal"}
+    assert events(sweep_dir / jobs[3]).Tensors("custom_scalars__config__")
