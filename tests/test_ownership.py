@@ -151,7 +151,7 @@ def test_a_signal_stops_a_stacked_sweep_and_every_member_says_interrupted(tmp_pa
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "skip_completed=true hydra.sweep.dir=" in stderr.strip().splitlines()[-1]
-    members = sorted(tmp_path.glob("sweeps/*/*/[0-9]*"))
+    members = sorted(p.parent for p in tmp_path.glob("sweeps/*/*/*/.hydra"))  # job folders, named by overrides
     summaries = [json.loads((m / "summary.json").read_text()) for m in members]
     assert [s["status"] for s in summaries] == ["interrupted", "interrupted"]
     assert len({s["interrupted_at_step"] for s in summaries}) == 1 and not any((m / LOCK).exists() for m in members)

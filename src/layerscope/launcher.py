@@ -23,6 +23,7 @@ from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.group import group_key, train_group
 from layerscope.results import RunResult, finished
+from layerscope.train import objective
 from layerscope.trainer import describe
 from layerscope.validate import GB, free_bytes, run_bytes, validate, whole
 from layerscope.writer import write_json_atomic
@@ -183,7 +184,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     configure_log(hydra_cfg.hydra_logging, hydra_cfg.verbose)
     for i in skipped:
         returns[i] = JobReturn(overrides=list(job_overrides[i]), cfg=tasks[i], status=JobStatus.COMPLETED,
-                               _return_value=RunResult.load(folders[i]).summary)
+                               _return_value=objective(RunResult.load(folders[i]).summary))
     log.info("stacked launcher: %d jobs, %d skipped as finished, stacked as %s", len(configs), len(skipped),
              _stacks(chunks))
     work = [([tasks[i] for i in chunk], [str(folders[i]) for i in chunk]) for chunk in chunks]
@@ -198,5 +199,5 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
                 write_json_atomic(folders[i] / "summary.json", summary)
             else:
                 summary = result[position]
-            returns[i].return_value, returns[i].status = summary, JobStatus.COMPLETED
+            returns[i].return_value, returns[i].status = objective(summary), JobStatus.COMPLETED  # as main's
     return [returns[i] for i in range(len(configs))]

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
 
 TIMINGS = ".timings.json"  # beside the work's outputs: the seconds each piece took last time
 
@@ -87,16 +83,3 @@ def sweep_line(sweep_dir: Path, job: str, seconds: float) -> str:
     elapsed = max(seconds, time.time() - multirun.stat().st_mtime)
     rest = f", about {duration(elapsed / done * (total - done))} left" if 0 < done < total else ""
     return f"{line}; {done} of {total} jobs done{rest}"
-
-
-class SweepProgress(Callback):
-    """Hydra callback: one line per finished sweep job, with how far the sweep is and about how long is left."""
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.started = time.perf_counter()
-
-    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if "stacked" in str(config.hydra.launcher.get("_target_", "")).lower():
-            return  # its jobs' folders are made before training; each stacked model shows its own bar
-        output = Path(config.hydra.runtime.output_dir)
-        print(sweep_line(output.parent, output.name, time.perf_counter() - self.started), file=sys.stderr, flush=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -15,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from layerscope.job_names import job_number
 from layerscope.plots import render
@@ -352,29 +350,6 @@ def tally(jobs: list[Job]) -> str:
     """'8 jobs: 6 completed, 1 diverged, 1 failed'."""
     counts = Counter(job.result.status for job in jobs)
     return f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-
-
-class SweepReport(Callback):
-    """Hydra callback: write the sweep report when a multirun ends; exit 1 when a job failed, 130/143 when stopped.
-
-    A diverged job is a result, not a failure; a failed one (an invalid config, a crash) makes the
-    sweep's exit status 1, so scripts and CI can trust it.
-    """
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
-            return
-        path = write_sweep_report(sweep_dir)
-        jobs = collect(sweep_dir)
-        print(f"{tally(jobs)}; see {path}", file=sys.stderr)
-        stopped = next((job.result.summary.get("signal") for job in jobs if job.result.status == "interrupted"), None)
-        if stopped:
-            print(f"layerscope: {stopped}: the sweep stopped; continue it with the same command and "
-                  f"skip_completed=true hydra.sweep.dir={sweep_dir}", file=sys.stderr)
-            sys.exit(128 + signal.Signals[stopped].value)
-        if any(job.result.status == "failed" for job in jobs):
-            sys.exit(1)
 
 
 def cli(argv: list[str] | None = None) -> None:

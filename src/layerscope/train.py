@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from layerscope.cli_errors import check_command_line
 from layerscope.cli_errors import install as install_error_lines
+from layerscope.group_options import install as reuse_group_repositories
 from layerscope.errors import ConfigError
 from layerscope.interrupt import Stopped, stopping
 from layerscope.ownership import FolderInUse, check_target, holds_run, owned
@@ -31,6 +32,7 @@ from layerscope.paths import config_dir
 
 log = logging.getLogger("layerscope")
 install_error_lines()
+reuse_group_repositories()
 
 
 def _fail(run_dir: Path, err: BaseException) -> str:
