@@ -93,3 +93,14 @@ def test_mistakes_raise_one_clear_error_and_leave_no_folder(tmp_path, trained):
         layerscope.load_run(tmp_path / "missing")
     with pytest.raises(ValueError, match="load_sweep"):
         layerscope.load_run(trained.parent)
+
+
+def test_the_test_curve_starts_at_step_0_with_the_initial_weights(tmp_path):
+    from layerscope.results import RunResult
+
+    frozen = layerscope.run([*TINY, "optimizer.lr=1e-12"], output_dir=tmp_path / "frozen")  # weights do not move
+    steps, losses = RunResult.load(frozen.path).test_curve("test_loss")
+    assert steps[0] == 0 and steps[1] > 0
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)  # the same weights: the same test loss
+    moving = RunResult.load(layerscope.run([*TINY, "optimizer.lr=0.5"], output_dir=tmp_path / "moving").path)
+    assert moving.test_curve("test_loss")[1][0] != pytest.approx(moving.test_curve("test_loss")[1][1], rel=1e-3)

@@ -210,6 +210,9 @@ class GroupTrainer:
         """Train every member (or only probe), then write each one's figures, hparams and summary."""
         log.info("stacked group of %d: %s on %s (%s), %d steps", len(self.members), describe(self.cfg), self.device,
                  self.data.name, self.total)
+        if self.total:  # the test curve's step 0: the initial weights
+            for m, initial in zip(self.members, evaluate(self.model, self.loss_fn, *self.data.test()).T.tolist()):
+                m.summary["initial"] = dict(zip(("test_loss", "test_accuracy"), initial))
         started = time.perf_counter()
         with self.interrupt, tqdm(total=self.total, unit="step", desc=f"{len(self.members)} stacked", leave=False,
                                   disable=None if self.cfg.trainer.progress else True) as self.bar:

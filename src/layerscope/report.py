@@ -309,10 +309,10 @@ def loss_figure(jobs: list[Job], path: Path) -> Path:
     fig = Figure(figsize=(13, 4.5), layout="constrained")
     axes = fig.subplots(1, 2)
     for index, config in enumerate(configurations(jobs)):
-        for ax, curve in zip(axes, (RunResult.batch_losses, lambda r: r.curve("test_loss"))):
+        for ax, curve in zip(axes, (RunResult.batch_losses, lambda r: r.test_curve("test_loss"))):
             _draw(ax, config, f"C{index % 10}", curve, "-", status=True)
     axes[0].set_title("train loss of each step's batch (step 0: the initial weights)", fontsize=10)
-    axes[1].set_title("test loss at the end of each epoch", fontsize=10)
+    axes[1].set_title("test loss at step 0 and at the end of each epoch", fontsize=10)
     for ax, split in zip(axes, ("train", "test")):
         ax.set_xlim(left=0)
         _axes_style(ax, "step", f"{split} loss")

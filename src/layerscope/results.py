@@ -90,6 +90,14 @@ class RunResult:
         return (np.array([r["step"] for r in self.metrics], dtype=float),
                 np.array([np.nan if r.get(key) is None else r[key] for r in self.metrics], dtype=float))
 
+    def test_curve(self, key: str = "test_loss") -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of a test metric from step 0: the initial weights' value, then each epoch's end."""
+        steps, values = self.curve(key)
+        initial = self.summary.get("initial", {}).get(key)
+        if initial is None:
+            return steps, values
+        return np.concatenate([[0.0], steps]), np.concatenate([[float(initial)], values])
+
     def final(self, key: str = "train_loss") -> float:
         """The last epoch's value of ``key`` (NaN if no epoch finished)."""
         value = self.summary.get("final", {}).get(key)

@@ -189,6 +189,9 @@ class Trainer:
         log.info("layerscope %s: %s on %s (%s, %d train / %d test), %d steps -> %s", __version__,
                  describe(self.cfg), s.device, s.data.name, len(s.data.x_train), len(s.data.x_test), s.total,
                  s.run_dir)
+        if s.total and not self.resumed:  # the test curve's step 0: the initial weights
+            initial = evaluate(s.model, s.loss_fn, s.data.x_test, s.data.y_test).tolist()
+            self.summary["initial"] = dict(zip(("test_loss", "test_accuracy"), initial))
         started = time.perf_counter()
         with self.interrupt, logging_redirect_tqdm(), tqdm(
                 total=s.total, initial=self.step, unit="step", desc="train", leave=False,
