@@ -45,7 +45,8 @@ from layerscope.probes import Captured, Measure, ProbeRecord
 from layerscope.stacked_model import StackedMLP
 from layerscope.stacked_optim import StackedOptimizer
 from layerscope.theory import Prediction, compare, predict_run
-from layerscope.trainer import FINAL, describe, evaluate, finish_run, initialized_model, log_epoch, total_steps
+from layerscope.results import FINAL
+from layerscope.trainer import describe, evaluate, finish_run, initialized_model, log_epoch, total_steps
 from layerscope.validate import DTYPES, check_against_data, validate
 from layerscope.writer import RunWriter, write_json_atomic
 

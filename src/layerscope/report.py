@@ -20,12 +20,11 @@ from omegaconf import OmegaConf
 
 from layerscope.job_names import job_number
 from layerscope.plots import render
-from layerscope.results import RunResult
+from layerscope.results import FINAL, RunResult
 from layerscope.tables import cell, write_csv
 
 LAYER_STATS = ("activation_std", "backward_norm")
 LAYER_LABELS = {"activation_std": "activation std", "backward_norm": "backward signal ‖dL/da‖"}
-FINAL = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 MAX_LEGEND = 16
 SEED = "trainer.seed"
 

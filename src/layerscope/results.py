@@ -14,6 +14,10 @@ from layerscope.probes import ProbeRecord
 from layerscope.writer import read_jsonl
 
 
+FINAL = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+"""The metrics a run's summary.json keeps from its last epoch (``final``)."""
+
+
 def read_summary(run_dir: Path) -> dict:
     """``run_dir``'s summary.json, or {} when it is missing or unreadable."""
     try:

@@ -32,12 +32,12 @@ from layerscope.model import MLP, build_model
 from layerscope.optim import build_optimizer, build_scheduler
 from layerscope.plots import compact_figure, lecture_figure, render
 from layerscope.probes import Probe, ProbeRecord
+from layerscope.results import FINAL
 from layerscope.theory import Prediction, compare, predict_run
 from layerscope.validate import DTYPES, check_against_data, check_data_size, validate
 from layerscope.writer import RunWriter, write_json_atomic
 
 log = logging.getLogger("layerscope")
-FINAL = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
 @dataclass
