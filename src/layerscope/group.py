@@ -46,7 +46,8 @@ from layerscope.stacked_model import StackedMLP
 from layerscope.stacked_optim import StackedOptimizer
 from layerscope.theory import Prediction, compare, predict_run
 from layerscope.results import FINAL
-from layerscope.trainer import describe, evaluate, finish_run, initialized_model, log_epoch, total_steps
+from layerscope.trainer import (describe, evaluate, finish_run, initialized_model, log_epoch, test_metrics,
+                               total_steps)
 from layerscope.validate import DTYPES, check_against_data, validate
 from layerscope.writer import RunWriter, write_json_atomic
 
@@ -213,7 +214,7 @@ class GroupTrainer:
                  self.data.name, self.total)
         if self.total:  # the test curve's step 0: the initial weights
             for m, initial in zip(self.members, evaluate(self.model, self.loss_fn, *self.data.test()).T.tolist()):
-                m.summary["initial"] = dict(zip(("test_loss", "test_accuracy"), initial))
+                m.summary["initial"] = test_metrics(initial)
         started = time.perf_counter()
         with self.interrupt, tqdm(total=self.total, unit="step", desc=f"{len(self.members)} stacked", leave=False,
                                   disable=None if self.cfg.trainer.progress else True) as self.bar:

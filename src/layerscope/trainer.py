@@ -120,6 +120,11 @@ def evaluate(model, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096
     return torch.stack([loss_sum, correct]) / y.shape[-1]
 
 
+def test_metrics(values: list[float]) -> dict[str, float]:
+    """``evaluate``'s [loss, accuracy] of one model as summary.json names them."""
+    return dict(zip(("test_loss", "test_accuracy"), values))
+
+
 def describe(cfg: DictConfig) -> str:
     """A one-line description of the setting, for titles and logs."""
     init = cfg.init.name + (f"(std={cfg.init.std})" if cfg.init.name == "normal" else "")
@@ -190,8 +195,7 @@ class Trainer:
                  describe(self.cfg), s.device, s.data.name, len(s.data.x_train), len(s.data.x_test), s.total,
                  s.run_dir)
         if s.total and not self.resumed:  # the test curve's step 0: the initial weights
-            initial = evaluate(s.model, s.loss_fn, s.data.x_test, s.data.y_test).tolist()
-            self.summary["initial"] = dict(zip(("test_loss", "test_accuracy"), initial))
+            self.summary["initial"] = test_metrics(evaluate(s.model, s.loss_fn, s.data.x_test, s.data.y_test).tolist())
         started = time.perf_counter()
         with self.interrupt, logging_redirect_tqdm(), tqdm(
                 total=s.total, initial=self.step, unit="step", desc="train", leave=False,
