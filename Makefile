@@ -36,7 +36,7 @@ test: $(STAMP)  ## the fast test suite (slow tests excluded)
 test-slow: $(STAMP)  ## only the slow end-to-end tests
 	$(BIN)/python -m pytest -m slow -q $(ARGS)
 
-bench: $(STAMP)  ## throughput: plain PyTorch loop vs the layerscope runner, same model/data/batch
+bench: $(STAMP)  ## throughput: plain PyTorch loop vs the layerscope trainer, same model/data/batch
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
 
 bench-sweep: $(STAMP)  ## one sweep three ways: one after another, basic launcher, stacked launcher (ARGS='--ks 16')

@@ -1,7 +1,7 @@
 """A one-second CLI: ``--help``, ``--cfg``, ``--info`` and TAB completion load neither torch nor matplotlib.
 
 Asserted on the modules a fresh process has loaded, not on time: a heavy import that slips back in
-(at the top of train.py, in a module it imports, in a Hydra plugin or resolver) fails here on any machine.
+(at the top of cli.py, in a module it imports, in a Hydra plugin or resolver) fails here on any machine.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def loaded_heavy(code: str, tmp_path, **env: str) -> list[str]:
 
 
 def test_importing_the_console_script_loads_no_heavy_module(tmp_path):
-    assert loaded_heavy("import layerscope.train", tmp_path) == []
+    assert loaded_heavy("import layerscope.cli", tmp_path) == []
     assert loaded_heavy("import numpy", tmp_path) == ["numpy"]  # the check sees a heavy import
 
 
@@ -35,6 +35,6 @@ def test_importing_the_console_script_loads_no_heavy_module(tmp_path):
     ["-sc", "query=bash"],                    # what the shell runs on TAB, the line so far in COMP_LINE
 ])
 def test_showing_the_config_or_completing_loads_no_heavy_module(tmp_path, argv):
-    code = f"import sys; sys.argv = ['layerscope', *{argv!r}]\nfrom layerscope.train import cli\ncli()"
+    code = f"import sys; sys.argv = ['layerscope', *{argv!r}]\nfrom layerscope.cli import cli\ncli()"
     line = "layerscope activation="
     assert loaded_heavy(code, tmp_path, COMP_LINE=line, COMP_POINT=str(len(line))) == []

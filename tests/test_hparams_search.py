@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict, read_write
 
 from layerscope.paths import config_dir
-from layerscope.train import main, objective
+from layerscope.cli import main, objective
 
 CLI = str(Path(sys.executable).with_name("layerscope"))
 TINY = ["model.depth=2", "model.width=16", "probe.figures=false", "trainer.progress=false"]

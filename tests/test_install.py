@@ -31,7 +31,7 @@ def test_wheel_ships_configs_and_its_cli_runs_from_elsewhere(tmp_path):
     code = "import layerscope.paths as p; print(p.config_dir())"
     where = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert Path(where.stdout.strip()) == site / "layerscope" / "configs", where.stderr
-    run = subprocess.run([sys.executable, "-m", "layerscope.train", "trainer.max_steps=0", "model.depth=2",
+    run = subprocess.run([sys.executable, "-m", "layerscope.cli", "trainer.max_steps=0", "model.depth=2",
                           "model.width=16", "probe.figures=false", "trainer.progress=false"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

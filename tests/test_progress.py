@@ -46,7 +46,7 @@ def test_sweep_line_reads_how_far_the_sweep_is_from_its_folder(tmp_path):
     from omegaconf import OmegaConf
 
     from layerscope.progress import sweep_line
-    from layerscope.writer import write_json_atomic
+    from layerscope.run_files import write_json_atomic
 
     OmegaConf.save(OmegaConf.create({"hydra": {"overrides": {"task": ["activation=tanh,relu", "trainer.seed=0,1"]}}}),
                    tmp_path / "multirun.yaml")

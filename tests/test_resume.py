@@ -186,7 +186,7 @@ def test_non_finite_numbers_are_written_as_null(tmp_path):
 
 def test_write_json_atomic_turns_non_finite_numbers_into_null(tmp_path):
     from layerscope.results import RunResult
-    from layerscope.writer import write_json_atomic
+    from layerscope.run_files import write_json_atomic
 
     write_json_atomic(tmp_path / "summary.json", {"status": "diverged", "final": {"train_loss": float("inf")},
                                                   "rates": [float("nan"), torch.tensor(float("-inf")), 1.5]})

@@ -26,7 +26,8 @@ from layerscope.report import collect
 from layerscope.results import RunResult
 from layerscope import stacked_model
 from layerscope.stacked_model import StackedMLP
-from layerscope.trainer import initialized_model, run
+from layerscope.probed_model import initialized_model
+from layerscope.trainer import run
 
 TOLERANCE = 1e-9
 BASE = ["model.depth=3", "model.width=24", "trainer.max_steps=70", "trainer.batch_size=64", "probe.every=15",

@@ -365,7 +365,7 @@ def test_a_normalized_net_matches_its_prediction(placement):
     from layerscope.data import load_data
     from layerscope.paths import config_dir
     from layerscope.theory import predict_run
-    from layerscope.trainer import initialized_model
+    from layerscope.probed_model import initialized_model
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("train", overrides=[f"bn={placement}", "data=gaussian", "init=normal",

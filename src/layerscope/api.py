@@ -27,9 +27,9 @@ from typing import Any, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from layerscope.errors import ConfigError
-from layerscope.ownership import holds_run
 from layerscope.report import LAYER_STATS, Job, collect, configurations, row, seed_row, varies_seed
 from layerscope.results import RunResult
+from layerscope.run_files import CONFIG, holds_run
 
 
 def _pandas():
@@ -139,7 +139,7 @@ def load_run(path: str | Path) -> Run:
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass a run folder such as outputs/runs/<date>/<time>")
-    if not holds_run(folder) and not (folder / "config.yaml").exists():
+    if not holds_run(folder) and not (folder / CONFIG).exists():
         hint = "; for a sweep's folder use load_sweep" if collect(folder) else ""
         raise ValueError(f"{folder} holds no run (no summary.json, metrics.jsonl or probes.jsonl){hint}")
     return Run(RunResult.load(folder))

@@ -7,16 +7,13 @@ running sums. It is loaded with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from layerscope.errors import ConfigError
-from layerscope.writer import replacing
-
-CHECKPOINT = "checkpoint.pt"
+from layerscope.run_files import replacing
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -51,31 +48,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def truncate_jsonl(path: Path, keep_below: int) -> list[dict]:
-    """Drop the rows of a JSON-lines file whose ``step`` is >= ``keep_below``; return the rest."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by the kill
-        if row.get("step", 0) < keep_below:
-            rows.append(row)
-    with replacing(path) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return rows
-
-
-def restart_logs(run_dir: Path) -> int | None:
-    """A run started over in its folder drops the logs of its earlier try; 0 (TensorBoard purges from
-    step 0) when there were any, else None."""
-    logs = [run_dir / "metrics.jsonl", run_dir / "probes.jsonl"]
-    if not any(p.exists() for p in logs):
-        return None
-    for path in logs:
-        truncate_jsonl(path, 0)
-    return 0

@@ -22,14 +22,14 @@ from layerscope.activations import ACTIVATIONS
 from layerscope.data import load_data
 from layerscope.plots import (comparison_figure, ravine_figure, saddle_figure, step_size_figure,
                               weight_magnitude_figure)
+from layerscope.probed_model import initialized_model
 from layerscope.ravine import A, B, START, ravine
 from layerscope.ravine import recorded as ravine_paths
 from layerscope.registry import Registry
+from layerscope.results import RunResult
 from layerscope.saddle import ESCAPED, growth, saddle
 from layerscope.saddle import recorded as saddle_paths
-from layerscope.results import RunResult
 from layerscope.theory import init_variances, predict
-from layerscope.trainer import initialized_model
 
 CONFIDENCE_Z = 4.0
 """A per-layer ratio passes within 4 finite-width standard deviations of the theory's: a true claim fails

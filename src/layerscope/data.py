@@ -1,4 +1,4 @@
-"""Datasets by name, loaded once as in-memory tensors (moved to the run's device by the runner).
+"""Datasets by name, loaded once as in-memory tensors (moved to the run's device by the trainer).
 
 Every loader returns a ``Data`` with flattened float32 inputs and int64 labels. Inputs are
 standardized with the training set's per-feature mean and std unless ``standardize: false``.

@@ -15,7 +15,6 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-import uuid
 import zlib
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Mapping, Sequence
 from tqdm import tqdm
 
 from layerscope.errors import ConfigError
+from layerscope.run_files import replacing
 
 CHUNK = 1 << 20
 TIMEOUT = 30  # seconds a mirror may stay silent before the next one is tried
@@ -86,9 +86,8 @@ def _reason(err: BaseException) -> str:
 
 def _download(url: str, target: Path, md5: str) -> None:
     """Stream ``url`` into a temporary file beside ``target`` with a progress bar; check its MD5, then rename it."""
-    part = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
     digest = hashlib.md5(usedforsecurity=False)
-    try:
+    with replacing(target) as part:  # a failure or an interrupt leaves no partial file behind
         with urllib.request.urlopen(url, timeout=TIMEOUT) as response, open(part, "xb") as stream:
             size = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=target.name, disable=None) as bar:
@@ -98,10 +97,6 @@ def _download(url: str, target: Path, md5: str) -> None:
                     bar.update(len(chunk))
         if digest.hexdigest() != md5:
             raise _Mismatch(f"MD5 {digest.hexdigest()}, published {md5}")
-        os.replace(part, target)
-    except BaseException:  # an interrupt too: no partial file stays behind
-        part.unlink(missing_ok=True)
-        raise
 
 
 def unpack(archive: Path, folder: Path) -> None:

@@ -19,17 +19,16 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from layerscope.activations import ACTIVATIONS
-from layerscope.validate import validate
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.losses import build_loss
 from layerscope.paths import config_dir
 from layerscope.plots import render
-from layerscope.probes import Probe
+from layerscope.probed_model import attach_probe, initialized_model
+from layerscope.run_files import write_summary
 from layerscope.tables import cell, write_csv
 from layerscope.theory import compare, predict_run
-from layerscope.trainer import initialized_model
-from layerscope.writer import write_json_atomic
+from layerscope.validate import validate
 
 GROUPS = ("activation", "init", "bn")
 
@@ -45,9 +44,8 @@ def choice(group: str, name: str) -> DictConfig:
 
 def measure_cell(cfg: DictConfig, data, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> dict[str, Any]:
     """One forward/backward pass of a freshly initialized model, probed: per-layer stats and theory."""
-    model = initialized_model(cfg, data).to(device)
-    probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
-                  cfg.probe.histogram_sample)
+    model = initialized_model(cfg, data, device)
+    probe = attach_probe(model, cfg)
     with probe.capture():
         build_loss(cfg.loss)(model(x), y).backward()
     record = probe.record(probe.measure(), step=0)
@@ -97,7 +95,7 @@ def run_grid(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     write_table(rows, run_dir)
     grid_figure(rows, grid, run_dir / "grid.png")
     summary = {"status": "completed", "steps": 0, "cells": len(rows), "grid": grid, "final": {}}
-    write_json_atomic(run_dir / "summary.json", summary)
+    write_summary(run_dir, summary)
     return summary
 
 

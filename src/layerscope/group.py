@@ -32,24 +32,24 @@ from tqdm.auto import tqdm
 
 from layerscope import __version__
 from layerscope.activations import ACTIVATIONS
-from layerscope.checkpoint import CHECKPOINT, restart_logs, rng_state, save_checkpoint
+from layerscope.checkpoint import rng_state, save_checkpoint
 from layerscope.data import Data, load_data
 from layerscope.epoch_log import EpochLog
 from layerscope.errors import ConfigError
 from layerscope.interrupt import Interrupt
 from layerscope.losses import build_loss
 from layerscope.model import MLP
-from layerscope.ownership import FolderInUse, owned
 from layerscope.optim import build_optimizer, build_scheduler
+from layerscope.ownership import FolderInUse, owned
+from layerscope.probed_model import initialized_model
 from layerscope.probes import Captured, Measure, ProbeRecord
+from layerscope.run_files import CHECKPOINT, FINAL, restart_logs, write_config, write_summary
 from layerscope.stacked_model import StackedMLP
 from layerscope.stacked_optim import StackedOptimizer
 from layerscope.theory import Prediction, compare, predict_run
-from layerscope.results import FINAL
-from layerscope.trainer import (describe, evaluate, finish_run, initialized_model, log_epoch, test_metrics,
-                               total_steps)
+from layerscope.trainer import describe, evaluate, finish_run, log_epoch, test_metrics, total_steps
 from layerscope.validate import DTYPES, check_against_data, validate
-from layerscope.writer import RunWriter, write_json_atomic
+from layerscope.writer import RunWriter
 
 log = logging.getLogger("layerscope")
 
@@ -91,7 +91,7 @@ class Member:
         """Record a one-line failure in the member's folder."""
         self.summary = {"status": "failed", "error": error}
         self.done = True
-        write_json_atomic(self.run_dir / "summary.json", self.summary)
+        write_summary(self.run_dir, self.summary)
 
 
 def _run_log(run_dir: Path) -> logging.Logger:
@@ -199,7 +199,7 @@ class GroupTrainer:
             m.writer = RunWriter(m.run_dir, purge_step=restart_logs(m.run_dir),
                                  activation_range=self.measure.activation.bounds)
             m.log = _run_log(m.run_dir)
-            (m.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(m.cfg, resolve=True))
+            write_config(m.run_dir, m.cfg)
             m.log.info("layerscope %s: %s on %s (%s), %d steps, one of %d stacked members -> %s", __version__,
                        describe(m.cfg), device, self.data.name, self.total, len(members), m.run_dir)
 

@@ -19,14 +19,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from layerscope.cli import objective
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.group import group_key, train_group
-from layerscope.results import RunResult, finished
-from layerscope.train import objective
+from layerscope.results import RunResult
+from layerscope.run_files import finished, write_summary
 from layerscope.trainer import describe
 from layerscope.validate import GB, free_bytes, run_bytes, validate, whole
-from layerscope.writer import write_json_atomic
 
 log = logging.getLogger("layerscope")
 DISPATCH = ("local", "submitit_local", "slurm")
@@ -134,7 +134,7 @@ def _local(work: list[tuple[list[DictConfig], list[str]]]) -> list[list[dict]]:
             continue
         summary = {"status": "interrupted", "signal": stopped, "steps": 0}
         for run_dir in run_dirs:
-            write_json_atomic(Path(run_dir) / "summary.json", summary)
+            write_summary(Path(run_dir), summary)
         results.append([summary] * len(cfgs))
     return results
 
@@ -196,7 +196,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         for position, i in enumerate(chunk):
             if isinstance(result, Exception):
                 summary = {"status": "failed", "error": f"{type(result).__name__}: {result}".splitlines()[0]}
-                write_json_atomic(folders[i] / "summary.json", summary)
+                write_summary(folders[i], summary)
             else:
                 summary = result[position]
             returns[i].return_value, returns[i].status = objective(summary), JobStatus.COMPLETED  # as main's

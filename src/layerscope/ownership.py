@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Iterator
 
 from layerscope.errors import ConfigError
+from layerscope.run_files import holds_run
 
 LOCK = "run.lock"
-RUN_FILES = ("summary.json", "checkpoint.pt", "metrics.jsonl", "probes.jsonl")
-"""A folder holding any of these holds a run."""
 
 log = logging.getLogger("layerscope")
 _held: dict[Path, int] = {}  # folder -> the open lock file of this process
@@ -30,11 +29,6 @@ _held: dict[Path, int] = {}  # folder -> the open lock file of this process
 
 class FolderInUse(ConfigError):
     """Another live process holds the folder: refused without writing anything into it."""
-
-
-def holds_run(folder: Path) -> bool:
-    """Whether ``folder`` already holds (part of) a run."""
-    return any((folder / name).exists() for name in RUN_FILES)
 
 
 def holder(folder: Path) -> dict | None:

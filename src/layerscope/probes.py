@@ -248,7 +248,7 @@ class Measure:
 
 
 class Probe:
-    """Measures every hidden block of one ``MLP`` (a single run) at the steps the runner asks for."""
+    """Measures every hidden block of one ``MLP`` (a single run) at the steps the trainer asks for."""
 
     def __init__(self, model: nn.Module, activation: Activation, bins: int = 60,
                  saturation_margin: float = 0.01, sample: int | None = 16384) -> None:

@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from layerscope.run_files import SUMMARY, write_json_atomic
+
 
 TIMINGS = ".timings.json"  # beside the work's outputs: the seconds each piece took last time
 
@@ -33,8 +35,6 @@ class Estimate:
 
     def done(self, name: str, seconds: float) -> str:
         """Record that ``name`` took ``seconds`` (saved for next time); '<its time>; about <rest> left'."""
-        from layerscope.writer import write_json_atomic  # torch's writer: the callers have it loaded already
-
         self.left.remove(name)
         self.taken[name] = seconds
         with contextlib.suppress(OSError):
@@ -72,7 +72,7 @@ def sweep_line(sweep_dir: Path, job: str, seconds: float) -> str:
 
     from layerscope.results import run_status
 
-    folders = [p for p in sweep_dir.iterdir() if (p / "summary.json").exists()]
+    folders = [p for p in sweep_dir.iterdir() if (p / SUMMARY).exists()]
     status = run_status(sweep_dir / job)
     done = sum(run_status(p) not in ("running", "incomplete") for p in folders)
     line = f"sweep: job {job} {status} in {duration(seconds)}"

@@ -17,7 +17,7 @@ import torch
 
 from layerscope.optim import build_optimizer
 from layerscope.paths import preset
-from layerscope.writer import write_json_atomic
+from layerscope.run_files import write_json_atomic
 
 A, B = 1.0, 40.0  # curvature along x (flat) and y (steep): condition number 40
 START = (-8.0, 1.0)

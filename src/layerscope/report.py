@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 
 from layerscope.job_names import job_number
 from layerscope.plots import render
-from layerscope.results import FINAL, RunResult
+from layerscope.results import RunResult
+from layerscope.run_files import FINAL, SUMMARY
 from layerscope.tables import cell, write_csv
 
 LAYER_STATS = ("activation_std", "backward_norm")
@@ -62,7 +63,7 @@ def _number(folder: Path) -> int | None:
 
 
 def _job_folders(sweep_dir: Path) -> list[Path]:
-    folders = [d for d in sweep_dir.iterdir() if d.is_dir() and ((d / ".hydra").is_dir() or (d / "summary.json").exists())]
+    folders = [d for d in sweep_dir.iterdir() if d.is_dir() and ((d / ".hydra").is_dir() or (d / SUMMARY).exists())]
     numbers = {d: _number(d) for d in folders}
     return sorted(folders, key=lambda d: (numbers[d] is None, numbers[d] or 0, d.name))
 

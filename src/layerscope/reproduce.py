@@ -29,9 +29,9 @@ from layerscope.paths import config_dir
 from layerscope.phase import phase_figure, phase_name
 from layerscope.progress import TIMINGS, Estimate
 from layerscope.results import RunResult
+from layerscope.run_files import write_summary
 from layerscope.theory import chi_1, fixed_point_c, fixed_point_q, init_variances, xi_c
 from layerscope.trainer import run
-from layerscope.writer import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
         except Exception as err:  # a failing run is a result; its check sees the status
             logging.getLogger("layerscope").error("%s failed: %s", experiment.name, err)
             for i in indices:
-                write_json_atomic(dirs[i] / "summary.json", {"status": "failed", "error": str(err)})
+                write_summary(dirs[i], {"status": "failed", "error": str(err)})
     return {label: RunResult.load(run_dir, label) for label, run_dir in zip(labels, dirs)}
 
 

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from layerscope.ownership import holder
 from layerscope.probes import ProbeRecord
-from layerscope.writer import read_jsonl
-
-
-FINAL = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
-"""The metrics a run's summary.json keeps from its last epoch (``final``)."""
-
-
-def read_summary(run_dir: Path) -> dict:
-    """``run_dir``'s summary.json, or {} when it is missing or unreadable."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return summary if isinstance(summary, dict) else {}
+from layerscope.run_files import CHECKPOINT, METRICS, PROBES, read_config, read_jsonl, read_summary
 
 
 def run_status(run_dir: Path) -> str:
@@ -33,11 +18,6 @@ def run_status(run_dir: Path) -> str:
     if status in (None, "running"):
         return "running" if holder(run_dir) else "incomplete"
     return status
-
-
-def finished(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a run that ended as completed or diverged (a sweep skips those)."""
-    return read_summary(run_dir).get("status") in ("completed", "diverged")
 
 
 STEP_WINDOW = 5
@@ -59,18 +39,17 @@ class RunResult:
     def load(cls, run_dir: Path, label: str = "") -> "RunResult":
         """Read ``summary.json``, ``metrics.jsonl`` and ``probes.jsonl`` of ``run_dir``."""
         summary = {**read_summary(run_dir), "status": run_status(run_dir)}
-        probes = [ProbeRecord.from_json(row) for row in read_jsonl(run_dir / "probes.jsonl")]
-        return cls(label or run_dir.name, run_dir, summary, read_jsonl(run_dir / "metrics.jsonl"), probes)
+        probes = [ProbeRecord.from_json(row) for row in read_jsonl(run_dir / PROBES)]
+        return cls(label or run_dir.name, run_dir, summary, read_jsonl(run_dir / METRICS), probes)
 
     @property
     def config(self) -> dict:
         """The run's resolved config (its config.yaml); {} when it has none."""
-        path = self.run_dir / "config.yaml"
-        return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
+        return read_config(self.run_dir)
 
     def final_weights(self) -> list[np.ndarray]:
         """The hidden layers' Linear weights (width, fan_in) at the end of the run, from its checkpoint."""
-        from layerscope.checkpoint import CHECKPOINT, load_checkpoint  # torch: only this reader needs it
+        from layerscope.checkpoint import load_checkpoint  # torch: only this reader needs it
 
         state = load_checkpoint(self.run_dir / CHECKPOINT)["model"]
         return [v.double().numpy() for k, v in state.items() if k.startswith("blocks.") and k.endswith("linear.weight")]

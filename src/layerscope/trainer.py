@@ -17,25 +17,24 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from layerscope import __version__
-from layerscope.activations import ACTIVATIONS
-from layerscope.checkpoint import (CHECKPOINT, load_checkpoint, restart_logs, rng_state, save_checkpoint,
-                                   set_rng_state, truncate_jsonl)
+from layerscope.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from layerscope.cuda_graph import CapturedStep, set_capturable
 from layerscope.data import Data, load_data
 from layerscope.epoch_log import EpochLog
 from layerscope.errors import ConfigError
-from layerscope.init import initialize
 from layerscope.interrupt import Interrupt
 from layerscope.job_names import swept_overrides
 from layerscope.losses import build_loss
-from layerscope.model import MLP, build_model
+from layerscope.model import MLP
 from layerscope.optim import build_optimizer, build_scheduler
 from layerscope.plots import compact_figure, lecture_figure, render
+from layerscope.probed_model import attach_probe, initialized_model
 from layerscope.probes import Probe, ProbeRecord
-from layerscope.results import FINAL
+from layerscope.run_files import (CHECKPOINT, FINAL, METRICS, PROBES, restart_logs, truncate_jsonl, write_config,
+                                  write_summary)
 from layerscope.theory import Prediction, compare, predict_run
 from layerscope.validate import DTYPES, check_against_data, check_data_size, validate
-from layerscope.writer import RunWriter, write_json_atomic
+from layerscope.writer import RunWriter
 
 log = logging.getLogger("layerscope")
 
@@ -63,14 +62,6 @@ class Setup:
         return math.ceil(self.total / self.steps_per_epoch)
 
 
-def initialized_model(cfg: DictConfig, data: Data) -> MLP:
-    """The run's MLP on the CPU, initialized from ``trainer.seed`` exactly as every run of that seed is."""
-    torch.manual_seed(cfg.trainer.seed)
-    model = build_model(cfg.model, cfg.activation, cfg.bn, data.input_dim, data.num_classes)
-    initialize(model, cfg.init, cfg.activation.name, cfg.activation)
-    return model.to(DTYPES[cfg.trainer.dtype])
-
-
 def total_steps(cfg: DictConfig, data: Data) -> tuple[int, int]:
     """(optimizer steps to take, steps per epoch)."""
     steps_per_epoch = len(data.x_train) // cfg.trainer.batch_size
@@ -89,14 +80,13 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
     check_data_size(cfg)
     data = load_data(cfg.data, trainer.seed)
     check_against_data(cfg, data, device)
-    model = initialized_model(cfg, data).to(device)
+    model = initialized_model(cfg, data, device)
     data = data.to(device, DTYPES[trainer.dtype])
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, trainer.weight_decay)
     if trainer.cuda_graph and device.type != "cuda":
         raise ConfigError(f"trainer.cuda_graph=true needs a CUDA device, not {device}; use trainer.cuda_graph=false")
     set_capturable(optimizer, trainer.cuda_graph)
-    probe = Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
-                  cfg.probe.histogram_sample)
+    probe = attach_probe(model, cfg)
     total, steps_per_epoch = total_steps(cfg, data)
     return Setup(cfg, run_dir, device, data, model, build_loss(cfg.loss), optimizer,
                  build_scheduler(optimizer, cfg.scheduler), probe,
@@ -190,7 +180,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train (or only probe), then write figures, hparams and summary.json; return the summary."""
         s = self.s
-        (s.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        write_config(s.run_dir, self.cfg)
         log.info("layerscope %s: %s on %s (%s, %d train / %d test), %d steps -> %s", __version__,
                  describe(self.cfg), s.device, s.data.name, len(s.data.x_train), len(s.data.x_test), s.total,
                  s.run_dir)
@@ -360,8 +350,8 @@ class Trainer:
         s.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         self.step, self.summary = state["step"], state["summary"]
-        self.records = [ProbeRecord.from_json(r) for r in truncate_jsonl(s.run_dir / "probes.jsonl", self.step)]
-        truncate_jsonl(s.run_dir / "metrics.jsonl", self.step)
+        self.records = [ProbeRecord.from_json(r) for r in truncate_jsonl(s.run_dir / PROBES, self.step)]
+        truncate_jsonl(s.run_dir / METRICS, self.step)
         ended = {"running": "was left incomplete (its process ended without a status)",
                  "interrupted": f"was interrupted by {self.summary.get('signal')}"}.get(self.summary.get("status"), "")
         log.info("resuming from the checkpoint at step %d%s", self.step, f" (the run {ended})" if ended else "")
@@ -389,7 +379,7 @@ def finish_run(cfg: DictConfig, summary: dict[str, Any], records: list[ProbeReco
     writer.hparams(params, {**summary["final"], "steps": steps, "diverged": float(summary["status"] == "diverged")},
                    steps, listed, varied)
     writer.close()
-    write_json_atomic(writer.run_dir / "summary.json", summary)
+    write_summary(writer.run_dir, summary)
     logger.info("%s after %d steps: %s", summary["status"], steps,
              ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished")
 

@@ -11,12 +11,9 @@ train/test loss, one for accuracy.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams.metadata import EXPERIMENT_TAG
@@ -25,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars, histogram_raw, hparams
 
 from layerscope.probes import Histogram, ProbeRecord
+from layerscope.run_files import METRICS, PROBES, JsonLines
 
 
 FILE_HISTOGRAMS = ("activation", "backward")
@@ -51,42 +49,6 @@ CHARTS = {"forward signal, one line per layer": ("activation_std", "activation_m
 def layer_tag(quantity: str, layer: int) -> str:
     """``activation/layer_03``: grouped by quantity in TensorBoard, layers in order."""
     return f"{quantity}/layer_{layer:02d}"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and a rename, so readers never see half a file."""
-    text = json.dumps(_clean(data), indent=2, default=_jsonable, allow_nan=False) + "\n"
-    with replacing(path) as tmp:
-        tmp.write_text(text)
-
-
-@contextlib.contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A temporary path to write; it replaces ``path`` when the block ends, and is removed if the block fails."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return _clean(value.item())
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def _clean(value: Any) -> Any:
-    """NaN/inf become null so every file is strict JSON (readers take null back as NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def scalars_layout(stats: list[str]) -> dict[str, dict[str, list]]:
@@ -125,8 +87,7 @@ class RunWriter:
         self.run_dir = run_dir
         # purge_step: after a resume, TensorBoard drops earlier events at steps >= the checkpoint's
         self.tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
-        self._metrics = open(run_dir / "metrics.jsonl", "a")
-        self._probes = open(run_dir / "probes.jsonl", "a")
+        self._metrics, self._probes = JsonLines(run_dir / METRICS), JsonLines(run_dir / PROBES)
         self.activation_range = activation_range
         self._layout_written = False
 
@@ -137,8 +98,7 @@ class RunWriter:
             self.tb.add_scalar(f"loss/{split}", row[f"{split}_loss"], step)
             self.tb.add_scalar(f"accuracy/{split}", row[f"{split}_accuracy"], step)
         self.tb.add_scalar("lr", row["lr"], step)
-        self._metrics.write(json.dumps(_clean(row), allow_nan=False) + "\n")
-        self._metrics.flush()
+        self._metrics.append(row)
 
     def probe(self, record: ProbeRecord) -> None:
         """Log a probe's histograms (``histogram_raw``, as ``add_histogram_raw``) and per-layer scalars as one event;
@@ -160,8 +120,7 @@ class RunWriter:
                 if math.isfinite(value):
                     values.append(Summary.Value(tag=layer_tag(name, layer), simple_value=value))
         self.tb._get_file_writer().add_summary(Summary(value=values), record.step)
-        self._probes.write(json.dumps(record.to_json(FILE_HISTOGRAMS), allow_nan=False) + "\n")
-        self._probes.flush()
+        self._probes.append(record.to_json(FILE_HISTOGRAMS))
 
     def _shared_span(self, quantity: str, hists: list[Histogram]) -> tuple[float, float] | None:
         """The x-range the cards of ``quantity`` share in this probe (``SHARED_RANGE``), or None."""
@@ -215,15 +174,3 @@ def _columns(experiment: Summary, listed: Any, varied: tuple[str, ...]) -> None:
     data.experiment.ClearField("hparam_infos")
     data.experiment.hparam_infos.extend(kept)
     metadata.content = data.SerializeToString()
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The rows of a JSON-lines file (metrics.jsonl, probes.jsonl); a torn last line is skipped."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows

@@ -27,8 +27,9 @@ from layerscope.cli_errors import install as install_error_lines
 from layerscope.group_options import install as reuse_group_repositories
 from layerscope.errors import ConfigError
 from layerscope.interrupt import Stopped, stopping
-from layerscope.ownership import FolderInUse, check_target, holds_run, owned
+from layerscope.ownership import FolderInUse, check_target, owned
 from layerscope.paths import config_dir
+from layerscope.run_files import CHECKPOINT, finished, holds_run, read_summary, write_summary
 
 log = logging.getLogger("layerscope")
 install_error_lines()
@@ -37,14 +38,12 @@ reuse_group_repositories()
 
 def _fail(run_dir: Path, err: BaseException) -> str:
     """Record ``err`` in summary.json as ``failed`` where it can still be written; return its one line."""
-    from layerscope.writer import write_json_atomic
-
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, OmegaConfBaseException) and err.full_key:
         message = f"{err.full_key}: {message}"
     error = message if isinstance(err, (ConfigError, OmegaConfBaseException)) else f"{type(err).__name__}: {message}"
     with contextlib.suppress(OSError):
-        write_json_atomic(run_dir / "summary.json", {"status": "failed", "error": error})
+        write_summary(run_dir, {"status": "failed", "error": error})
     return error
 
 
@@ -74,9 +73,7 @@ def main(cfg: DictConfig) -> float:
     ends. In a sweep a job's failure is recorded in its summary.json and the sweep goes on.
     """
     from layerscope.grid import run_grid
-    from layerscope.results import finished, read_summary
     from layerscope.trainer import run
-    from layerscope.writer import write_json_atomic
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -88,7 +85,7 @@ def main(cfg: DictConfig) -> float:
     summary: dict[str, Any] = {"status": "failed"}
     try:
         with owned(run_dir), stopping():
-            write_json_atomic(run_dir / "summary.json", {"status": "running"})
+            write_summary(run_dir, {"status": "running"})
             summary = (run_grid if cfg.get("grid") else run)(cfg, run_dir)
     except Stopped as stop:
         _stopped(run_dir, stop)
@@ -127,21 +124,16 @@ def _end(sweep: bool, error: str) -> None:
 
 def _stopped(run_dir: Path, stop: Stopped) -> None:
     """A signal outside the training loop: the folder says interrupted, the process exits 128 + signal."""
-    from layerscope.results import read_summary
-    from layerscope.writer import write_json_atomic
-
     summary = read_summary(run_dir)
     if summary.get("status") in (None, "running"):
         with contextlib.suppress(OSError):
-            write_json_atomic(run_dir / "summary.json", {**summary, "status": "interrupted", "signal": stop.name})
+            write_summary(run_dir, {**summary, "status": "interrupted", "signal": stop.name})
     print(f"layerscope: {stop.name}: the run stopped in {run_dir}; {_again(run_dir)}", file=sys.stderr)
     sys.exit(128 + stop.signum)
 
 
 def _again(run_dir: Path) -> str:
     """How to go on with a run that stopped early."""
-    from layerscope.checkpoint import CHECKPOINT
-
     if (run_dir / CHECKPOINT).exists():
         return "continue it with the same command and trainer.resume=true"
     return "run the same command again (it had no checkpoint to continue from)"
@@ -160,9 +152,6 @@ def _earlier_overrides(folder: Path) -> list[str] | None:
 
 def _resume_target(same: list[str]) -> Path | None:
     """The newest unfinished run folder (with a checkpoint) whose command equals ``same``."""
-    from layerscope.checkpoint import CHECKPOINT
-    from layerscope.results import finished
-
     root = Path(os.environ.get("LAYERSCOPE_OUTPUTS", "outputs")) / "runs"
     for folder in sorted(root.glob("*/*"), reverse=True):
         if (folder / CHECKPOINT).exists() and not finished(folder) and _earlier_overrides(folder) == same:

@@ -1,0 +1,69 @@
+"""A run folder's files: whole-file replacement, strict JSON lines, truncation on resume, the summary."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from layerscope.run_files import (METRICS, JsonLines, finished, holds_run, read_jsonl, read_summary, replacing,
+                                  restart_logs, truncate_jsonl, write_summary)
+
+
+def test_a_failed_replacement_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), replacing(path) as tmp:
+        tmp.write_text("half of the new")
+        raise RuntimeError("killed while writing")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_two_writers_of_one_file_get_their_own_temporaries(tmp_path):
+    path = tmp_path / "x.json"
+    with replacing(path) as first, replacing(path) as second:
+        assert first != second and first.parent == second.parent == tmp_path and first.name.startswith(".")
+        first.write_text("1")
+        second.write_text("2")
+    assert path.read_text() == "1" and [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_json_lines_are_strict_json_with_null_for_non_finite_numbers(tmp_path):
+    lines = JsonLines(tmp_path / METRICS)
+    lines.append({"step": 1, "train_loss": float("nan"), "lr": np.float32(0.5), "losses": (1.0, math.inf)})
+    lines.close()
+    text = (tmp_path / METRICS).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"step": 1, "train_loss": None, "lr": 0.5, "losses": [1.0, None]}
+
+
+def test_truncation_keeps_the_rows_before_the_step_and_drops_a_torn_line(tmp_path):
+    path = tmp_path / METRICS
+    path.write_text("".join(json.dumps({"step": s}) + "\n" for s in (10, 20, 30)) + '{"step": 4')
+    assert read_jsonl(path) == [{"step": 10}, {"step": 20}, {"step": 30}]
+    assert truncate_jsonl(path, 30) == [{"step": 10}, {"step": 20}]
+    assert read_jsonl(path) == [{"step": 10}, {"step": 20}] and path.read_text().endswith("}\n")
+    assert truncate_jsonl(tmp_path / "absent.jsonl", 5) == [] and not (tmp_path / "absent.jsonl").exists()
+
+
+def test_a_run_started_over_drops_its_logs_and_tensorboard_purges_from_step_0(tmp_path):
+    assert restart_logs(tmp_path) is None and not holds_run(tmp_path)
+    (tmp_path / METRICS).write_text('{"step": 5}\n')
+    assert holds_run(tmp_path) and restart_logs(tmp_path) == 0
+    assert (tmp_path / METRICS).read_text() == "" and not (tmp_path / "probes.jsonl").exists()
+
+
+@pytest.mark.parametrize("status, done", [("completed", True), ("diverged", True), ("failed", False),
+                                          ("interrupted", False), ("running", False)])
+def test_the_summary_says_whether_a_run_finished(tmp_path, status, done):
+    assert read_summary(tmp_path) == {} and not finished(tmp_path)
+    write_summary(tmp_path, {"status": status, "final": {"test_loss": float("inf")}})
+    assert read_summary(tmp_path) == {"status": status, "final": {"test_loss": None}}
+    assert finished(tmp_path) is done
+
+
+def test_a_damaged_summary_reads_as_none(tmp_path):
+    (tmp_path / "summary.json").write_text('["not", "an", "object"]')
+    assert read_summary(tmp_path) == {}
+    (tmp_path / "summary.json").write_text('{"status": "compl')
+    assert read_summary(tmp_path) == {}
