@@ -54,6 +54,7 @@ VANISHED = 1e-3  # "vanishes by orders of magnitude": three orders lost between 
 NEAR_ZERO = 0.01  # a weight "near zero": within 1% of its layer's initial weight std of 0
 OVERFIT = 10.0  # "overfits": the test loss ends over ten times the train loss (memorized, not learned)
 SPARSE = 2.0  # "sparse": over twice the near-zero weights that a Gaussian of the same spread holds
+STALLS = 2.0  # "stalls" where another escapes: takes over twice its steps to leave the plateau
 SETTLED_EPOCHS = 5  # where a loss has settled: the last 5 epochs (of lr_decay's 30, both decays below 1/5 of α₀)
 
 PASS, FAIL, CONTRADICTS = "PASS", "FAIL", "CONTRADICTS THE LECTURE"
@@ -763,7 +764,7 @@ def momentum_escapes_saddle(results: dict[str, RunResult], out: Path) -> Verdict
     mu = momentum.hyper["mu"]
     rate = {p.name: growth(p.hyper["lr"], p.hyper.get("mu", 0.0)) for p in paths}
     predicted = {p.name: math.log(ESCAPED / abs(p.points[0, 1])) / math.log(rate[p.name]) for p in paths}
-    parts = [part("plain SGD stalls on the plateau around the saddle", sgd.escape_step > 2 * momentum.escape_step,
+    parts = [part("plain SGD stalls on the plateau around the saddle", sgd.escape_step > STALLS * momentum.escape_step,
                   f"SGD leaves it (|y| > {ESCAPED:g}) at step {sgd.escape_step:g}, momentum at "
                   f"{momentum.escape_step:g}"),
              part("momentum escapes and reaches the minimum in fewer steps",
