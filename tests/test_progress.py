@@ -56,3 +56,21 @@ def test_sweep_line_reads_how_far_the_sweep_is_from_its_folder(tmp_path):
     (tmp_path / "2").mkdir()  # made, not begun: not done
     line = sweep_line(tmp_path, "1", 3.0)
     assert line.startswith("sweep: job 1 diverged in 3 s; 2 of 4 jobs done, about ") and line.endswith(" s left")
+
+
+@pytest.mark.parametrize("mode, printed", [("MULTIRUN", True), ("RUN", False)])
+def test_only_a_sweep_job_prints_a_sweep_line(tmp_path, capsys, mode, printed):
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from layerscope.callbacks import SweepProgress
+    from layerscope.run_files import write_summary
+
+    (tmp_path / "0").mkdir()
+    write_summary(tmp_path / "0", {"status": "completed"})
+    config = OmegaConf.create({"hydra": {"mode": RunMode[mode], "launcher": {"_target_": "hydra._internal.BasicLauncher"},
+                                         "runtime": {"output_dir": str(tmp_path / "0")}}})
+    progress = SweepProgress()
+    progress.on_job_start(config)
+    progress.on_job_end(config, None)
+    assert ("sweep: job 0 completed in " in capsys.readouterr().err) is printed

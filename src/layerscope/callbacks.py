@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from layerscope.progress import sweep_line
@@ -22,6 +23,8 @@ class SweepProgress(Callback):
         self.started = time.perf_counter()
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return  # a single run: its own last line says how it ended
         if "stacked" in str(config.hydra.launcher.get("_target_", "")).lower():
             return  # its jobs' folders are made before training; each stacked model shows its own bar
         output = Path(config.hydra.runtime.output_dir)
