@@ -323,3 +323,34 @@ def test_bad_gain_error_names_the_value_and_auto():
 def test_non_numeric_std_raises_config_error(std):
     with pytest.raises(ConfigError, match="init.std"):
         check_group("init", {"name": "normal", "std": std})
+
+
+# --- one formula: the draw, the spec and the theory ---------------------------------------------
+
+LAW_SPREAD = {"normal_": 2.0, "uniform_": 0.8}  # Var(W²) / (Var W)² of the law: 3 − 1, 9/5 − 1
+
+
+@pytest.mark.parametrize("activation", sorted(p.stem for p in (CONFIGS / "activation").glob("*.yaml")))
+@pytest.mark.parametrize("init", sorted(p.stem for p in (CONFIGS / "init").glob("*.yaml")))
+def test_the_weights_the_spec_and_the_theory_give_one_variance(init, activation):
+    """For every init preset × activation preset and each hidden layer of an MLP (fans 300 → 500, 500 → 500):
+    the spec's Var W (``weight_variance``) equals the theory's σ_w²/fan_in, and the initialized weights' mean
+    square is that variance within 5 standard errors of a mean of n squared draws (exact for orthogonal and zeros)."""
+    from layerscope.paths import preset
+    from layerscope.theory import init_variances
+
+    cfg, params = preset("init", init), preset("activation", activation)
+    model = build_model({"depth": 2, "width": 500}, params, {"placement": "none"}, 300, 10)
+    torch.manual_seed(0)
+    initialize(model, cfg, activation, params)
+    fans_in, fans_out = [300, 500], [500, 500]
+    sigma_w2, _ = init_variances(cfg, activation, params, fans_in, fans_out)
+    spec = INITIALIZERS.get(cfg["name"])
+    for block, fan_in, fan_out, s2 in zip(model.blocks, fans_in, fans_out, sigma_w2):
+        w = block.linear.weight.detach().double()
+        law = spec.draw.__name__ if spec is not None else "uniform_"  # default: torch's U(±1/√fan_in)
+        if spec is not None:
+            variance = weight_variance(cfg, fan_in, fan_out, resolve_gain(gain_setting(cfg), activation, params))
+            assert variance == pytest.approx(s2 / fan_in, rel=1e-12, abs=0.0)
+        tolerance = 5 * math.sqrt(LAW_SPREAD[law] / w.numel()) if law in LAW_SPREAD else 1e-6
+        assert w.pow(2).mean().item() == pytest.approx(s2 / fan_in, rel=tolerance, abs=1e-12)

@@ -68,7 +68,8 @@ def test_only_a_sweep_job_prints_a_sweep_line(tmp_path, capsys, mode, printed):
 
     (tmp_path / "0").mkdir()
     write_summary(tmp_path / "0", {"status": "completed"})
-    config = OmegaConf.create({"hydra": {"mode": RunMode[mode], "launcher": {"_target_": "hydra._internal.BasicLauncher"},
+    launcher = {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
+    config = OmegaConf.create({"hydra": {"mode": RunMode[mode], "launcher": launcher,
                                          "runtime": {"output_dir": str(tmp_path / "0")}}})
     progress = SweepProgress()
     progress.on_job_start(config)
