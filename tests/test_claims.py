@@ -290,7 +290,9 @@ def test_adagrad_verdict_holds_for_other_seeds(tmp_path, seed):
     """Experiment 14's real runs pass with seeds other than the report's."""
     spec = load_experiments(["adagrad_step_decay"])[0]
     variants = {label: [*o, f"trainer.seed={seed}"] for label, o in spec.variants.items()}
-    results = run_experiment(Experiment(spec.name, spec.number, spec.title, spec.claim, spec.check, variants), tmp_path)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        results = run_experiment(Experiment(spec.name, spec.number, spec.title, spec.claim, spec.check, variants),
+                                 tmp_path)
     assert CHECKS.get(spec.check)(results, tmp_path).passed
 
 

@@ -29,7 +29,7 @@ from layerscope.registry import Registry
 from layerscope.results import RunResult
 from layerscope.saddle import ESCAPED, growth, saddle
 from layerscope.saddle import recorded as saddle_paths
-from layerscope.theory import init_variances, predict
+from layerscope.theory import fixed_point_q, init_variances, predict
 
 CONFIDENCE_Z = 4.0
 """A per-layer ratio passes within 4 finite-width standard deviations of the theory's: a true claim fails
@@ -249,9 +249,20 @@ def std_healthy(results: dict[str, RunResult], out: Path) -> Verdict:
         f"{DRAWS} fresh draws of this network (same init, width, data and batch): the infinite-width theory's "
         f"own bias at this width (at most {np.max(np.abs(center - theory) / theory):.2%}) plus {CONFIDENCE_Z:g} "
         f"standard deviations of a draw (at most {np.max(spread / theory):.2%}){'' if matches else '; the run lies outside it'}. "
-        f"With σ_w² = 1 the recursion q_l = E[tanh(√q z)²] has q = 0 as its "
-        f"only fixed point but approaches it slowly (q shrinks like 1/l), hence the slow decline.",
+        f"{_tanh_fixed_point(hidden_sigma_w2(r.config))}",
         _lecture_figure(r), theory_error=_theory_error(r), parts=parts)
+
+
+def _tanh_fixed_point(sigma_w2: float) -> str:
+    """Where the tanh length map q_l = σ_w² E[tanh(√q_(l−1) z)²] leads at this σ_w², in words."""
+    recursion = f"With σ_w² = {sigma_w2:.3g} the recursion q_l = σ_w² E[tanh(√q_(l−1) z)²]"
+    if math.isclose(sigma_w2, 1.0, rel_tol=1e-9):
+        return f"{recursion} has q = 0 as its only fixed point but approaches it slowly (q shrinks like 1/l), " \
+               f"hence the slow decline."
+    if sigma_w2 < 1.0:
+        return f"{recursion} has q = 0 as its only fixed point and approaches it geometrically, ×σ_w² a layer."
+    q_star = fixed_point_q("tanh", None, sigma_w2, 0.0)
+    return f"{recursion} settles at its nonzero fixed point q* = {q_star:.3g} (pre-activation std √q*)."
 
 
 def ratio_spread(cfg: dict) -> float:

@@ -92,8 +92,9 @@ def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
     """Run every variant into ``out/<name>/<label>``: variants that share a model shape as one stacked group.
 
     Trained variants draw no per-probe lecture figures (the report shows the check's comparison
-    figures; ``layerscope experiment=<name>`` still draws them). A variant's config is ``experiment=<name>`` plus its overrides. A run that fails is a result: its
-    check sees the status (a stacked member with an invalid config is ``failed`` with its error).
+    figures; ``layerscope experiment=<name>`` still draws them). A variant's config is ``experiment=<name>``
+    plus its overrides. A run that fails is a result: its check sees the status (a stacked member with an
+    invalid config is ``failed`` with its error).
     """
     labels = list(experiment.variants)
     cfgs = [compose("train", overrides=[f"experiment={experiment.name}", "trainer.progress=false", *overrides])
