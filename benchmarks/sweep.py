@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -54,7 +53,8 @@ from typing import Any
 import hydra
 import torch
 
-from layerscope.paths import config_dir
+from layerscope.paths import OUTPUTS_VARIABLE, config_dir
+from layerscope.run_files import read_summary
 from layerscope.trainer import run
 
 from output import publish  # benchmarks/output.py (this folder)
@@ -145,7 +145,7 @@ def run_sequential(jobs: list[list[str]], fixed: list[str], root: Path, device: 
 def run_launcher(sweep: list[str], fixed: list[str], root: Path, extra: list[str]) -> Outcome:
     """``layerscope -m`` as one subprocess into ``root``; wall seconds, job folders, its error line if it failed."""
     command = [str(Path(sys.executable).with_name("layerscope")), "-m", *sweep, *fixed, *extra]
-    env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(root)}
+    env = {**os.environ, OUTPUTS_VARIABLE: str(root)}
     root.mkdir(parents=True)
     with open(root / "stdout.log", "w") as out, open(root / "stderr.log", "w") as err:
         started = time.perf_counter()
@@ -161,10 +161,7 @@ def check(folders: list[Path], k: int, steps: int) -> tuple[int, str | None, lis
     failed, rates = max(0, k - len(folders)), []
     problems = [f"{failed} of {k} job folders missing"] if failed else []
     for folder in folders:
-        try:
-            summary = json.loads((folder / "summary.json").read_text())
-        except (OSError, ValueError):
-            summary = {"status": "no summary.json"}
+        summary = read_summary(folder) or {"status": "no summary.json"}
         if summary.get("status") == "completed" and summary.get("steps") == steps:
             rates.append(summary["samples_per_second"])
         else:

@@ -52,7 +52,7 @@ from omegaconf import DictConfig, OmegaConf
 from layerscope.validate import resolve_device
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
-from layerscope.paths import config_dir
+from layerscope.paths import config_dir, outputs
 from layerscope.probed_model import initialized_model
 from layerscope.trainer import describe, run
 
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     with ExitStack() as stack:
         if args.keep:
-            root = Path(os.environ.get("LAYERSCOPE_OUTPUTS", "outputs")) / "bench" / time.strftime("%Y-%m-%d_%H-%M-%S")
+            root = outputs() / "bench" / time.strftime("%Y-%m-%d_%H-%M-%S")
         else:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="layerscope-bench-")))
         try:

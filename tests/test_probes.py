@@ -11,7 +11,7 @@ import torch
 from layerscope.activations import ACTIVATIONS
 from layerscope.init import initialize
 from layerscope.model import build_model
-from layerscope.probes import HISTOGRAMS, STATS, Histogram, Probe, ProbeRecord, histogram_summary
+from layerscope.probes import HISTOGRAMS, STATS, Histogram, Measure, Probe, ProbeRecord, histogram_summary
 
 
 @pytest.mark.parametrize("sample", [None, 1000])
@@ -44,7 +44,7 @@ def make(activation: str, init: dict, bn: str = "none", depth: int = 4, width: i
     torch.manual_seed(0)
     model = build_model({"depth": depth, "width": width}, {"name": activation}, {"placement": bn}, 8, 3)
     initialize(model, init, activation)
-    return model, Probe(model, ACTIVATIONS.get(activation), bins=16, sample=None)
+    return model, Probe(model, Measure(ACTIVATIONS.get(activation), bins=16, saturation_margin=0.01, sample=None))
 
 
 def probed(model, probe, x, y, step=True):

@@ -3,7 +3,6 @@ them before any job; what they need of torch or matplotlib loads when they run."
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from layerscope.interrupt import exit_status
 from layerscope.progress import sweep_line
+from layerscope.run_files import stopped_by
 
 
 class SweepProgress(Callback):
@@ -47,10 +48,10 @@ class SweepReport(Callback):
         path = write_sweep_report(sweep_dir)
         jobs = collect(sweep_dir)
         print(f"{tally(jobs)}; see {path}", file=sys.stderr)
-        stopped = next((job.result.summary.get("signal") for job in jobs if job.result.status == "interrupted"), None)
+        stopped = stopped_by(job.result.summary for job in jobs)
         if stopped:
             print(f"layerscope: {stopped}: the sweep stopped; continue it with the same command and "
                   f"skip_completed=true hydra.sweep.dir={sweep_dir}", file=sys.stderr)
-            sys.exit(128 + signal.Signals[stopped].value)
+            sys.exit(exit_status(stopped))
         if any(job.result.status == "failed" for job in jobs):
             sys.exit(1)

@@ -27,6 +27,7 @@ from layerscope.ravine import A, B, START, ravine
 from layerscope.ravine import recorded as ravine_paths
 from layerscope.registry import Registry
 from layerscope.results import RunResult
+from layerscope.run_files import probe_figure
 from layerscope.saddle import ESCAPED, growth, saddle
 from layerscope.saddle import recorded as saddle_paths
 from layerscope.theory import fixed_point_q, init_variances, predict
@@ -115,7 +116,7 @@ def _theory_error(result: RunResult) -> float | None:
 
 
 def _lecture_figure(result: RunResult) -> list[Path]:
-    first = result.run_dir / "figures" / f"probe_{result.probes[0].step:06d}.png" if result.probes else None
+    first = probe_figure(result.run_dir, result.probes[0].step) if result.probes else None
     return [first] if first and first.exists() else []
 
 
@@ -539,7 +540,7 @@ def activations(results: dict[str, RunResult], out: Path) -> Verdict:
     """Sigmoid ends with the highest loss of all activations; every rectifier and GELU/SiLU below it."""
     final = {label: r.final("train_loss") for label, r in results.items()}
     slowest = max(final, key=lambda k: final[k])
-    saturating = [k for k in ("sigmoid", "tanh") if k in final]
+    saturating = [k for k in final if ACTIVATIONS.get(k).bounds]  # the variants are named by their activation
     rectifiers = [k for k in results if ACTIVATIONS.get(k).rectifier]
     others = [k for k in final if k not in saturating]
     sigmoid_saturated = _largest(results["sigmoid"].stat("saturated_fraction", -1))

@@ -10,7 +10,6 @@ import contextlib
 import logging
 import math
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -26,10 +25,10 @@ from layerscope.cli_errors import check_command_line
 from layerscope.cli_errors import install as install_error_lines
 from layerscope.group_options import install as reuse_group_repositories
 from layerscope.errors import ConfigError
-from layerscope.interrupt import Stopped, stopping
+from layerscope.interrupt import Stopped, exit_status, stopping
 from layerscope.ownership import FolderInUse, check_target, owned
-from layerscope.paths import config_dir
-from layerscope.run_files import CHECKPOINT, finished, holds_run, read_summary, write_summary
+from layerscope.paths import config_dir, outputs
+from layerscope.run_files import CHECKPOINT, failure, finished, has_ended, holds_run, read_summary, write_summary
 
 log = logging.getLogger("layerscope")
 install_error_lines()
@@ -43,7 +42,7 @@ def _fail(run_dir: Path, err: BaseException) -> str:
         message = f"{err.full_key}: {message}"
     error = message if isinstance(err, (ConfigError, OmegaConfBaseException)) else f"{type(err).__name__}: {message}"
     with contextlib.suppress(OSError):
-        write_summary(run_dir, {"status": "failed", "error": error})
+        write_summary(run_dir, failure(error))
     return error
 
 
@@ -106,7 +105,7 @@ def main(cfg: DictConfig) -> float:
         if summary["status"] == "interrupted":
             print(f"layerscope: {summary['signal']}: the run stopped after step {summary['steps']} in {run_dir}; "
                   f"continue it with the same command and trainer.resume=true", file=sys.stderr)
-            sys.exit(128 + signal.Signals[summary["signal"]].value)
+            sys.exit(exit_status(summary["signal"]))
         if summary["status"] == "diverged" and cfg.trainer.get("fail_on_divergence"):
             print(f"layerscope: error: the run diverged at step {summary['diverged_at_step']} "
                   f"(trainer.fail_on_divergence=true)", file=sys.stderr)
@@ -125,11 +124,11 @@ def _end(sweep: bool, error: str) -> None:
 def _stopped(run_dir: Path, stop: Stopped) -> None:
     """A signal outside the training loop: the folder says interrupted, the process exits 128 + signal."""
     summary = read_summary(run_dir)
-    if summary.get("status") in (None, "running"):
+    if not has_ended(summary):
         with contextlib.suppress(OSError):
             write_summary(run_dir, {**summary, "status": "interrupted", "signal": stop.name})
     print(f"layerscope: {stop.name}: the run stopped in {run_dir}; {_again(run_dir)}", file=sys.stderr)
-    sys.exit(128 + stop.signum)
+    sys.exit(exit_status(stop.signum))
 
 
 def _again(run_dir: Path) -> str:
@@ -152,7 +151,7 @@ def _earlier_overrides(folder: Path) -> list[str] | None:
 
 def _resume_target(same: list[str]) -> Path | None:
     """The newest unfinished run folder (with a checkpoint) whose command equals ``same``."""
-    root = Path(os.environ.get("LAYERSCOPE_OUTPUTS", "outputs")) / "runs"
+    root = outputs() / "runs"
     for folder in sorted(root.glob("*/*"), reverse=True):
         if (folder / CHECKPOINT).exists() and not finished(folder) and _earlier_overrides(folder) == same:
             return folder
@@ -214,7 +213,7 @@ def cli() -> None:
         sys.exit(2)
     except Stopped as stop:  # outside any run's loop: while starting, or between a sweep's jobs
         print(f"layerscope: {stop.name}: stopped", file=sys.stderr)
-        sys.exit(128 + stop.signum)
+        sys.exit(exit_status(stop.signum))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import hydra._internal.utils as hydra_utils
@@ -23,7 +22,7 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from layerscope.errors import ConfigError
-from layerscope.paths import config_dir
+from layerscope.paths import choices, config_dir
 
 _original = hydra_utils.run_and_report
 
@@ -46,14 +45,9 @@ def _unknown_key(err: ConfigKeyError | ConfigAttributeError) -> str:
     return f"{key} is not a config key; {hint}{keys} (+{key}=... adds a new key)"
 
 
-def _choices(group: str) -> list[str]:
-    """The config files of ``group`` (``activation``: elu, gelu, ...), none when it is no config group."""
-    return sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
-
-
 def check_experiment(name: str) -> None:
     """``experiment=<name>`` must name a file of experiments/ (Hydra skips a missing optional one silently)."""
-    names = _choices("experiment")
+    names = choices("experiment")
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
@@ -85,9 +79,9 @@ def _check_overrides(overrides: Sequence[str]) -> None:
         except ValueError as err:
             raise ConfigError(f"{text}: {_first_line(err)}; {SYNTAX}") from err
         key = override.get_key_element().lstrip("+~")
-        if override.is_interval_sweep() and _choices(key):
+        if override.is_interval_sweep() and choices(key):
             raise ConfigError(f"{text}: {key} is a choice of config files, not a number; list the choices to sweep, "
-                              f"e.g. {key}={','.join(_choices(key)[:2])} (layerscope --help lists them)")
+                              f"e.g. {key}={','.join(choices(key)[:2])} (layerscope --help lists them)")
         if values == []:
             raise ConfigError(f"{text} gives no value to sweep over; write range(start,stop) with start < stop "
                               f"(stop is left out), or a glob that matches a choice (layerscope --help lists them)")

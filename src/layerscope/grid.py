@@ -22,10 +22,10 @@ from layerscope.activations import ACTIVATIONS
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.losses import build_loss
-from layerscope.paths import config_dir
+from layerscope.paths import choices, preset
 from layerscope.plots import render
 from layerscope.probed_model import attach_probe, initialized_model
-from layerscope.run_files import write_summary
+from layerscope.run_files import write_summary, write_text
 from layerscope.tables import cell, write_csv
 from layerscope.theory import compare, predict_run
 from layerscope.validate import validate
@@ -35,11 +35,10 @@ GROUPS = ("activation", "init", "bn")
 
 def choice(group: str, name: str) -> DictConfig:
     """The config of ``group=name`` as its yaml file defines it."""
-    path = Path(config_dir()) / group / f"{name}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in path.parent.glob("*.yaml"))
+    names = choices(group)
+    if name not in names:
         raise ConfigError(f"grid.{group} names {name!r}, which is not a choice; choose from: {', '.join(names)}")
-    return OmegaConf.load(path)
+    return OmegaConf.create(preset(group, name))
 
 
 def measure_cell(cfg: DictConfig, data, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> dict[str, Any]:
@@ -110,7 +109,7 @@ def write_table(rows: list[dict[str, Any]], run_dir: Path) -> None:
              "of the activation std against the mean-field prediction (no prediction with BN).", "",
              "![grid](grid.png)", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
-    (run_dir / "GRID.md").write_text("\n".join(lines) + "\n")
+    write_text(run_dir / "GRID.md", "\n".join(lines) + "\n")
 
 
 def grid_figure(rows: list[dict[str, Any]], grid: dict[str, list[str]], path: Path) -> Path:

@@ -17,9 +17,9 @@ single run's, so with dropout a member equals its single run in distribution, no
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
-import platform
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,7 +31,6 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from layerscope import __version__
-from layerscope.activations import ACTIVATIONS
 from layerscope.checkpoint import rng_state, save_checkpoint
 from layerscope.data import Data, load_data
 from layerscope.epoch_log import EpochLog
@@ -41,13 +40,15 @@ from layerscope.losses import build_loss
 from layerscope.model import MLP
 from layerscope.optim import build_optimizer, build_scheduler
 from layerscope.ownership import FolderInUse, owned
-from layerscope.probed_model import initialized_model
-from layerscope.probes import Captured, Measure, ProbeRecord
-from layerscope.run_files import CHECKPOINT, FINAL, restart_logs, write_config, write_summary
+from layerscope.paths import preset
+from layerscope.probed_model import initialized_model, probe_measure
+from layerscope.probes import Captured, ProbeRecord
+from layerscope.run_files import CHECKPOINT, FINAL, TRAIN_LOG, failure, restart_logs, write_config, write_summary
 from layerscope.stacked_model import StackedMLP
-from layerscope.stacked_optim import StackedOptimizer
+from layerscope.stacked_optim import COUNTS_STEPS, StackedOptimizer
 from layerscope.theory import Prediction, compare, predict_run
-from layerscope.trainer import describe, evaluate, finish_run, log_epoch, test_metrics, total_steps
+from layerscope.trainer import (describe, epochs_for, evaluate, finish_run, log_epoch, new_summary, test_metrics,
+                               total_steps)
 from layerscope.validate import DTYPES, check_against_data, validate
 from layerscope.writer import RunWriter
 
@@ -89,17 +90,23 @@ class Member:
 
     def fail(self, error: str) -> None:
         """Record a one-line failure in the member's folder."""
-        self.summary = {"status": "failed", "error": error}
+        self.summary = failure(error)
         self.done = True
         write_summary(self.run_dir, self.summary)
+
+
+@functools.cache
+def _log_format() -> str:
+    """The single run's train.log format (configs/hydra/job_logging), its logger named layerscope as there."""
+    return preset("hydra/job_logging", "layerscope")["formatters"]["full"]["format"].replace("%(name)s", "layerscope")
 
 
 def _run_log(run_dir: Path) -> logging.Logger:
     """A logger that writes into the member's own train.log (the console gets the group's lines)."""
     logger = logging.getLogger(f"layerscope.run.{run_dir}")
     logger.propagate, logger.level = False, logging.INFO
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("[%(asctime)s][layerscope][%(levelname)s] %(message)s"))
+    handler = logging.FileHandler(run_dir / TRAIN_LOG)
+    handler.setFormatter(logging.Formatter(_log_format()))
     logger.addHandler(handler)
     return logger
 
@@ -179,8 +186,7 @@ class GroupTrainer:
                                           [m.cfg.trainer.weight_decay for m in members],
                                           [m.cfg.trainer.clip_grad_norm for m in members],
                                           [m.cfg.trainer.clip_grad_value for m in members])
-        self.measure = Measure(ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
-                               cfg.probe.histogram_sample)
+        self.measure = probe_measure(cfg)
         self.loss_fn = build_loss(cfg.loss)
         l1 = [float(m.cfg.trainer.l1) for m in members]
         self.l1 = torch.tensor(l1, device=device, dtype=dtype) if any(l1) else None
@@ -192,9 +198,7 @@ class GroupTrainer:
         self.epoch_log = EpochLog(self.steps_per_epoch, self.batch, (len(members),), device, dtype)
         self.interrupt = Interrupt()
         for m in members:
-            m.summary = {"status": "running", "steps": 0, "epochs": 0, "diverged_at_step": None, "final": {},
-                         "num_classes": self.data.classes, "device": str(device), "torch": str(torch.__version__),
-                         "python": platform.python_version(), "layerscope": __version__,
+            m.summary = {**new_summary(self.data.classes, device),
                          "stacked": {"members": len(members), "runs": [str(x.run_dir) for x in members]}}
             m.writer = RunWriter(m.run_dir, purge_step=restart_logs(m.run_dir),
                                  activation_range=self.measure.activation.bounds)
@@ -220,7 +224,7 @@ class GroupTrainer:
                                   disable=None if self.cfg.trainer.progress else True) as self.bar:
             if self.total == 0:
                 self._probe_only()
-            epochs = math.ceil(self.total / self.steps_per_epoch)
+            epochs = epochs_for(self.total, self.steps_per_epoch)
             for epoch in range(epochs):
                 if self._epoch(epoch):
                     break
@@ -355,7 +359,7 @@ class GroupTrainer:
                    "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": lrs[k], "step_losses": host[k][5:]}
             m.writer.epoch(row)
             m.summary["final"] = {key: row[key] for key in FINAL}
-            log_epoch(m.log, row, math.ceil(self.total / self.steps_per_epoch))
+            log_epoch(m.log, row, epochs_for(self.total, self.steps_per_epoch))
         return not self.active
 
     def _checkpoint(self, k: int, epoch: int, position: int, epoch_generator: torch.Tensor, sums: list) -> None:
@@ -365,7 +369,7 @@ class GroupTrainer:
         states = {key: self.model.unstack(block.rows(key, k)) for key in block.state}
         for i, p in enumerate(m.model.parameters()):  # torch.optim's state of parameter i
             m.optimizer.state[p] = {key: values[i].clone() for key, values in states.items()}
-            if block.name in ("adagrad", "rmsprop", "adam"):
+            if block.name in COUNTS_STEPS:
                 m.optimizer.state[p]["step"] = torch.tensor(float(block.steps))
         save_checkpoint(m.run_dir / CHECKPOINT, {
             "step": self.step, "epoch": epoch, "position": position, "epoch_generator": epoch_generator,
@@ -387,7 +391,7 @@ def train_group(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[dict[str, 
             try:
                 held.enter_context(owned(m.run_dir))
             except FolderInUse as err:  # another process's folder: nothing is written there
-                m.summary, m.done = {"status": "failed", "error": str(err)}, True
+                m.summary, m.done = failure(str(err)), True
         _train(members)
     by_input = dict(zip(order, members))
     return [by_input[i].summary for i in range(len(cfgs))]

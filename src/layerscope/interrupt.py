@@ -16,6 +16,11 @@ from typing import Iterator
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def exit_status(stopped_by: int | str) -> int:
+    """The exit status of a process a signal stopped (number or name): 128 + its number, 130 SIGINT, 143 SIGTERM."""
+    return 128 + (signal.Signals[stopped_by].value if isinstance(stopped_by, str) else int(stopped_by))
+
+
 class Stopped(BaseException):
     """A SIGINT or SIGTERM that arrived outside the training loop."""
 
@@ -71,8 +76,3 @@ class Interrupt:
     def name(self) -> str:
         """SIGINT or SIGTERM."""
         return signal.Signals(self.received).name if self.received else ""
-
-    @property
-    def exit_status(self) -> int:
-        """128 + the signal's number: 130 for SIGINT, 143 for SIGTERM."""
-        return 128 + int(self.received or 0)

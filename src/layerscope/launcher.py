@@ -24,13 +24,14 @@ from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.group import group_key, train_group
 from layerscope.results import RunResult
-from layerscope.run_files import finished, write_summary
+from layerscope.run_files import failure, finished, stopped_by, write_summary
 from layerscope.trainer import describe
 from layerscope.validate import GB, free_bytes, run_bytes, validate, whole
 
 log = logging.getLogger("layerscope")
 DISPATCH = ("local", "submitit_local", "slurm")
 MEMORY_SHARE = 0.8  # plan groups to use at most this share of the device's free memory
+SLURM_ONLY = ("partition", "setup")  # submitit options of configs/hydra/launcher/stacked.yaml that only SLURM takes
 
 
 def _fits(cfg: DictConfig, loaded: dict) -> int | None:
@@ -105,9 +106,9 @@ def _submitit(work: list[tuple[list[DictConfig], list[str]]], dispatch: str, opt
     executor = submitit.AutoExecutor(folder=options.folder, cluster="local" if dispatch == "submitit_local" else "slurm")
     params = {k: v for k, v in OmegaConf.to_container(options, resolve=True).items() if k != "folder" and v is not None}
     if dispatch == "slurm":
-        params = {f"slurm_{k}" if k in ("partition", "setup") else k: v for k, v in params.items()}
+        params = {f"slurm_{k}" if k in SLURM_ONLY else k: v for k, v in params.items()}
     else:
-        params = {k: v for k, v in params.items() if k in ("timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb")}
+        params = {k: v for k, v in params.items() if k not in SLURM_ONLY}
     executor.update_parameters(**params)
     results = []
     if dispatch == "submitit_local":  # one machine, one device: one stacked model at a time, as planned
@@ -128,7 +129,7 @@ def _local(work: list[tuple[list[DictConfig], list[str]]]) -> list[list[dict]]:
     """Train the stacks one after another; after a SIGINT/SIGTERM the rest are marked interrupted, not begun."""
     results: list[list[dict]] = []
     for cfgs, run_dirs in work:
-        stopped = next((s["signal"] for done in results for s in done if s.get("status") == "interrupted"), None)
+        stopped = stopped_by(s for done in results for s in done)
         if stopped is None:
             results.append(train_group(cfgs, run_dirs))
             continue
@@ -195,7 +196,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     for chunk, result in zip(chunks, results):
         for position, i in enumerate(chunk):
             if isinstance(result, Exception):
-                summary = {"status": "failed", "error": f"{type(result).__name__}: {result}".splitlines()[0]}
+                summary = failure(f"{type(result).__name__}: {result}".splitlines()[0])
                 write_summary(folders[i], summary)
             else:
                 summary = result[position]

@@ -84,12 +84,17 @@ def hyper_parameters(cfg: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(cfg[k] if k in cfg else lecture[k]) for k in HYPER if k in cfg or k in lecture}
 
 
+def bias_corrected(cfg: Mapping[str, Any]) -> bool:
+    """Whether Adam divides its moments by 1 − μᵗ and 1 − ρᵗ (``optimizer.bias_correction``, true unless set)."""
+    return bool(cfg.get("bias_correction", True))
+
+
 def build_optimizer(
     params: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any], weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:
     """The optimizer ``cfg.name`` with lr α, μ, ρ, δ from ``cfg`` and L2 ``weight_decay``."""
     factory = OPTIMIZERS.get(cfg.get("name"))
-    values = {"lr": float(cfg["lr"]), **hyper_parameters(cfg), "bias_correction": bool(cfg.get("bias_correction", True))}
+    values = {"lr": float(cfg["lr"]), **hyper_parameters(cfg), "bias_correction": bias_corrected(cfg)}
     return factory(params, values, weight_decay)
 
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
+OUTPUTS_VARIABLE = "LAYERSCOPE_OUTPUTS"  # configs/train.yaml's hydra.run.dir and hydra.sweep.dir read it too
+
+
+def outputs() -> Path:
+    """Where runs, sweeps, reports and benchmarks are written: ``$LAYERSCOPE_OUTPUTS``, else ``outputs/``."""
+    return Path(os.environ.get(OUTPUTS_VARIABLE, "outputs"))
 
 
 def config_dir() -> str:
@@ -14,6 +21,11 @@ def config_dir() -> str:
             return str(candidate)
     raise FileNotFoundError(f"layerscope cannot find its configs/ (looked in {PACKAGE / 'configs'} and "
                             f"{PACKAGE.parents[1] / 'configs'}); reinstall the package")
+
+
+def choices(group: str) -> list[str]:
+    """The choices of config group ``group`` (``activation``: elu, gelu, ...), its yaml files; none for no group."""
+    return sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
 
 
 def preset(group: str, name: str) -> dict:

@@ -21,6 +21,8 @@ LABELS = 9
 # activations share one x-range, as in the lecture; the backward signal can span orders of
 # magnitude across layers, so each of its panels has its own range (σ in the title).
 _ROWS = (("activation", "activation a", "tab:blue", True), ("backward", "backward signal dL/da", "tab:red", False))
+LECTURE_HISTOGRAMS = tuple(row[0] for row in _ROWS)
+"""The histograms the lecture figure draws (probes.jsonl keeps these, so a finished run can be drawn again)."""
 SPIKE = 3.0  # a bin at 0 holding this many times its neighbour's count is a spike (a rectifier's zeros)
 
 

@@ -10,7 +10,7 @@ from layerscope.activations import ACTIVATIONS
 from layerscope.data import Data
 from layerscope.init import initialize
 from layerscope.model import MLP, build_model
-from layerscope.probes import Probe
+from layerscope.probes import Measure, Probe
 from layerscope.validate import DTYPES
 
 
@@ -22,7 +22,12 @@ def initialized_model(cfg: DictConfig, data: Data, device: torch.device | str = 
     return model.to(device=device, dtype=DTYPES[cfg.trainer.dtype])
 
 
+def probe_measure(cfg: DictConfig) -> Measure:
+    """The per-layer statistics and histograms ``cfg.probe`` asks for, of ``cfg.activation``."""
+    return Measure(ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
+                   cfg.probe.histogram_sample)
+
+
 def attach_probe(model: MLP, cfg: DictConfig) -> Probe:
     """The probe that measures ``model``'s layers as ``cfg.probe`` asks."""
-    return Probe(model, ACTIVATIONS.get(cfg.activation.name), cfg.probe.bins, cfg.probe.saturation_margin,
-                 cfg.probe.histogram_sample)
+    return Probe(model, probe_measure(cfg))

@@ -159,8 +159,7 @@ class Captured:
 class Measure:
     """Per-layer statistics and histograms of K stacked members, all on the device."""
 
-    def __init__(self, activation: Activation, bins: int = 60, saturation_margin: float = 0.01,
-                 sample: int | None = 16384) -> None:
+    def __init__(self, activation: Activation, bins: int, saturation_margin: float, sample: int | None) -> None:
         self.activation, self.bins, self.sample, self.saturation_margin = activation, bins, sample, saturation_margin
 
     def __call__(self, captured: Captured, weights: list[torch.Tensor],
@@ -250,10 +249,9 @@ class Measure:
 class Probe:
     """Measures every hidden block of one ``MLP`` (a single run) at the steps the trainer asks for."""
 
-    def __init__(self, model: nn.Module, activation: Activation, bins: int = 60,
-                 saturation_margin: float = 0.01, sample: int | None = 16384) -> None:
+    def __init__(self, model: nn.Module, measure: Measure) -> None:
         self.blocks = list(model.blocks)
-        self.measurer = Measure(activation, bins, saturation_margin, sample)
+        self.measurer = measure
         self.captured = Captured()
 
     @contextmanager

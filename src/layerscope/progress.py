@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from layerscope.run_files import SUMMARY, write_json_atomic
+from layerscope.run_files import SUMMARY, has_ended, read_summary, write_json_atomic
 
 
 TIMINGS = ".timings.json"  # beside the work's outputs: the seconds each piece took last time
@@ -74,7 +74,7 @@ def sweep_line(sweep_dir: Path, job: str, seconds: float) -> str:
 
     folders = [p for p in sweep_dir.iterdir() if (p / SUMMARY).exists()]
     status = run_status(sweep_dir / job)
-    done = sum(run_status(p) not in ("running", "incomplete") for p in folders)
+    done = sum(has_ended(read_summary(p)) for p in folders)
     line = f"sweep: job {job} {status} in {duration(seconds)}"
     multirun = sweep_dir / "multirun.yaml"
     total = sweep_size(list(OmegaConf.load(multirun).hydra.overrides.task)) if multirun.exists() else None

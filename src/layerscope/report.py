@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from layerscope.job_names import job_number
 from layerscope.plots import render
 from layerscope.results import RunResult
-from layerscope.run_files import FINAL, SUMMARY
+from layerscope.run_files import FINAL, SUMMARY, write_text
 from layerscope.tables import cell, write_csv
 
 LAYER_STATS = ("activation_std", "backward_norm")
@@ -342,7 +342,7 @@ def write_sweep_report(sweep_dir: Path) -> Path:
     layers_figure(jobs, sweep_dir / "sweep_layers.png")
     loss_figure(jobs, sweep_dir / "sweep_loss.png")
     path = sweep_dir / "SWEEP.md"
-    path.write_text(markdown(jobs, sweep_dir, seeds))
+    write_text(path, markdown(jobs, sweep_dir, seeds))
     return path
 
 

@@ -23,13 +23,13 @@ from omegaconf import OmegaConf
 from layerscope import ravine, saddle
 from layerscope.claims import CHECKS, CONTRADICTS, FAIL, PASS, Part, Verdict
 from layerscope.errors import ConfigError
-from layerscope.interrupt import Stopped, stopping
+from layerscope.interrupt import Stopped, exit_status, stopping
 from layerscope.group import group_key, train_group
-from layerscope.paths import config_dir
+from layerscope.paths import config_dir, outputs
 from layerscope.phase import phase_figure, phase_name
 from layerscope.progress import TIMINGS, Estimate
 from layerscope.results import RunResult
-from layerscope.run_files import write_summary
+from layerscope.run_files import failure, stopped_by, write_summary, write_text
 from layerscope.theory import chi_1, fixed_point_c, fixed_point_q, init_variances, xi_c
 from layerscope.trainer import run
 
@@ -116,7 +116,7 @@ def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
         except Exception as err:  # a failing run is a result; its check sees the status
             logging.getLogger("layerscope").error("%s failed: %s", experiment.name, err)
             for i in indices:
-                write_summary(dirs[i], {"status": "failed", "error": str(err)})
+                write_summary(dirs[i], failure(str(err)))
     return {label: RunResult.load(run_dir, label) for label, run_dir in zip(labels, dirs)}
 
 
@@ -207,7 +207,7 @@ def write_report(rows: list, out: Path) -> Path:
         for figure in verdict.figures:
             lines += ["", f"![{experiment.title}]({os.path.relpath(figure, out)})"]
     path = out / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the experiments, print the claim table, write REPORT.md; 1 if any claim fails."""
     parser = argparse.ArgumentParser(prog="layerscope-reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="experiment names (default: all)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/reproduce"), help="output folder")
+    parser.add_argument("--out", type=Path, default=outputs() / "reproduce",
+                        help="output folder (default: $LAYERSCOPE_OUTPUTS/reproduce, else outputs/reproduce)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(message)s")  # divergence is a result, shown in the table
     try:
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as stop:  # a run records the signal and returns; the rest must not start
         print(f"\nlayerscope-reproduce: {stop.name}: stopped during {experiment.name}; REPORT.md is not rewritten "
               f"(run make reproduce again)", file=sys.stderr)
-        return 128 + stop.signum
+        return exit_status(stop.signum)
     print_table(rows)
     report = write_report(rows, args.out)
     print(f"\nreport: {report}")
@@ -249,7 +250,7 @@ def _reproduce(experiment: Experiment, out: Path) -> tuple[Experiment, Verdict, 
     results = run_experiment(experiment, out)
     if experiment.simulate:
         SIMULATIONS[experiment.simulate](out / experiment.name)
-    stopped = next((r.summary.get("signal") for r in results.values() if r.status == "interrupted"), None)
+    stopped = stopped_by(r.summary for r in results.values())
     if stopped:
         raise Stopped(getattr(signal, str(stopped), signal.SIGINT))
     verdict = CHECKS.get(experiment.check)(results, out / experiment.name)

@@ -9,15 +9,15 @@ import numpy as np
 
 from layerscope.ownership import holder
 from layerscope.probes import ProbeRecord
-from layerscope.run_files import CHECKPOINT, METRICS, PROBES, read_config, read_jsonl, read_summary
+from layerscope.run_files import CHECKPOINT, METRICS, PROBES, has_ended, read_config, read_jsonl, read_summary
 
 
 def run_status(run_dir: Path) -> str:
     """completed, diverged, failed, interrupted; running while its process lives, else incomplete (killed)."""
-    status = read_summary(run_dir).get("status")
-    if status in (None, "running"):
+    summary = read_summary(run_dir)
+    if not has_ended(summary):
         return "running" if holder(run_dir) else "incomplete"
-    return status
+    return summary["status"]
 
 
 STEP_WINDOW = 5

@@ -2,10 +2,10 @@
 
 A run folder holds ``summary.json`` (how the run ended, its step, initial and final metrics), ``config.yaml``
 (the resolved config), ``metrics.jsonl`` (a row per epoch), ``probes.jsonl`` (a row per probe),
-``checkpoint.pt``, TensorBoard's event files and ``train.log``. Every JSON file is strict JSON: NaN and inf
-are written as null (readers take null back as NaN). A file is replaced whole, through a temporary file and a
-rename, so a reader never sees half of one; a JSON-lines file is appended a whole line at a time, and a line
-torn by a kill is skipped when read.
+``checkpoint.pt``, ``figures/`` (the lecture figure per probe), TensorBoard's event files and ``train.log``.
+Every JSON file is strict JSON: NaN and inf are written as null (readers take null back as NaN). A file is
+replaced whole, through a temporary file and a rename, so a reader never sees half of one; a JSON-lines file
+is appended a whole line at a time, and a line torn by a kill is skipped when read.
 """
 
 from __future__ import annotations
@@ -16,17 +16,22 @@ import math
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from omegaconf import OmegaConf
 
-SUMMARY, CONFIG, METRICS, PROBES, CHECKPOINT = (
-    "summary.json", "config.yaml", "metrics.jsonl", "probes.jsonl", "checkpoint.pt")
+SUMMARY, CONFIG, METRICS, PROBES, CHECKPOINT, TRAIN_LOG = (
+    "summary.json", "config.yaml", "metrics.jsonl", "probes.jsonl", "checkpoint.pt", "train.log")
 RUN_FILES = (SUMMARY, CHECKPOINT, METRICS, PROBES)
 """A folder holding any of these holds a run."""
 
 FINAL = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 """The metrics a run's summary.json keeps from its last epoch (``final``)."""
+
+
+def probe_figure(run_dir: Path, step: int) -> Path:
+    """Where the lecture figure of the probe at ``step`` is drawn: figures/probe_000050.png."""
+    return run_dir / "figures" / f"probe_{step:06d}.png"
 
 
 @contextlib.contextmanager
@@ -42,11 +47,15 @@ def replacing(path: Path) -> Iterator[Path]:
         raise
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as strict JSON to ``path``, replacing it whole."""
-    text = json.dumps(_clean(data), indent=2, default=_jsonable, allow_nan=False) + "\n"
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, replacing it whole."""
     with replacing(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as strict JSON to ``path``, replacing it whole."""
+    write_text(path, json.dumps(_clean(data), indent=2, default=_jsonable, allow_nan=False) + "\n")
 
 
 def json_line(row: dict) -> str:
@@ -103,8 +112,7 @@ def truncate_jsonl(path: Path, keep_below: int) -> list[dict]:
     if not path.exists():
         return []
     rows = [row for row in read_jsonl(path) if row.get("step", 0) < keep_below]
-    with replacing(path) as tmp:
-        tmp.write_text("".join(json_line(row) for row in rows))
+    write_text(path, "".join(json_line(row) for row in rows))
     return rows
 
 
@@ -133,9 +141,28 @@ def read_summary(run_dir: Path) -> dict:
     return summary if isinstance(summary, dict) else {}
 
 
+FINISHED = ("completed", "diverged")
+"""The statuses of a run that ended with a result: a sweep with ``skip_completed=true`` does not run it again."""
+
+
 def finished(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a run that ended as completed or diverged (a sweep skips those)."""
-    return read_summary(run_dir).get("status") in ("completed", "diverged")
+    return read_summary(run_dir).get("status") in FINISHED
+
+
+def has_ended(summary: dict) -> bool:
+    """Whether a summary records how its run ended (completed, diverged, failed, interrupted)."""
+    return summary.get("status") not in (None, "running")
+
+
+def failure(error: str) -> dict:
+    """The summary of a run that failed, with its one-line error."""
+    return {"status": "failed", "error": error}
+
+
+def stopped_by(summaries: Iterable[dict]) -> str | None:
+    """The signal (SIGINT, SIGTERM) that interrupted the first of these runs, or None when none was."""
+    return next((s.get("signal") for s in summaries if s.get("status") == "interrupted"), None)
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
@@ -145,8 +172,7 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
 def write_config(run_dir: Path, cfg: Any) -> None:
     """Write the run's resolved config to its config.yaml."""
-    with replacing(run_dir / CONFIG) as tmp:
-        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text(run_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def read_config(run_dir: Path) -> dict:

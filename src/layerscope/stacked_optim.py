@@ -19,11 +19,12 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from layerscope.optim import HYPER, hyper_parameters
+from layerscope.optim import HYPER, bias_corrected, hyper_parameters
 
 STATE = {"sgd": (), "momentum": ("momentum_buffer",), "nesterov": ("momentum_buffer",), "adagrad": ("sum",),
          "rmsprop": ("square_avg",), "adam": ("exp_avg", "exp_avg_sq")}
 """Each optimizer's state per parameter, by torch.optim's names (checkpoints use them)."""
+COUNTS_STEPS = ("adagrad", "rmsprop", "adam")  # torch.optim also keeps a per-parameter ``step`` for these
 
 CLIP_EPS = 1e-6  # clip_grad_norm_'s: coefficient = max_norm / (total_norm + 1e-6)
 
@@ -41,7 +42,7 @@ class Block:
         hyper = [hyper_parameters(c) for c in cfgs]
         self.mu, self.rho, self.delta = (_column([h.get(k, math.nan) for h in hyper], chunks[0])
                                          for k in HYPER)  # NaN: a key this optimizer does not read
-        self.corrected = _column([float(bool(c.get("bias_correction", True))) for c in cfgs], chunks[0])
+        self.corrected = _column([float(bias_corrected(c)) for c in cfgs], chunks[0])
         self.state = {key: [torch.zeros_like(c[start:stop]) for c in chunks] for key in STATE[name]}
         self.steps = 0
 

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from layerscope.run_files import replacing
+
 
 def cell(value: Any) -> str:
     """A Markdown table cell: floats to 4 significant digits, a missing or non-finite number as '–'."""
@@ -18,7 +20,7 @@ def cell(value: Any) -> str:
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """``rows`` as CSV, with every key that any row has as a column (in first-seen order)."""
     columns = list(dict.fromkeys(key for r in rows for key in r))
-    with open(path, "w", newline="") as stream:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)

@@ -30,10 +30,10 @@ from layerscope.optim import build_optimizer, build_scheduler
 from layerscope.plots import compact_figure, lecture_figure, render
 from layerscope.probed_model import attach_probe, initialized_model
 from layerscope.probes import Probe, ProbeRecord
-from layerscope.run_files import (CHECKPOINT, FINAL, METRICS, PROBES, restart_logs, truncate_jsonl, write_config,
-                                  write_summary)
+from layerscope.run_files import (CHECKPOINT, FINAL, METRICS, PROBES, probe_figure, restart_logs, truncate_jsonl,
+                                  write_config, write_summary)
 from layerscope.theory import Prediction, compare, predict_run
-from layerscope.validate import DTYPES, check_against_data, check_data_size, validate
+from layerscope.validate import DTYPES, EVAL_CHUNK, check_against_data, check_data_size, validate
 from layerscope.writer import RunWriter
 
 log = logging.getLogger("layerscope")
@@ -59,7 +59,7 @@ class Setup:
     @property
     def epochs(self) -> int:
         """Epochs needed for ``total`` steps."""
-        return math.ceil(self.total / self.steps_per_epoch)
+        return epochs_for(self.total, self.steps_per_epoch)
 
 
 def total_steps(cfg: DictConfig, data: Data) -> tuple[int, int]:
@@ -67,6 +67,18 @@ def total_steps(cfg: DictConfig, data: Data) -> tuple[int, int]:
     steps_per_epoch = len(data.x_train) // cfg.trainer.batch_size
     max_steps = cfg.trainer.max_steps
     return (max_steps if max_steps is not None else cfg.trainer.epochs * steps_per_epoch), steps_per_epoch
+
+
+def epochs_for(total: int, steps_per_epoch: int) -> int:
+    """Epochs that ``total`` optimizer steps span; the last may be partial."""
+    return math.ceil(total / steps_per_epoch)
+
+
+def new_summary(num_classes: int, device: torch.device) -> dict[str, Any]:
+    """summary.json of a run that has begun: running, no step taken, and what it runs on."""
+    return {"status": "running", "steps": 0, "epochs": 0, "diverged_at_step": None, "final": {},
+            "num_classes": num_classes, "device": str(device), "torch": str(torch.__version__),
+            "python": platform.python_version(), "layerscope": __version__}
 
 
 def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
@@ -94,7 +106,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Setup:
 
 
 @torch.no_grad()
-def evaluate(model, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+def evaluate(model, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_CHUNK) -> torch.Tensor:
     """[mean loss, accuracy] on (x, y) in eval mode, as a device tensor (no host sync).
 
     Shape (2,) for one model, (2, K) for K stacked members (``x`` shared or per member).
@@ -157,10 +169,7 @@ class Trainer:
         self.s = setup
         self.cfg, self.trainer = setup.cfg, setup.cfg.trainer
         self.records: list[ProbeRecord] = []
-        self.summary: dict[str, Any] = {
-            "status": "running", "steps": 0, "epochs": 0, "diverged_at_step": None, "final": {},
-            "num_classes": setup.data.num_classes, "device": str(setup.device), "torch": str(torch.__version__),
-            "python": platform.python_version(), "layerscope": __version__}
+        self.summary = new_summary(setup.data.num_classes, setup.device)
         self.generator = torch.Generator(device=setup.device).manual_seed(self.trainer.seed)
         self.weights = [m.weight for m in setup.model.modules() if isinstance(m, torch.nn.Linear)]
         # plain Python copies of the keys the hot loop reads (a DictConfig lookup costs microseconds)
@@ -388,7 +397,7 @@ def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: 
     """The lecture figure for every probe, figures/probe_<step>.png, and its compact form as a TensorBoard image
     (legible at the size TensorBoard shows an image)."""
     for record in tqdm(records, desc="figures", unit="fig", disable=None, leave=False):
-        render(lecture_figure(record, title), run_dir / "figures" / f"probe_{record.step:06d}.png")
+        render(lecture_figure(record, title), probe_figure(run_dir, record.step))
         writer.tb.add_image("lecture/probe", render(compact_figure(record, title)), record.step, dataformats="HWC")
 
 

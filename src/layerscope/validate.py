@@ -288,6 +288,9 @@ def data_bytes(cfg: Mapping[str, Any]) -> int:
     return 0
 
 
+EVAL_CHUNK = 4096  # test examples evaluated in one pass (trainer.evaluate); the memory plan counts one chunk
+
+
 def run_bytes(cfg: Mapping[str, Any], data: Data) -> int:
     """Device bytes one run needs: parameters with their gradients (twice on a GPU: per parameter and
     gathered), update temporaries and two optimizer moments (8 copies), activations and their
@@ -295,7 +298,7 @@ def run_bytes(cfg: Mapping[str, Any], data: Data) -> int:
     depth, width, batch = cfg["model"]["depth"], cfg["model"]["width"], cfg["trainer"]["batch_size"]
     fans = [data.input_dim] + [width] * depth
     params = sum((fan + 1) * width for fan in fans[:-1]) + (width + 1) * data.num_classes + 4 * width * depth
-    values = 8 * params + 8 * batch * width * depth + 3 * min(4096, len(data.x_test)) * width
+    values = 8 * params + 8 * batch * width * depth + 3 * min(EVAL_CHUNK, len(data.x_test)) * width
     if data.seeded:
         values += data.x_train.numel() + data.x_test.numel()
     return values * torch.finfo(DTYPES[cfg["trainer"]["dtype"]]).bits // 8

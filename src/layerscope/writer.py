@@ -21,12 +21,10 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars, histogram_raw, hparams
 
+from layerscope.plots import LECTURE_HISTOGRAMS
 from layerscope.probes import Histogram, ProbeRecord
 from layerscope.run_files import METRICS, PROBES, JsonLines
 
-
-FILE_HISTOGRAMS = ("activation", "backward")
-"""The histograms probes.jsonl keeps (those the lecture figure draws); TensorBoard gets all five."""
 
 SHARED_RANGE = ("preactivation", "activation")
 """Histograms whose TensorBoard cards share one x-range across the layers of a probe: the forward signal,
@@ -120,7 +118,7 @@ class RunWriter:
                 if math.isfinite(value):
                     values.append(Summary.Value(tag=layer_tag(name, layer), simple_value=value))
         self.tb._get_file_writer().add_summary(Summary(value=values), record.step)
-        self._probes.append(record.to_json(FILE_HISTOGRAMS))
+        self._probes.append(record.to_json(LECTURE_HISTOGRAMS))  # TensorBoard gets all five
 
     def _shared_span(self, quantity: str, hists: list[Histogram]) -> tuple[float, float] | None:
         """The x-range the cards of ``quantity`` share in this probe (``SHARED_RANGE``), or None."""

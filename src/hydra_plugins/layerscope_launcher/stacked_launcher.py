@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 class StackedLauncher(Launcher):
     """Trains the sweep's jobs that share a model shape as one stacked model each."""
 
-    def __init__(self, max_members: Any = 64, dispatch: Any = "local", submitit: Any = None) -> None:
+    def __init__(self, max_members: Any, dispatch: Any, submitit: Any) -> None:  # configs/hydra/launcher/stacked.yaml
         self.max_members, self.dispatch, self.submitit = max_members, dispatch, submitit
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
