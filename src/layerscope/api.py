@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from layerscope.errors import ConfigError
+from layerscope.job_names import record_overrides
 from layerscope.report import LAYER_STATS, Job, collect, configurations, row, seed_row, varies_seed
 from layerscope.results import RunResult
 from layerscope.run_files import CONFIG, holds_run
@@ -242,6 +243,5 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
         if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # a config refused before anything was written: leave no empty folder
         raise
-    (folder / ".hydra").mkdir(exist_ok=True)
-    OmegaConf.save(OmegaConf.create(overrides), folder / ".hydra" / "overrides.yaml")
+    record_overrides(folder, overrides)
     return load_run(folder)

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from layerscope.cli_errors import check_command_line
@@ -26,6 +26,7 @@ from layerscope.cli_errors import install as install_error_lines
 from layerscope.group_options import install as reuse_group_repositories
 from layerscope.errors import ConfigError
 from layerscope.interrupt import Stopped, exit_status, stopping
+from layerscope.job_names import recorded_overrides
 from layerscope.ownership import FolderInUse, check_target, owned
 from layerscope.paths import config_dir, outputs
 from layerscope.run_files import CHECKPOINT, failure, finished, has_ended, holds_run, read_summary, write_summary
@@ -145,8 +146,8 @@ def _task_overrides(overrides: list[str]) -> list[str]:
 
 
 def _earlier_overrides(folder: Path) -> list[str] | None:
-    path = folder / ".hydra" / "overrides.yaml"
-    return _task_overrides([str(o) for o in OmegaConf.load(path)]) if path.exists() else None
+    overrides = recorded_overrides(folder)
+    return None if overrides is None else _task_overrides(overrides)
 
 
 def _resume_target(same: list[str]) -> Path | None:

@@ -47,7 +47,7 @@ from layerscope.run_files import CHECKPOINT, FINAL, TRAIN_LOG, failure, restart_
 from layerscope.stacked_model import StackedMLP
 from layerscope.stacked_optim import COUNTS_STEPS, StackedOptimizer
 from layerscope.theory import Prediction, compare, predict_run
-from layerscope.trainer import (describe, epochs_for, evaluate, finish_run, log_epoch, new_summary, test_metrics,
+from layerscope.trainer import (describe, epoch_row, epochs_for, evaluate, finish_run, log_epoch, new_summary, test_metrics,
                                total_steps)
 from layerscope.validate import DTYPES, check_against_data, validate
 from layerscope.writer import RunWriter
@@ -355,8 +355,8 @@ class GroupTrainer:
             if bad >= 0 or not (math.isfinite(train_loss) and math.isfinite(train_accuracy)):
                 self._diverged(m, int(bad) if bad >= 0 else self.step, epoch)
                 continue
-            row = {"epoch": epoch + 1, "step": self.step, "train_loss": train_loss, "train_accuracy": train_accuracy,
-                   "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": lrs[k], "step_losses": host[k][5:]}
+            row = epoch_row(epoch, self.step, [train_loss, train_accuracy], [test_loss, test_accuracy], lrs[k],
+                            host[k][5:])
             m.writer.epoch(row)
             m.summary["final"] = {key: row[key] for key in FINAL}
             log_epoch(m.log, row, epochs_for(self.total, self.steps_per_epoch))

@@ -17,6 +17,11 @@ BN_PLACEMENTS = ("none", "before", "after", "ln_before", "ln_after")
 BATCH_NORMS = ("before", "after")  # the placements that normalize over the batch (they need 2+ samples)
 
 
+def hidden_fans(input_dim: int, width: int, depth: int) -> list[int]:
+    """The fan_in of each hidden layer: the input, then ``width`` (each has ``width`` units, its fan_out)."""
+    return [input_dim] + [width] * (depth - 1)
+
+
 class Block(nn.Module):
     """One hidden layer; ``bn`` puts batch or layer norm before or after the activation (or nowhere)."""
 
@@ -51,10 +56,8 @@ class MLP(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, depth: int, width: int,
                  activation: str, activation_params: Mapping[str, Any] | None, bn: str, dropout: float) -> None:
         super().__init__()
-        fans = [input_dim] + [width] * depth
-        self.blocks = nn.ModuleList(
-            Block(fans[i], width, build_activation(activation, activation_params), bn, dropout) for i in range(depth)
-        )
+        self.blocks = nn.ModuleList(Block(fan_in, width, build_activation(activation, activation_params), bn, dropout)
+                                    for fan_in in hidden_fans(input_dim, width, depth))
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
-from omegaconf import OmegaConf
 
-from layerscope.job_names import job_number
+from layerscope.job_names import job_number, recorded_overrides
 from layerscope.plots import render
 from layerscope.results import RunResult
 from layerscope.run_files import FINAL, SUMMARY, write_text
@@ -51,8 +50,7 @@ def common_overrides(sweep_dir: Path) -> list[str]:
 
 
 def _overrides(folder: Path) -> list[str]:
-    path = folder / ".hydra" / "overrides.yaml"
-    return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
+    return recorded_overrides(folder) or []
 
 
 def _number(folder: Path) -> int | None:
@@ -180,6 +178,11 @@ def seed_row(config: Configuration) -> dict[str, Any]:
     return out
 
 
+def _heading(metric: str) -> str:
+    """``train acc`` for train_accuracy: a summary metric as a column heading."""
+    return metric.replace("accuracy", "acc").replace("_", " ")
+
+
 def _over_seeds(row: dict[str, Any], key: str) -> str:
     mean, std, low, high = (row[f"{key}_{s}"] for s in ("mean", "std", "min", "max"))
     if mean is None:
@@ -192,12 +195,11 @@ def seeds_markdown(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["## Over seeds", "",
              "Each configuration's final metrics over the seeds that completed: mean ± sample std [min–max] "
              "(a diverged or failed seed is left out; see its row above).", "",
-             "| configuration | completed / seeds | train loss | test loss | train acc | test acc |",
-             "|---|---|---|---|---|---|"]
+             "| configuration | completed / seeds | " + " | ".join(_heading(key) for key in FINAL) + " |",
+             "|---|---|" + "---|" * len(FINAL)]
     for r in rows:
         lines.append(f"| `{r['overrides']}` | {r['completed']} / {r['seeds']} | "
-                     + " | ".join(_over_seeds(r, key) for key in ("train_loss", "test_loss", "train_accuracy",
-                                                                   "test_accuracy")) + " |")
+                     + " | ".join(_over_seeds(r, key) for key in FINAL) + " |")
     return lines
 
 

@@ -6,7 +6,8 @@ layer l follows
     q_l = σ_w² · E_z[φ(√q_{l-1} z)²] + σ_b²,      z ~ N(0, 1)
 and the backward signal (dL/d activation) shrinks or grows from layer l to l-1 by
     χ_l = σ_w² · E_z[φ'(√q_l z)²]   (per unit, in mean square).
-Expectations are computed by Gauss-Hermite quadrature.
+Expectations are Gauss-Legendre sums on a grid that resolves both √q and φ's own unit scale
+(``gaussian.normal_grid``).
 
 The second half of the module is the order-to-chaos picture of the same network (Poole et al. 2016,
 Schoenholz et al. 2017): the fixed point q*, the correlation map and its fixed point c*, the slopes
@@ -23,7 +24,9 @@ import numpy as np
 import torch
 
 from layerscope.activations import activation_fn
+from layerscope.gaussian import normal_grid
 from layerscope.init import INITIALIZERS, gain_setting, resolve_gain, weight_variance
+from layerscope.model import hidden_fans
 
 
 @dataclass(frozen=True)
@@ -42,26 +45,10 @@ class Prediction:
 
 
 def _moments(phi, q: float) -> tuple[float, float, float]:
-    """E[φ(h)], E[φ(h)²], E[φ'(h)²] for h ~ N(0, q), by the midpoint rule on a fine grid.
-
-    Gauss-Hermite nodes in z = h/√q are too sparse once √q is large (tanh with N(0, 1) weights
-    has √q ≈ 20, so φ'(h) lives in |z| < 0.1): the grid resolves both scales, √q and 1.
-    """
-    if q <= 0:
-        h = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-        y = phi(h)
-        (dy,) = torch.autograd.grad(y.sum(), h)
-        return float(y.detach()), float(y.detach()) ** 2, float(dy) ** 2
-    sd = math.sqrt(q)
-    cells = min(int(20 * sd / min(sd / 50, 0.01)) // 2 * 2, 2_000_000)  # even: no midpoint at h = 0
-    step = 20 * sd / cells
-    h = (torch.arange(cells, dtype=torch.float64) + 0.5) * step - 10 * sd
-    h.requires_grad_(True)
-    y = phi(h)
-    (dy,) = torch.autograd.grad(y.sum(), h)
-    weight = torch.exp(-0.5 * (h.detach() / sd) ** 2) * step / (sd * math.sqrt(2 * math.pi))
-    y = y.detach()
-    return float(weight @ y), float(weight @ y**2), float(weight @ dy**2)
+    """E[φ(h)], E[φ(h)²], E[φ'(h)²] for h ~ N(0, q) (q = 0: at h = 0), on ``gaussian.normal_grid``."""
+    h, w = normal_grid(q)
+    y, dy = _derivatives(phi, h, 1)
+    return float(w @ y), float(w @ y**2), float(w @ dy**2)
 
 
 def predict(activation: str, activation_params: Mapping[str, Any] | None, sigma_w2: Sequence[float],
@@ -128,7 +115,7 @@ def predict_run(cfg: Mapping[str, Any], input_dim: int, input_second_moment: flo
         return None
     depth, width = model["depth"], model["width"]
     activation = cfg["activation"]
-    variances = init_variances(cfg["init"], activation["name"], activation, [input_dim] + [width] * (depth - 1),
+    variances = init_variances(cfg["init"], activation["name"], activation, hidden_fans(input_dim, width, depth),
                                [width] * depth)
     if variances is None:
         return None
@@ -159,41 +146,6 @@ def compare(prediction: Prediction, stats: Mapping[str, Sequence[float]]) -> dic
 
 _Q_ZERO = 1e-30  # q* below this is returned as 0: the signal dies (σ_b² = 0, ordered)
 _Q_BLOWUP = 1e4  # q past 1e4 · (q0 + σ_w² + σ_b²) is taken to grow without bound (ReLU-like φ, σ_w² large)
-_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
-
-
-def _gauss_legendre(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of 8-point Gauss-Legendre on each panel between consecutive edges (last axis)."""
-    left, width = edges[..., :-1, None], np.diff(edges)[..., None]
-    nodes = left + width * (_GL_NODES + 1) / 2
-    return nodes.reshape(*edges.shape[:-1], -1), (width / 2 * _GL_WEIGHTS).reshape(*edges.shape[:-1], -1)
-
-
-def _normal_grid(var: float, center: np.ndarray | float = 0.0, panels: int = 1000, per_sd: float = 2,
-                 refine: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes h and weights w (Σ w = 1 on the last axis) of h ~ N(center, var), center of any shape.
-
-    Gauss-Legendre panels of width min(√var/per_sd, 1) (wider if more than ``panels`` are needed) over
-    center ± 10√var, so both scales, √var and the unit scale of φ, are resolved. Panel edges lie on
-    multiples of the width: a kink of φ at 0 (ReLU, PReLU; ELU's φ'') is an edge and costs no accuracy.
-    ``refine`` halves the two panels at 0 down to that width (scalar center only). var = 0 gives the
-    point mass at center.
-    """
-    center = np.asarray(center, dtype=float)
-    if var <= 0:
-        return center[..., None], np.ones_like(center)[..., None]
-    sd = math.sqrt(var)
-    width = max(min(sd / per_sd, 1.0), 20 * sd / panels)
-    count = math.ceil(20 * sd / width) + 1
-    edges = np.floor((center - 10 * sd) / width)[..., None] * width + width * np.arange(count + 1)
-    if 0 < refine < width:
-        halves = width / 2 ** np.arange(1, math.ceil(math.log2(width / refine)) + 1)
-        edges = np.union1d(edges, np.concatenate([halves, -halves]))
-    h, w = _gauss_legendre(edges)
-    w = w * np.exp(-0.5 * ((h - center[..., None]) / sd) ** 2)
-    return h, w / w.sum(-1, keepdims=True)
-
-
 def _derivatives(phi, h: np.ndarray, order: int) -> list[np.ndarray]:
     """[φ(h), φ'(h), ..., φ^(order)(h)] by autograd (0 where a derivative is constant, as ReLU's φ'')."""
     threads = torch.get_num_threads()
@@ -234,7 +186,7 @@ def _root(f, lo: float, hi: float, f_lo: float, f_hi: float, rtol: float = 1e-12
 
 
 def _length_map(phi, sigma_w2: float, sigma_b2: float, q: float) -> float:
-    h, w = _normal_grid(q)
+    h, w = normal_grid(q)
     return sigma_w2 * float(w @ _derivatives(phi, h, 0)[0] ** 2) + sigma_b2
 
 
@@ -282,7 +234,7 @@ def _chi_1(phi, sigma_w2: float, q: float) -> float:
     if math.isinf(q):  # E[φ'(√q z)²] → (φ'(+∞)² + φ'(−∞)²) / 2
         _, d = _derivatives(phi, np.array([-1e6, 1e6]), 1)
         return sigma_w2 * float(np.mean(d**2))
-    h, w = _normal_grid(max(q, _Q_ZERO))
+    h, w = normal_grid(max(q, _Q_ZERO))
     return sigma_w2 * float(w @ _derivatives(phi, h, 1)[1] ** 2)
 
 
@@ -305,8 +257,8 @@ def _pair(phi, q: float, c: float, order: int):
     has a kink, E[φ(u2) | u1] bends within √(q (1 − c²)) of u1 = 0: u1's panels there are refined to that.
     """
     spread = q * (1 - c * c)
-    u1, w1 = _normal_grid(q, panels=200, refine=math.sqrt(spread))
-    u2, w2 = _normal_grid(spread, c * u1, panels=200)
+    u1, w1 = normal_grid(q, panels=200, refine=math.sqrt(spread))
+    u2, w2 = normal_grid(spread, c * u1, panels=200)
     return w1, w2, _derivatives(phi, u1, order), _derivatives(phi, u2, order)
 
 
@@ -400,7 +352,7 @@ def xi_q(activation: str, params: Mapping[str, Any] | None, sigma_w2: float, sig
     q = _q_star(phi, sigma_w2, sigma_b2)
     if math.isinf(q):
         return math.nan
-    h, w = _normal_grid(max(q, _Q_ZERO))
+    h, w = normal_grid(max(q, _Q_ZERO))
     y, d1, d2 = _derivatives(phi, h, 2)
     return _depth(sigma_w2 * float(w @ (d1**2 + y * d2)))
 

@@ -127,6 +127,13 @@ def test_metrics(values: list[float]) -> dict[str, float]:
     return dict(zip(("test_loss", "test_accuracy"), values))
 
 
+def epoch_row(epoch: int, step: int, train: list[float], test: list[float], lr: float,
+              step_losses: list[float]) -> dict[str, Any]:
+    """One metrics.jsonl row: the epoch (from 1), its last step, train and test [loss, accuracy], lr, each step's loss."""
+    return {"epoch": epoch + 1, "step": step, "train_loss": train[0], "train_accuracy": train[1],
+            **test_metrics(test), "lr": lr, "step_losses": step_losses}
+
+
 def describe(cfg: DictConfig) -> str:
     """A one-line description of the setting, for titles and logs."""
     init = cfg.init.name + (f"(std={cfg.init.std})" if cfg.init.name == "normal" else "")
@@ -312,9 +319,8 @@ class Trainer:
             log.warning("diverged: the loss became NaN/inf at step %s; the run stops here",
                         self.summary["diverged_at_step"])
             return True
-        row = {"epoch": epoch + 1, "step": self.step, "train_loss": train_loss, "train_accuracy": train_accuracy,
-               "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": s.optimizer.param_groups[0]["lr"],
-               "step_losses": host[5:]}
+        row = epoch_row(epoch, self.step, [train_loss, train_accuracy], [test_loss, test_accuracy],
+                        s.optimizer.param_groups[0]["lr"], host[5:])
         self.writer.epoch(row)
         self.summary["final"] = {k: row[k] for k in FINAL}
         self.bar.set_postfix(loss=f"{train_loss:.3f}", test_acc=f"{test_accuracy:.3f}")

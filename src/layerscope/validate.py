@@ -26,7 +26,7 @@ from layerscope.data import DATASETS, Data
 from layerscope.errors import ConfigError
 from layerscope.init import INITIALIZERS
 from layerscope.losses import LOSSES
-from layerscope.model import BATCH_NORMS, BN_PLACEMENTS
+from layerscope.model import BATCH_NORMS, BN_PLACEMENTS, hidden_fans
 from layerscope.optim import OPTIMIZERS, SCHEDULERS
 
 check_experiment = cli_errors.check_experiment  # its home is cli_errors, which the CLI reads before torch
@@ -296,8 +296,8 @@ def run_bytes(cfg: Mapping[str, Any], data: Data) -> int:
     gathered), update temporaries and two optimizer moments (8 copies), activations and their
     gradients (8 per unit and example), the test pass, and its own data when that depends on its seed."""
     depth, width, batch = cfg["model"]["depth"], cfg["model"]["width"], cfg["trainer"]["batch_size"]
-    fans = [data.input_dim] + [width] * depth
-    params = sum((fan + 1) * width for fan in fans[:-1]) + (width + 1) * data.num_classes + 4 * width * depth
+    fans = hidden_fans(data.input_dim, width, depth)
+    params = sum((fan + 1) * width for fan in fans) + (width + 1) * data.num_classes + 4 * width * depth
     values = 8 * params + 8 * batch * width * depth + 3 * min(EVAL_CHUNK, len(data.x_test)) * width
     if data.seeded:
         values += data.x_train.numel() + data.x_test.numel()
