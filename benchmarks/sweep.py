@@ -53,7 +53,7 @@ from typing import Any
 import hydra
 import torch
 
-from layerscope.paths import OUTPUTS_VARIABLE, config_dir
+from layerscope.paths import OUTPUTS_VARIABLE, configs_context
 from layerscope.run_files import read_summary
 from layerscope.trainer import run
 
@@ -130,7 +130,7 @@ def synchronize(device: str) -> None:
 def run_sequential(jobs: list[list[str]], fixed: list[str], root: Path, device: str) -> Outcome:
     """Compose and run every job in this process, one after another; wall seconds, job folders, first error."""
     folders, error = [root / str(i) for i in range(len(jobs))], None
-    with hydra.initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with configs_context():
         synchronize(device)
         started = time.perf_counter()
         for folder, overrides in zip(folders, jobs):

@@ -52,7 +52,7 @@ from omegaconf import DictConfig, OmegaConf
 from layerscope.validate import resolve_device
 from layerscope.data import load_data
 from layerscope.errors import ConfigError
-from layerscope.paths import config_dir, outputs
+from layerscope.paths import configs_context, outputs
 from layerscope.probed_model import initialized_model
 from layerscope.trainer import describe, run
 
@@ -100,7 +100,7 @@ def compose(args: argparse.Namespace, steps: int) -> DictConfig:
         overrides.append(f"probe.every={args.probe_every}")
     if args.cuda_graph:
         overrides.append("trainer.cuda_graph=true")
-    with hydra.initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with configs_context():
         return hydra.compose("train", overrides=overrides)
 
 

@@ -218,15 +218,15 @@ def load_sweep(path: str | Path) -> Sweep:
 def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> Run:
     """Compose the config with ``overrides`` (as on the command line), train it into ``output_dir`` (by default
     the CLI's outputs/runs/<date>/<time>) and return the run read back, as ``load_run`` does."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
     from omegaconf import OmegaConf, open_dict
 
     from layerscope.ownership import check_target, owned
-    from layerscope.paths import config_dir
+    from layerscope.paths import configs_context
     from layerscope.trainer import run as train
 
     overrides = list(overrides)
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="layerscope"):
+    with configs_context():
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     folder = Path(output_dir if output_dir is not None else OmegaConf.select(cfg, "hydra.run.dir"))
     with open_dict(cfg):

@@ -28,7 +28,7 @@ from layerscope.errors import ConfigError
 from layerscope.interrupt import Stopped, exit_status, stopping
 from layerscope.job_names import recorded_overrides
 from layerscope.ownership import FolderInUse, check_target, owned
-from layerscope.paths import config_dir, outputs
+from layerscope.paths import HYDRA_VERSION_BASE, config_dir, outputs
 from layerscope.run_files import CHECKPOINT, failure, finished, has_ended, holds_run, read_summary, write_summary
 
 log = logging.getLogger("layerscope")
@@ -64,7 +64,7 @@ def objective(summary: Mapping[str, Any]) -> float:
     return float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf
 
 
-@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+@hydra.main(config_path=config_dir(), config_name="train", version_base=HYDRA_VERSION_BASE)
 def main(cfg: DictConfig) -> float:
     """Console entry point ``layerscope``: one run, or one job of a sweep (``-m``); returns the run's
     ``objective``, which a sweeper that optimizes (``hydra/sweeper=optuna``) minimizes.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent
+HYDRA_VERSION_BASE = "1.3"  # the Hydra defaults layerscope's configs are written for
 OUTPUTS_VARIABLE = "LAYERSCOPE_OUTPUTS"  # configs/train.yaml's hydra.run.dir and hydra.sweep.dir read it too
 
 
@@ -21,6 +23,13 @@ def config_dir() -> str:
             return str(candidate)
     raise FileNotFoundError(f"layerscope cannot find its configs/ (looked in {PACKAGE / 'configs'} and "
                             f"{PACKAGE.parents[1] / 'configs'}); reinstall the package")
+
+
+def configs_context() -> Any:
+    """A context in which ``hydra.compose("train", overrides=...)`` composes layerscope's configs."""
+    from hydra import initialize_config_dir
+
+    return initialize_config_dir(config_dir=config_dir(), version_base=HYDRA_VERSION_BASE)
 
 
 def choices(group: str) -> list[str]:

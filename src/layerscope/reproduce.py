@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from omegaconf import OmegaConf
 
 from layerscope import ravine, saddle
@@ -25,7 +25,7 @@ from layerscope.claims import CHECKS, CONTRADICTS, FAIL, PASS, Part, Verdict
 from layerscope.errors import ConfigError
 from layerscope.interrupt import Stopped, exit_status, stopping
 from layerscope.group import group_key, train_group
-from layerscope.paths import config_dir, outputs
+from layerscope.paths import config_dir, configs_context, outputs
 from layerscope.phase import phase_figure, phase_name
 from layerscope.progress import TIMINGS, Estimate
 from layerscope.results import RunResult
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[Experiment, Verdict, dict[str, RunResult]]] = []
     clock = Estimate(args.out / TIMINGS, [e.name for e in experiments])
     try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"), stopping():
+        with configs_context(), stopping():
             for experiment in experiments:
                 print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
                 started = time.perf_counter()
