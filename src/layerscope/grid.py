@@ -92,7 +92,7 @@ def run_grid(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             **{f"backward_std_layer_{i:02d}": v for i, v in enumerate(stats["backward_std"], start=1)},
         })
     write_table(rows, run_dir)
-    grid_figure(rows, grid, run_dir / "grid.png")
+    grid_figure(rows, grid, cfg.model.depth, run_dir / "grid.png")
     summary = {"status": "completed", "steps": 0, "cells": len(rows), "grid": grid, "final": {}}
     write_summary(run_dir, summary)
     return summary
@@ -112,15 +112,15 @@ def write_table(rows: list[dict[str, Any]], run_dir: Path) -> None:
     write_text(run_dir / "GRID.md", "\n".join(lines) + "\n")
 
 
-def grid_figure(rows: list[dict[str, Any]], grid: dict[str, list[str]], path: Path) -> Path:
+def grid_figure(rows: list[dict[str, Any]], grid: dict[str, list[str]], depth: int, path: Path) -> Path:
     """Heatmaps per BN placement: log10 of the last/first-layer activation std and of the backward ratio."""
     acts, inits, bns = grid["activation"], grid["init"], grid["bn"]
     fig = Figure(figsize=(4.2 * len(bns) + 1, 2 * 0.42 * len(acts) + 2.5), layout="constrained")
     axes = np.atleast_2d(fig.subplots(2, len(bns), squeeze=False))
     index = {(r["activation"], r["init"], r["bn"]): r for r in rows}
     for col, bn in enumerate(bns):
-        for row, (key, title) in enumerate((("std_ratio_last_first", "activation std, layer 10 / layer 1"),
-                                             ("backward_ratio_first_last", "backward std, layer 1 / layer 10"))):
+        for row, (key, title) in enumerate((("std_ratio_last_first", f"activation std, layer {depth} / layer 1"),
+                                             ("backward_ratio_first_last", f"backward std, layer 1 / layer {depth}"))):
             values = np.array([[index[(a, i, bn)][key] for i in inits] for a in acts], dtype=float)
             with np.errstate(divide="ignore", invalid="ignore"):
                 logs = np.log10(values)

@@ -300,7 +300,8 @@ def saddle_figure(paths: list, function, escaped: float, path: Path) -> Path:
     right.legend(fontsize=9)
     for ax in (left, right):
         ax.tick_params(labelsize=9)
-    fig.suptitle("f(x, y) = ½x² − ½y² + ¼y⁴ from (1, 10⁻⁴), a hair off the saddle")
+    start = paths[0].points[0]
+    fig.suptitle(f"f(x, y) = ½x² − ½y² + ¼y⁴ from ({start[0]:g}, {start[1]:.0e}), a hair off the saddle")
     render(fig, path)
     return path
 
