@@ -301,7 +301,7 @@ def saddle_figure(paths: list, function, escaped: float, path: Path) -> Path:
     for ax in (left, right):
         ax.tick_params(labelsize=9)
     start = paths[0].points[0]
-    fig.suptitle(f"f(x, y) = ½x² − ½y² + ¼y⁴ from ({start[0]:g}, {start[1]:.0e}), a hair off the saddle")
+    fig.suptitle(f"f(x, y) = ½x² − ½y² + ¼y⁴ from ({start[0]:g}, {start[1]:g}), a hair off the saddle")
     render(fig, path)
     return path
 
