@@ -141,3 +141,10 @@ def test_unknown_placement_error_lists_the_placements():
         check_group("bn", {"placement": "middle"})
     for placement in BN_PLACEMENTS:
         assert placement in str(info.value)
+
+
+def test_each_hidden_layer_reads_the_one_before():
+    from layerscope.model import hidden_fans
+
+    assert hidden_fans(784, 500, 3) == [784, 500, 500] and hidden_fans(784, 500, 1) == [784]
+    assert hidden_fans(784, 500, 0) == []

@@ -161,3 +161,14 @@ def test_every_launcher_names_job_folders_alike(tmp_path, launcher):
     assert jobs == {0: "activation=tanh,init=xavier_normal", 1: "activation=tanh,init=he_normal",
                     2: "activation=relu,init=xavier_normal", 3: "activation=relu,init=he_normal"}
     assert events(sweep_dir / jobs[3]).Tensors("custom_scalars__config__")
+
+
+def test_recorded_overrides_read_back_as_typed(tmp_path):
+    from layerscope.job_names import record_overrides, recorded_overrides
+
+    assert recorded_overrides(tmp_path) is None  # no record: not a run of the command line
+    typed = ["activation=relu", "+x='a b'", "model.width=${model.depth}", "optimizer.lr=1e-3"]
+    record_overrides(tmp_path, typed)
+    assert recorded_overrides(tmp_path) == typed
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("")
+    assert recorded_overrides(tmp_path) == []  # a record of no overrides

@@ -381,3 +381,10 @@ def test_a_normalized_net_matches_its_prediction(placement):
     assert np.isnan(prediction.chi).all() and np.isnan(prediction.backward_scale).all()
     if placement.endswith("before"):
         np.testing.assert_allclose(prediction.q, 1.0)
+
+
+@pytest.mark.parametrize("q", [1e6, 1e8])
+def test_the_backward_gain_stays_exact_at_very_large_q(q):
+    """tanh's φ' lives in |h| < 3 however wide h is: E[φ'(h)²] → (4/3) / √(2π q), resolved up to √q = 10⁴."""
+    p = predict("tanh", None, [q], [0.0], 1.0)
+    assert p.chi[0] == pytest.approx(q * (4 / 3) / math.sqrt(2 * math.pi * q), rel=1e-5)

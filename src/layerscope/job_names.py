@@ -31,6 +31,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from layerscope.errors import ConfigError
+from layerscope.run_files import write_text
 
 MAX_NAME = 120
 """Longest job folder name (file systems allow 255 bytes; TensorBoard shows it as the run's name)."""
@@ -132,15 +133,17 @@ def _hydra_record(folder: Path) -> dict:
 
 
 def recorded_overrides(folder: Path) -> list[str] | None:
-    """The command-line overrides of the run in ``folder`` (``.hydra/overrides.yaml``), None when none are recorded."""
-    overrides = _load_record(folder, "overrides.yaml")
-    return None if overrides is None else [str(o) for o in overrides]
+    """The command-line overrides of the run in ``folder`` as typed (``.hydra/overrides.yaml``), None when it
+    has no such record."""
+    if not (folder / ".hydra" / "overrides.yaml").exists():
+        return None
+    return [str(o) for o in _load_record(folder, "overrides.yaml") or []]
 
 
 def record_overrides(folder: Path, overrides: list[str]) -> None:
     """Record a run's overrides in ``folder/.hydra/overrides.yaml``, as Hydra does for a command-line run."""
     (folder / ".hydra").mkdir(exist_ok=True)
-    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([str(o) for o in overrides]))
+    write_text(folder / ".hydra" / "overrides.yaml", yaml.safe_dump([str(o) for o in overrides]))
 
 
 def job_number(folder: Path) -> int | None:

@@ -32,6 +32,7 @@ log = logging.getLogger("layerscope")
 DISPATCH = ("local", "submitit_local", "slurm")
 MEMORY_SHARE = 0.8  # plan groups to use at most this share of the device's free memory
 SLURM_ONLY = ("partition", "setup")  # submitit options of configs/hydra/launcher/stacked.yaml that only SLURM takes
+LOCAL_OPTIONS = ("timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb")  # those the local executor is given
 
 
 def _fits(cfg: DictConfig, loaded: dict) -> int | None:
@@ -108,7 +109,7 @@ def _submitit(work: list[tuple[list[DictConfig], list[str]]], dispatch: str, opt
     if dispatch == "slurm":
         params = {f"slurm_{k}" if k in SLURM_ONLY else k: v for k, v in params.items()}
     else:
-        params = {k: v for k, v in params.items() if k not in SLURM_ONLY}
+        params = {k: v for k, v in params.items() if k in LOCAL_OPTIONS}
     executor.update_parameters(**params)
     results = []
     if dispatch == "submitit_local":  # one machine, one device: one stacked model at a time, as planned

@@ -19,7 +19,7 @@ BATCH_NORMS = ("before", "after")  # the placements that normalize over the batc
 
 def hidden_fans(input_dim: int, width: int, depth: int) -> list[int]:
     """The fan_in of each hidden layer: the input, then ``width`` (each has ``width`` units, its fan_out)."""
-    return [input_dim] + [width] * (depth - 1)
+    return ([input_dim] + [width] * depth)[:depth]
 
 
 class Block(nn.Module):

@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from layerscope.run_files import replacing
 from layerscope.theory import chi_1, phase_diagram
 
 # 29 x 13 points take about 0.5 s of quadrature for tanh on a 2-core CPU; ln χ₁ is smooth in both
@@ -84,5 +85,6 @@ def phase_figure(activation: str, params: Mapping[str, Any] | None, point: tuple
     ax.set_title(f"Order-to-chaos phase diagram: {_name(activation, params)}", fontsize=11)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=150, format="png")
     return path

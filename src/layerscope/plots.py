@@ -14,6 +14,7 @@ from PIL import Image
 
 from layerscope.probes import Histogram, ProbeRecord
 from layerscope.ravine import A, B
+from layerscope.run_files import replacing
 
 TICKS = 8  # pt: the smallest text in every figure
 LABELS = 9
@@ -177,7 +178,8 @@ def render(fig: Figure, path: Path | None = None) -> np.ndarray:
     pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(path)
+        with replacing(path) as tmp:
+            Image.fromarray(pixels).save(tmp, format="PNG")
     return pixels
 
 

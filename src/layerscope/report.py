@@ -27,6 +27,7 @@ LAYER_STATS = ("activation_std", "backward_norm")
 LAYER_LABELS = {"activation_std": "activation std", "backward_norm": "backward signal ‖dL/da‖"}
 MAX_LEGEND = 16
 SEED = "trainer.seed"
+SEED_COLUMNS = sorted(FINAL, key=lambda metric: metric.endswith("accuracy"))  # losses, then accuracies, as the jobs
 
 
 @dataclass
@@ -195,11 +196,11 @@ def seeds_markdown(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["## Over seeds", "",
              "Each configuration's final metrics over the seeds that completed: mean ± sample std [min–max] "
              "(a diverged or failed seed is left out; see its row above).", "",
-             "| configuration | completed / seeds | " + " | ".join(_heading(key) for key in FINAL) + " |",
-             "|---|---|" + "---|" * len(FINAL)]
+             "| configuration | completed / seeds | " + " | ".join(_heading(key) for key in SEED_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(SEED_COLUMNS)]
     for r in rows:
         lines.append(f"| `{r['overrides']}` | {r['completed']} / {r['seeds']} | "
-                     + " | ".join(_over_seeds(r, key) for key in FINAL) + " |")
+                     + " | ".join(_over_seeds(r, key) for key in SEED_COLUMNS) + " |")
     return lines
 
 

@@ -44,9 +44,16 @@ class Prediction:
         return {k: [float(v) for v in getattr(self, k)] for k in self.__dataclass_fields__}
 
 
+_MOMENT_PANELS = 250_000  # panels stay at most 1 wide (φ's own scale) up to √q = 12,500: at most 2e6 nodes
+
+
 def _moments(phi, q: float) -> tuple[float, float, float]:
-    """E[φ(h)], E[φ(h)²], E[φ'(h)²] for h ~ N(0, q) (q = 0: at h = 0), on ``gaussian.normal_grid``."""
-    h, w = normal_grid(q)
+    """E[φ(h)], E[φ(h)²], E[φ'(h)²] for h ~ N(0, q) (q = 0: at h = 0), on ``gaussian.normal_grid``.
+
+    The per-layer recursion meets very large q (tanh with N(0, 1) weights has √q ≈ 20, std 50 weights far
+    more), where φ' of a saturating φ lives in |h| < 3: the panels must stay narrow there, hence the budget.
+    """
+    h, w = normal_grid(q, panels=_MOMENT_PANELS)
     y, dy = _derivatives(phi, h, 1)
     return float(w @ y), float(w @ y**2), float(w @ dy**2)
 
