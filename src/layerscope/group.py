@@ -193,6 +193,7 @@ class GroupTrainer:
         self.generators = [torch.Generator(device=device).manual_seed(m.cfg.trainer.seed) for m in members]
         self.batch, self.every, self.checkpoint_every = t.batch_size, cfg.probe.every, t.checkpoint_every
         self.total, self.steps_per_epoch = total_steps(cfg, datasets[0])
+        self.epochs = epochs_for(self.total, self.steps_per_epoch)
         self.step = 0
         self.first_bad = torch.full((len(members),), -1, dtype=torch.long, device=device)  # masks a member's updates
         self.epoch_log = EpochLog(self.steps_per_epoch, self.batch, (len(members),), device, dtype)
@@ -224,15 +225,14 @@ class GroupTrainer:
                                   disable=None if self.cfg.trainer.progress else True) as self.bar:
             if self.total == 0:
                 self._probe_only()
-            epochs = epochs_for(self.total, self.steps_per_epoch)
-            for epoch in range(epochs):
+            for epoch in range(self.epochs):
                 if self._epoch(epoch):
                     break
         seconds = time.perf_counter() - started
         for k, m in self.active:
             m.summary["status"] = "completed"
             if self.total:
-                self._checkpoint(k, epochs, 0, self.generators[k].get_state(), [])
+                self._checkpoint(k, self.epochs, 0, self.generators[k].get_state(), [])
         for m in self.members:
             m.summary.update(train_seconds=seconds, probes=len(m.records),
                              samples_per_second=m.summary["steps"] * self.batch / seconds if m.summary["steps"] else None)
@@ -359,7 +359,7 @@ class GroupTrainer:
                             host[k][5:])
             m.writer.epoch(row)
             m.summary["final"] = {key: row[key] for key in FINAL}
-            log_epoch(m.log, row, epochs_for(self.total, self.steps_per_epoch))
+            log_epoch(m.log, row, self.epochs)
         return not self.active
 
     def _checkpoint(self, k: int, epoch: int, position: int, epoch_generator: torch.Tensor, sums: list) -> None:
