@@ -55,7 +55,7 @@ import torch
 
 from layerscope.paths import OUTPUTS_VARIABLE, configs_context
 from layerscope.run_files import read_summary
-from layerscope.trainer import run
+from layerscope.group import run
 
 from output import publish  # benchmarks/output.py (this folder)
 

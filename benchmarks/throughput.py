@@ -54,7 +54,8 @@ from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.paths import configs_context, outputs
 from layerscope.probed_model import initialized_model
-from layerscope.trainer import describe, run
+from layerscope.finish import describe
+from layerscope.group import run
 
 from output import publish  # benchmarks/output.py (this folder)
 

@@ -15,7 +15,7 @@ from layerscope.paths import config_dir
 from layerscope.probes import ProbeRecord
 from layerscope.reproduce import Experiment, load_experiments, run_experiment
 from layerscope.results import RunResult
-from layerscope.trainer import run
+from layerscope.group import run
 
 LN10 = math.log(10)
 LAYERS = np.arange(10)

@@ -1,5 +1,5 @@
-"""The torch optimizers built from the configs follow the lecture's update rules exactly,
-the schedules follow their formulas, and bad hyper-parameters fail with a ConfigError."""
+"""The project's optimizer follows the lecture's update rules exactly (and torch.optim's, where they are the same
+rule), the schedules follow their formulas, and bad hyper-parameters fail with a ConfigError."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from omegaconf import OmegaConf
 
 from layerscope.errors import ConfigError
-from layerscope.optim import build_optimizer, build_scheduler
+from layerscope.optim import build_optimizer
+from layerscope.schedules import learning_rate
 from layerscope.validate import check_group
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -88,6 +89,30 @@ def test_optimizer_matches_the_lecture_formula(name):
         np.testing.assert_allclose(a - THETA0, e - THETA0, rtol=1e-10, atol=1e-14, err_msg=f"step {step}")
 
 
+def _torch_optim(cfg: dict, p: torch.nn.Parameter) -> torch.optim.Optimizer:
+    """torch.optim's version of the same rule (adagrad, rmsprop and adam put δ outside the root, as the lecture)."""
+    name, lr, mu, rho, delta = cfg["name"], cfg["lr"], cfg.get("mu"), cfg.get("rho"), cfg.get("delta")
+    return {
+        "sgd": lambda: torch.optim.SGD([p], lr=lr),
+        "momentum": lambda: torch.optim.SGD([p], lr=lr, momentum=mu),
+        "nesterov": lambda: torch.optim.SGD([p], lr=lr, momentum=mu, nesterov=True),
+        "adagrad": lambda: torch.optim.Adagrad([p], lr=lr, eps=delta),
+        "rmsprop": lambda: torch.optim.RMSprop([p], lr=lr, alpha=rho, eps=delta),
+        "adam": lambda: torch.optim.Adam([p], lr=lr, betas=(mu, rho), eps=delta),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_the_lecture_rule_is_torch_optims_rule(name):
+    cfg = _cfg(name)
+    p = torch.nn.Parameter(torch.tensor(THETA0, dtype=torch.float64))
+    reference = _torch_optim(cfg, p)
+    for g, ours in zip(GRADIENTS, _torch_trajectory(cfg)):
+        p.grad = torch.tensor(g, dtype=torch.float64)
+        reference.step()
+        np.testing.assert_allclose(ours - THETA0, p.detach().numpy() - THETA0, rtol=1e-10, atol=1e-14)
+
+
 @pytest.mark.parametrize("name", ["momentum", "nesterov", "rmsprop", "adam"])
 def test_non_default_hyper_parameters_reach_the_optimizer(name):
     cfg = {"name": name, "lr": 0.2, "mu": 0.5, "rho": 0.8, "delta": 1e-3}
@@ -135,16 +160,28 @@ LR0 = 0.1
 
 
 def _lrs(scheduler_cfg, epochs: int) -> list[float]:
-    """The lr in effect during epochs 0..epochs-1 (the scheduler steps after each epoch)."""
-    p = torch.nn.Parameter(torch.zeros(2))
-    opt = build_optimizer([p], {"name": "sgd", "lr": LR0})
-    scheduler = build_scheduler(opt, scheduler_cfg)
-    lrs = []
-    for _ in range(epochs):
-        lrs.append(opt.param_groups[0]["lr"])
+    """The lr in effect during epochs 0..epochs-1."""
+    return [learning_rate({"name": "sgd", "lr": LR0}, scheduler_cfg, epoch) for epoch in range(epochs)]
+
+
+@pytest.mark.parametrize("name", ["constant", "step", "exponential", "inverse_time"])
+def test_the_closed_form_is_torchs_scheduler(name):
+    """torch.optim.lr_scheduler stepped once per epoch gives the same rates as the closed form."""
+    cfg = _scheduler_yaml(name)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=LR0)
+    scheduler = {
+        "constant": lambda: torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0),
+        "step": lambda: torch.optim.lr_scheduler.StepLR(opt, cfg.get("step_size"), cfg.get("gamma")),
+        "exponential": lambda: torch.optim.lr_scheduler.ExponentialLR(opt, cfg.get("gamma")),
+        "inverse_time": lambda: torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 / (1.0 + cfg.get("decay") * e)),
+    }[name]()
+    expected = []
+    for _ in range(25):
+        expected.append(opt.param_groups[0]["lr"])
         opt.step()
         scheduler.step()
-    return lrs
+    assert _lrs(cfg, 25) == pytest.approx(expected, rel=1e-12)
 
 
 def _scheduler_yaml(name: str):

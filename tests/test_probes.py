@@ -11,7 +11,9 @@ import torch
 from layerscope.activations import ACTIVATIONS
 from layerscope.init import initialize
 from layerscope.model import build_model
-from layerscope.probes import HISTOGRAMS, STATS, Histogram, Measure, Probe, ProbeRecord, histogram_summary
+from layerscope.optim import Optimizer
+from layerscope.probes import HISTOGRAMS, STATS, Captured, Histogram, Measure, ProbeRecord, histogram_summary
+from layerscope.stacked_model import StackedMLP
 
 
 @pytest.mark.parametrize("sample", [None, 1000])
@@ -40,28 +42,33 @@ def test_histogram_tb_fields_from_moments():
     assert len(h.edges) == 5 and h.finite
 
 
-def make(activation: str, init: dict, bn: str = "none", depth: int = 4, width: int = 32):
-    torch.manual_seed(0)
-    model = build_model({"depth": depth, "width": width}, {"name": activation}, {"placement": bn}, 8, 3)
-    initialize(model, init, activation)
-    return model, Probe(model, Measure(ACTIVATIONS.get(activation), bins=16, saturation_margin=0.01, sample=None))
+class Probed:
+    """A single run's model as the loop holds it (a stack of one) with its probe measure."""
 
+    def __init__(self, activation: str, init: dict, bn: str = "none", depth: int = 4, width: int = 32):
+        torch.manual_seed(0)
+        self.mlp = build_model({"depth": depth, "width": width}, {"name": activation}, {"placement": bn}, 8, 3)
+        initialize(self.mlp, init, activation)
+        self.model = StackedMLP([self.mlp], {"name": activation}, torch.device("cpu"), torch.float32)
+        self.measure = Measure(ACTIVATIONS.get(activation), bins=16, saturation_margin=0.01, sample=None)
+        self.optimizer = Optimizer(self.model.chunks, [{"name": "sgd", "lr": 0.1}], [0.0])
 
-def probed(model, probe, x, y, step=True):
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with probe.capture():
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
+    def record(self, x, y, step=True) -> ProbeRecord:
+        """One probed pass (and, with ``step``, the SGD update after it) recorded as step 7."""
+        captured = Captured()
+        loss = torch.nn.functional.cross_entropy(self.model(x, captured)[0], y)
+        self.model.zero_grad()
         loss.backward()
-    measured = probe.measure()
-    if step:
-        optimizer.step()
-        probe.update_ratio(measured)
-    return probe.record(measured, step=7)
+        measured = self.measure(captured, self.model.weights(), self.model.weight_grads())
+        if step:
+            self.optimizer.step(self.model.grads())
+            self.measure.update_ratio(measured, self.model.weights())
+        return self.measure.records(measured, step=7)[0][0]
 
 
 def test_record_matches_direct_computation():
-    model, probe = make("tanh", {"name": "xavier_normal", "gain": 1.0})
+    probed = Probed("tanh", {"name": "xavier_normal", "gain": 1.0})
+    model = probed.mlp
     x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
     acts, pres = [], []
     def remember(module, inputs, output):
@@ -73,51 +80,43 @@ def test_record_matches_direct_computation():
     for h in hooks:
         h.remove()
     before = [b.linear.weight.detach().clone() for b in model.blocks]
-    record = probed(model, probe, x, y)
+    record = probed.record(x, y)
     assert record.step == 7 and set(record.stats) == set(STATS) and set(record.histograms) == set(HISTOGRAMS)
     np.testing.assert_allclose(record.stats["activation_std"], [a.std().item() for a in acts], rtol=1e-5)
     np.testing.assert_allclose(record.stats["preactivation_mean"], [p.mean().item() for p in pres], atol=1e-6)
     np.testing.assert_allclose(record.stats["saturated_fraction"],
                                [(a.abs() >= 0.98).float().mean().item() for a in acts], atol=1e-7)
     np.testing.assert_allclose(record.stats["weight_norm"], [w.norm().item() for w in before], rtol=1e-5)
-    ratios = [(b.linear.weight.detach() - w).norm().item() / w.norm().item() for b, w in zip(model.blocks, before)]
+    after = probed.model.weights()
+    ratios = [(a[0] - w).norm().item() / w.norm().item() for a, w in zip(after, before)]
     np.testing.assert_allclose(record.stats["update_ratio"], ratios, rtol=1e-4)
     assert np.isnan(record.stats["dead_fraction"]).all()  # tanh is no rectifier
     assert all(g > 0 for g in record.stats["backward_norm"]) and record.finite
 
 
-def test_no_hooks_outside_capture():
-    model, probe = make("relu", {"name": "he_normal", "gain": "auto"})
-    probed(model, probe, torch.randn(16, 8), torch.randint(0, 3, (16,)))
-    assert all(not b.act._forward_hooks for b in model.blocks)
-
-
 def test_dead_fraction_counts_units_off_for_the_whole_batch():
-    model, probe = make("relu", {"name": "he_normal", "gain": "auto"}, depth=2, width=4)
+    probed = Probed("relu", {"name": "he_normal", "gain": "auto"}, depth=2, width=4)
     with torch.no_grad():
-        model.blocks[0].linear.bias[:2] = -100.0  # two of four units never fire
-    record = probed(model, probe, torch.randn(32, 8), torch.randint(0, 3, (32,)), step=False)
+        probed.model.params["blocks.0.linear.bias"][0, :2] = -100.0  # two of four units never fire
+    record = probed.record(torch.randn(32, 8), torch.randint(0, 3, (32,)), step=False)
     assert record.stats["dead_fraction"][0] == 0.5
     assert np.isnan(record.stats["update_ratio"]).all()  # no optimizer step followed
 
 
 def test_zero_init_units_are_identical_and_gradients_zero():
-    model, probe = make("tanh", {"name": "zeros"})
-    record = probed(model, probe, torch.randn(16, 8), torch.randint(0, 3, (16,)))
+    record = Probed("tanh", {"name": "zeros"}).record(torch.randn(16, 8), torch.randint(0, 3, (16,)))
     assert record.stats["unit_spread"] == [0.0] * 4
     assert record.stats["weight_grad_norm"] == [0.0] * 4
 
 
 def test_nonfinite_values_mark_the_record():
-    model, probe = make("tanh", {"name": "xavier_normal", "gain": 1.0})
     x = torch.randn(16, 8)
     x[0, 0] = float("nan")
-    assert not probed(model, probe, x, torch.randint(0, 3, (16,)), step=False).finite
+    assert not Probed("tanh", {"name": "xavier_normal", "gain": 1.0}).record(x, torch.randint(0, 3, (16,)), step=False).finite
 
 
 def test_record_json_round_trip():
-    model, probe = make("sigmoid", {"name": "normal", "std": 0.5})
-    record = probed(model, probe, torch.randn(16, 8), torch.randint(0, 3, (16,)))
+    record = Probed("sigmoid", {"name": "normal", "std": 0.5}).record(torch.randn(16, 8), torch.randint(0, 3, (16,)))
     again = ProbeRecord.from_json(json.loads(json.dumps(record.to_json())))
     np.testing.assert_equal(again.stats, record.stats)  # NaN (no dead fraction for sigmoid) survives as NaN
     assert again.histograms["backward"][2].counts == [round(c, 2) for c in record.histograms["backward"][2].counts]

@@ -25,9 +25,10 @@ from layerscope.paths import config_dir
 from layerscope.report import collect
 from layerscope.results import RunResult
 from layerscope import stacked_model
+from layerscope.probes import Captured
 from layerscope.stacked_model import StackedMLP
 from layerscope.probed_model import initialized_model
-from layerscope.trainer import run
+from layerscope.group import run
 
 TOLERANCE = 1e-9
 BASE = ["model.depth=3", "model.width=24", "trainer.max_steps=70", "trainer.batch_size=64", "probe.every=15",
@@ -93,6 +94,34 @@ def test_layer_norm_and_adam_without_bias_correction_match_their_single_runs(tmp
         assert_same_run(single, member)
 
 
+def test_with_dropout_every_member_matches_its_single_run(tmp_path):
+    """Each member draws its masks from its own generator, seeded as its single run's."""
+    variants = [["optimizer=momentum", "trainer.seed=1"], ["optimizer=adam", "optimizer.lr=0.001"],
+                ["optimizer=sgd", "init=he_normal", "trainer.seed=2"]]
+    alone, members = singles_and_group(tmp_path, variants, BASE + ["model.dropout=0.2", "bn=before"])
+    for single, member in zip(alone, members):
+        assert single.status == "completed"
+        assert_same_run(single, member)
+
+
+def test_a_member_is_the_same_bit_for_bit_whichever_members_share_its_stack(tmp_path):
+    """Float32 with dropout: a 2-member subset of a 4-member group, and a member alone, reproduce those members'
+    metrics, probes and weights exactly."""
+    variants = [["optimizer=sgd", "init=he_normal"], ["optimizer=sgd", "init=xavier_normal", "trainer.seed=1"],
+                ["optimizer=adam", "init=he_normal"], ["optimizer=adam", "init=xavier_normal", "trainer.seed=2"]]
+    cfgs = configs(variants, [b for b in BASE if b != "trainer.dtype=float64"] + ["model.dropout=0.1"])
+    train_group(cfgs, [tmp_path / f"all_{i}" for i in range(4)])
+    train_group([cfgs[1], cfgs[3]], [tmp_path / f"pair_{i}" for i in (1, 3)])
+    train_group([cfgs[3]], [tmp_path / "alone_3"])
+    for folder, i in [("pair_1", 1), ("pair_3", 3), ("alone_3", 3)]:
+        for name in ("metrics.jsonl", "probes.jsonl"):
+            assert (tmp_path / folder / name).read_text() == (tmp_path / f"all_{i}" / name).read_text(), (folder, name)
+        ours, theirs = (torch.load(tmp_path / f / "checkpoint.pt", weights_only=True) for f in (folder, f"all_{i}"))
+        assert all(torch.equal(ours["model"][k], theirs["model"][k]) for k in theirs["model"]), folder
+        assert torch.equal(ours["dropout"], theirs["dropout"])
+    assert (tmp_path / "all_0" / "metrics.jsonl").read_text() != (tmp_path / "all_1" / "metrics.jsonl").read_text()
+
+
 def test_one_block_update_as_on_a_gpu_matches_too(tmp_path, monkeypatch):
     monkeypatch.setattr(stacked_model, "PER_PARAMETER", set())  # the (K, P) block a GPU updates
     variants = [["optimizer=momentum", "trainer.clip_grad_norm=0.5", "trainer.weight_decay=0.01"],
@@ -151,28 +180,32 @@ def test_a_member_checkpoint_is_its_single_runs(tmp_path):
         assert torch.equal(single["epoch_generator"], member["epoch_generator"])
 
 
-def test_dropout_draws_one_mask_per_member_with_its_distribution():
-    p, members = 0.3, 4
-    cfg = configs([["model.dropout=0.3", "model.depth=1", "model.width=2000", "data=gaussian", "data.dim=8"]])[0]
+def _dropped(seeds: list[int], p: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+    """The activations of a one-layer stack, one member per dropout seed, before and after its dropout."""
+    cfg = configs([[f"model.dropout={p}", "model.depth=1", "model.width=2000", "data=gaussian", "data.dim=8"]])[0]
     data = type("D", (), {"input_dim": 8, "num_classes": 10})()
-    models = [initialized_model(cfg, data) for _ in range(members)]
-    stacked = StackedMLP(models, cfg.activation, torch.device("cpu"), torch.float64)
-    stacked.params["head.weight"].data.fill_(0)
-    x = torch.ones(members, 64, 8, dtype=torch.float64)
-    captured = []
-    original = torch.nn.functional.dropout
-    torch.nn.functional.dropout = lambda a, *args, **kw: captured.append((a, out := original(a, *args, **kw))) or out
-    try:
-        stacked(x)
-    finally:
-        torch.nn.functional.dropout = original
-    before, after = captured[0]
+    torch.manual_seed(0)
+    model = initialized_model(cfg, data)
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    stacked = StackedMLP([model] * len(seeds), cfg.activation, torch.device("cpu"), torch.float64, dropout=generators)
+    captured, heads = Captured(), []
+    linear = stacked._linear
+    stacked._linear = lambda x, name: (heads.append(x) if name == "head" else None) or linear(x, name)
+    stacked(torch.ones(len(seeds), 64, 8, dtype=torch.float64), captured)
+    return captured.act[0], heads[0]
+
+
+def test_dropout_draws_one_mask_per_member_from_its_own_generator():
+    p = 0.3
+    before, after = _dropped([11, 12, 13, 14], p)
     kept = after != 0
     n = kept[0].numel()
-    for k in range(members):  # kept fraction within 5 binomial standard deviations of 1 - p
+    for k in range(4):  # kept fraction within 5 binomial standard deviations of 1 - p
         assert abs(kept[k].double().mean().item() - (1 - p)) < 5 * (p * (1 - p) / n) ** 0.5
         torch.testing.assert_close(after[k][kept[k]], before[k][kept[k]] / (1 - p))
-    assert not any(torch.equal(kept[0], kept[k]) for k in range(1, members))  # each member its own mask
+    assert not any(torch.equal(kept[0], kept[k]) for k in range(1, 4))  # each member its own mask
+    _, pair = _dropped([12, 14], p)  # the same generators in another stack: the same masks, bit for bit
+    assert torch.equal(pair[0], after[1]) and torch.equal(pair[1], after[3])
 
 
 def test_group_key_separates_shapes_and_keeps_member_settings_together():

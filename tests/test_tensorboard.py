@@ -21,7 +21,7 @@ import layerscope
 from layerscope.job_names import (BASIC_SWEEPER, MAX_NAME, SweptNames, job_name, job_number, safe_name,
                                    swept_overrides)
 from layerscope.paths import config_dir
-from layerscope.trainer import ESSENTIAL, dashboard_hparams
+from layerscope.finish import ESSENTIAL, dashboard_hparams
 from layerscope.writer import RunWriter
 
 TINY = ["data=spirals", "model.depth=3", "model.width=8", "trainer.max_steps=4", "probe.every=2",

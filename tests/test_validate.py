@@ -168,9 +168,9 @@ def test_a_typo_in_an_experiment_name_is_refused_with_a_suggestion():
 
 def test_every_key_has_a_rule_and_every_choice_says_what_it_reads():
     from layerscope.registry import Registry
-    from layerscope import data, init, losses, optim
+    from layerscope import data, init, losses, optim, schedules
 
-    registries: dict[str, Registry] = {"optimizer": optim.OPTIMIZERS, "scheduler": optim.SCHEDULERS,
+    registries: dict[str, Registry] = {"optimizer": optim.OPTIMIZERS, "scheduler": schedules.SCHEDULERS,
                                        "init": init.INITIALIZERS, "data": data.DATASETS, "loss": losses.LOSSES}
     for group, registry in registries.items():
         assert set(READS[group]) == set(registry.names()), group

@@ -223,7 +223,7 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
 
     from layerscope.ownership import check_target, owned
     from layerscope.paths import configs_context
-    from layerscope.trainer import run as train
+    from layerscope.group import run as train
 
     overrides = list(overrides)
     with configs_context():

@@ -16,6 +16,8 @@ from layerscope.interrupt import exit_status
 from layerscope.progress import sweep_line
 from layerscope.run_files import stopped_by
 
+DIVERGED_EXIT = 3  # the exit status of a run or sweep that diverged with trainer.fail_on_divergence=true
+
 
 class SweepProgress(Callback):
     """Hydra callback: one line per finished sweep job, with how far the sweep is and about how long is left."""
@@ -33,10 +35,11 @@ class SweepProgress(Callback):
 
 
 class SweepReport(Callback):
-    """Hydra callback: write the sweep report when a multirun ends; exit 1 when a job failed, 130/143 when stopped.
+    """Hydra callback: write the sweep report when a multirun ends; exit 1 when a job failed, 3 when a job with
+    ``trainer.fail_on_divergence=true`` diverged, 130/143 when stopped.
 
-    A diverged job is a result, not a failure; a failed one (an invalid config, a crash) makes the
-    sweep's exit status 1, so scripts and CI can trust it.
+    A diverged job is a result, not a failure, unless it asked otherwise; a failed one (an invalid config,
+    a crash) makes the sweep's exit status 1, so scripts and CI can trust it.
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -51,7 +54,13 @@ class SweepReport(Callback):
         stopped = stopped_by(job.result.summary for job in jobs)
         if stopped:
             print(f"layerscope: {stopped}: the sweep stopped; continue it with the same command and "
-                  f"skip_completed=true hydra.sweep.dir={sweep_dir}", file=sys.stderr)
+                  f"trainer.resume=true skip_completed=true hydra.sweep.dir={sweep_dir}", file=sys.stderr)
             sys.exit(exit_status(stopped))
         if any(job.result.status == "failed" for job in jobs):
             sys.exit(1)
+        diverged = [job for job in jobs if job.result.status == "diverged"
+                    and job.result.config.get("trainer", {}).get("fail_on_divergence")]
+        if diverged:
+            print(f"layerscope: error: {len(diverged)} job(s) diverged (trainer.fail_on_divergence=true): "
+                  f"{', '.join(job.result.run_dir.name for job in diverged)}", file=sys.stderr)
+            sys.exit(DIVERGED_EXIT)

@@ -1,8 +1,9 @@
 """Checkpoints: everything a run needs to continue bit-identically, written atomically.
 
-A checkpoint holds the model, optimizer and scheduler states, the RNG states, the step, the
-position in the current epoch (its epoch-start shuffling state and index) and the epoch's
-running sums. It is loaded with ``torch.load(weights_only=True)``.
+A checkpoint holds one run's model (the plain MLP's ``state_dict``) and optimizer state (torch.optim's
+format), its generators' states (the data order at the epoch's start, dropout), the step, the position
+in the current epoch and the epoch's per-step records, and its summary. A stacked member's checkpoint
+is its single run's. It is loaded with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -31,20 +32,4 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle, zip and EOF errors for a damaged file
-        raise ConfigError(f"{path} is damaged or not a layerscope checkpoint ({type(err).__name__}); "
-                          f"delete it to start the run over") from None
-
-
-def rng_state() -> dict[str, Any]:
-    """torch's CPU (and CUDA) generator states."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what ``rng_state`` returned."""
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        raise ConfigError(f"{path} is damaged or not a layerscope checkpoint ({type(err).__name__})") from None

@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from layerscope.callbacks import DIVERGED_EXIT
 from layerscope.cli_errors import check_command_line
 from layerscope.cli_errors import install as install_error_lines
 from layerscope.group_options import install as reuse_group_repositories
@@ -73,7 +74,7 @@ def main(cfg: DictConfig) -> float:
     ends. In a sweep a job's failure is recorded in its summary.json and the sweep goes on.
     """
     from layerscope.grid import run_grid
-    from layerscope.trainer import run
+    from layerscope.group import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -107,10 +108,10 @@ def main(cfg: DictConfig) -> float:
             print(f"layerscope: {summary['signal']}: the run stopped after step {summary['steps']} in {run_dir}; "
                   f"continue it with the same command and trainer.resume=true", file=sys.stderr)
             sys.exit(exit_status(summary["signal"]))
-        if summary["status"] == "diverged" and cfg.trainer.get("fail_on_divergence"):
+        if summary["status"] == "diverged" and cfg.trainer.get("fail_on_divergence") and not sweep:
             print(f"layerscope: error: the run diverged at step {summary['diverged_at_step']} "
                   f"(trainer.fail_on_divergence=true)", file=sys.stderr)
-            sys.exit(3)
+            sys.exit(DIVERGED_EXIT)  # a sweep's jobs go on; it exits so when it ends (callbacks.SweepReport)
     return objective(summary)
 
 

@@ -49,6 +49,7 @@ class EpochLog:
         ``labels`` (steps, *members, batch) are the labels of those steps' batches.
         """
         steps_done = max(steps, 1)
-        loss = self.losses[:steps].sum(0) / steps_done
+        # each member's losses summed as one contiguous row: the same sum whatever K (a column sum's order is not)
+        loss = self.losses[:steps].movedim(0, -1).contiguous().sum(-1) / steps_done
         accuracy = (self.predicted[:steps] == labels).sum((0, -1)) / (steps_done * labels.shape[-1])
         return torch.stack([loss, accuracy.to(loss.dtype), self.first_bad(steps).to(loss.dtype)])

@@ -24,11 +24,13 @@ from layerscope.errors import ConfigError
 from layerscope.losses import build_loss
 from layerscope.paths import choices, preset
 from layerscope.plots import render
-from layerscope.probed_model import attach_probe, initialized_model
+from layerscope.probed_model import initialized_model, probe_measure
+from layerscope.probes import Captured
 from layerscope.run_files import write_summary, write_text
 from layerscope.tables import cell, write_csv
+from layerscope.stacked_model import StackedMLP
 from layerscope.theory import compare, predict_run
-from layerscope.validate import validate
+from layerscope.validate import DTYPES, validate
 
 GROUPS = ("activation", "init", "bn")
 
@@ -43,11 +45,10 @@ def choice(group: str, name: str) -> DictConfig:
 
 def measure_cell(cfg: DictConfig, data, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> dict[str, Any]:
     """One forward/backward pass of a freshly initialized model, probed: per-layer stats and theory."""
-    model = initialized_model(cfg, data, device)
-    probe = attach_probe(model, cfg)
-    with probe.capture():
-        build_loss(cfg.loss)(model(x), y).backward()
-    record = probe.record(probe.measure(), step=0)
+    model = StackedMLP([initialized_model(cfg, data)], cfg.activation, device, DTYPES[cfg.trainer.dtype])
+    captured, measure = Captured(), probe_measure(cfg)
+    build_loss(cfg.loss)(model(x, captured), y.expand(1, -1)).sum().backward()
+    record = measure.records(measure(captured, model.weights(), model.weight_grads()), step=0)[0][0]
     prediction = predict_run(cfg, data.input_dim, float(x.square().mean()))
     if prediction is not None:
         record.theory = compare(prediction, record.stats)

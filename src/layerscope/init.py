@@ -4,8 +4,8 @@ An initializer is a law for the entries of a ``(fan_out, fan_in)`` weight (norma
 orthogonal) and one formula for their variance Var W. The draw and the mean-field theory
 (σ_w² = fan_in · Var W, ``theory.init_variances``) both read that formula, so the weights and the
 prediction cannot disagree. Every variance formula has the interface
-``variance(fan_in, fan_out, gain, std, mode)``; every law ``draw(weight, var)`` fills ``weight`` in
-place from torch's global RNG. ``gain`` is a number or ``auto`` (the activation's recommended gain,
+``variance(fan_in, fan_out, gain, std, mode)``; every law ``draw(weight, var, generator)`` fills ``weight``
+in place from the run's own generator. ``gain`` is a number or ``auto`` (the activation's recommended gain,
 see ``activations.activation_gain``).
 """
 
@@ -29,7 +29,7 @@ Variance = Callable[[int, int, float, float, str], float]
 class Initializer:
     """One initializer: the law its weights are drawn from and the variance of each weight."""
 
-    draw: Callable[[torch.Tensor, float], None]
+    draw: Callable[[torch.Tensor, float, torch.Generator | None], None]
     variance: Variance
     gain: float | str = 1.0  # used when the config gives none; auto: the activation's gain
 
@@ -37,23 +37,23 @@ class Initializer:
 # --- the laws: fill a (fan_out, fan_in) weight in place with entries of variance var ------------
 
 
-def zeros_(weight: torch.Tensor, var: float) -> None:
+def zeros_(weight: torch.Tensor, var: float, generator: torch.Generator | None = None) -> None:
     """W = 0 (var is 0)."""
     nn.init.zeros_(weight)
 
 
-def normal_(weight: torch.Tensor, var: float) -> None:
+def normal_(weight: torch.Tensor, var: float, generator: torch.Generator | None = None) -> None:
     """W ~ N(0, var)."""
-    nn.init.normal_(weight, 0.0, math.sqrt(var))
+    nn.init.normal_(weight, 0.0, math.sqrt(var), generator=generator)
 
 
-def uniform_(weight: torch.Tensor, var: float) -> None:
+def uniform_(weight: torch.Tensor, var: float, generator: torch.Generator | None = None) -> None:
     """W ~ U(−b, b), b = √(3 · var): the uniform law of variance var."""
     bound = math.sqrt(3.0 * var)
-    nn.init.uniform_(weight, -bound, bound)
+    nn.init.uniform_(weight, -bound, bound, generator=generator)
 
 
-def orthogonal_(weight: torch.Tensor, var: float) -> None:
+def orthogonal_(weight: torch.Tensor, var: float, generator: torch.Generator | None = None) -> None:
     """W = g · Q, Q with orthonormal rows (or columns, if W is taller than wide), g = √(var · max(fan_in, fan_out)).
 
     g · Q's rows (columns) have norm g, so its entries have mean square g²/max(fan_in, fan_out) = var.
@@ -61,7 +61,7 @@ def orthogonal_(weight: torch.Tensor, var: float) -> None:
     if weight.dim() != 2:
         raise ConfigError(f"init=orthogonal needs a 2-D (fan_out, fan_in) weight, not one of shape "
                           f"{tuple(weight.shape)}")
-    nn.init.orthogonal_(weight, math.sqrt(var * max(weight.shape)))
+    nn.init.orthogonal_(weight, math.sqrt(var * max(weight.shape)), generator=generator)
 
 
 # --- the variances, as the lecture writes them -------------------------------------------------
@@ -133,13 +133,22 @@ def weight_variance(cfg: Mapping[str, Any], fan_in: int, fan_out: int, gain: flo
     return spec.variance(fan_in, fan_out, gain, float(cfg.get("std", 1.0)), str(cfg.get("mode", "fan_in")))
 
 
+def torch_default_(layer: nn.Linear, generator: torch.Generator | None = None) -> None:
+    """nn.Linear's own init, as its ``reset_parameters`` draws it: W and b ~ U(±1/√fan_in)."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    if layer.bias is not None:
+        bound = 1 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0
+        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
 def initialize(
     model: nn.Module,
     cfg: Mapping[str, Any],
     activation: str,
     activation_params: Mapping[str, Any] | None = None,
+    generator: torch.Generator | None = None,
 ) -> None:
-    """Initialize every Linear layer of ``model`` as ``cfg`` (the ``init`` group) says.
+    """Initialize every Linear layer of ``model`` as ``cfg`` (the ``init`` group) says, drawing from ``generator``.
 
     Hidden layers use the activation's gain when ``gain: auto``; the output layer, which has
     no activation, uses gain 1. Biases are drawn from N(0, ``cfg.bias_std``²) (the mean-field σ_b²)
@@ -150,15 +159,15 @@ def initialize(
     with torch.no_grad():
         if spec is None:
             for layer in linears:
-                layer.reset_parameters()
+                torch_default_(layer, generator)
             return
         setting = gain_setting(cfg)
         hidden_gain = resolve_gain(setting, activation, activation_params)
         for index, layer in enumerate(linears):
             is_head = index == len(linears) - 1
             gain = 1.0 if (is_head and setting == "auto") else hidden_gain
-            spec.draw(layer.weight, weight_variance(cfg, layer.in_features, layer.out_features, gain))
+            spec.draw(layer.weight, weight_variance(cfg, layer.in_features, layer.out_features, gain), generator)
             if layer.bias is not None and float(cfg.get("bias_std", 0.0)) > 0:
-                layer.bias.normal_(0.0, float(cfg["bias_std"]))
+                layer.bias.normal_(0.0, float(cfg["bias_std"]), generator=generator)
             elif layer.bias is not None:
                 layer.bias.fill_(float(cfg.get("bias", 0.0)))

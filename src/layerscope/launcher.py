@@ -24,8 +24,9 @@ from layerscope.data import load_data
 from layerscope.errors import ConfigError
 from layerscope.group import group_key, train_group
 from layerscope.results import RunResult
-from layerscope.run_files import failure, finished, stopped_by, write_summary
-from layerscope.trainer import describe
+from layerscope.interrupt import Stopped
+from layerscope.run_files import failure, finished, read_summary, stopped_by, write_summary
+from layerscope.finish import describe
 from layerscope.validate import GB, free_bytes, run_bytes, validate, whole
 
 log = logging.getLogger("layerscope")
@@ -127,14 +128,23 @@ def _submitit(work: list[tuple[list[DictConfig], list[str]]], dispatch: str, opt
 
 
 def _local(work: list[tuple[list[DictConfig], list[str]]]) -> list[list[dict]]:
-    """Train the stacks one after another; after a SIGINT/SIGTERM the rest are marked interrupted, not begun."""
+    """Train the stacks one after another. A group that fails fails its members (each says why) and the next
+    group trains; after a SIGINT/SIGTERM the groups not begun are marked interrupted."""
     results: list[list[dict]] = []
+    stopped = None
     for cfgs, run_dirs in work:
-        stopped = stopped_by(s for done in results for s in done)
         if stopped is None:
-            results.append(train_group(cfgs, run_dirs))
+            try:
+                results.append(train_group(cfgs, run_dirs))
+            except Stopped as stop:  # outside the training loop (data, figures): its members say interrupted
+                stopped = stop.name
+                results.append([read_summary(Path(d)) for d in run_dirs])
+            except Exception as err:  # noqa: BLE001 - a group's crash is its members' failure; the sweep goes on
+                log.error("a stacked group of %d failed: %s", len(cfgs), f"{type(err).__name__}: {err}".splitlines()[0])
+                results.append([read_summary(Path(d)) for d in run_dirs])
+            stopped = stopped or stopped_by(results[-1])
             continue
-        summary = {"status": "interrupted", "signal": stopped, "steps": 0}
+        summary = {"status": "interrupted", "signal": stopped, "steps": 0, "interrupted_at_step": 0}
         for run_dir in run_dirs:
             write_summary(Path(run_dir), summary)
         results.append([summary] * len(cfgs))

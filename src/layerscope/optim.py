@@ -1,76 +1,46 @@
-"""Optimizers and learning-rate schedules by name, with the lecture's symbols as config keys.
+"""The lecture's update rules on K ≥ 1 members at once, each member with its own rule and hyper-parameters.
 
-The lecture's update rules (g: gradient, α: lr) and the torch.optim arguments that match them:
-  sgd       θ -= α g
-  momentum  v = μ v + g;  θ -= α v                               SGD(momentum=μ, dampening=0)
-  nesterov  v = μ v + g;  θ -= α (g + μ v)                       SGD(momentum=μ, nesterov=True)
-  adagrad   r += g²;  θ -= α / (√r + δ) · g                      Adagrad(eps=δ)
-  rmsprop   r = ρ r + (1-ρ) g²;  θ -= α / (√r + δ) · g           RMSprop(alpha=ρ, eps=δ)
-  adam      s = μ s + (1-μ) g;  r = ρ r + (1-ρ) g²;
-            ŝ = s/(1-μᵗ);  r̂ = r/(1-ρᵗ);  θ -= α ŝ / (√r̂ + δ)     Adam(betas=(μ, ρ), eps=δ)
-            bias_correction=false: θ -= α s / (√r + δ)            UncorrectedAdam (the notes call ŝ, r̂ optional)
+Parameters and gradients are (K, n) rows, a row per member (``StackedMLP.chunks``; a single run is K = 1).
+Members come ordered by optimizer, so each rule updates a contiguous block of rows in place, with α, μ, ρ, δ,
+the L2 weight decay and the clipping bounds as (rows, 1) tensors. With g = gradient + weight_decay · θ:
+  sgd       θ -= α g                                   torch.optim.SGD
+  momentum  v = μ v + g;  θ -= α v                     SGD(momentum=μ, dampening=0)
+  nesterov  v = μ v + g;  θ -= α (g + μ v)             SGD(momentum=μ, nesterov=True)
+  adagrad   r += g²;  θ -= α g / (√r + δ)              Adagrad(eps=δ)
+  rmsprop   r = ρ r + (1-ρ) g²;  θ -= α g / (√r + δ)   RMSprop(alpha=ρ, eps=δ)
+  adam      s = μ s + (1-μ) g;  r = ρ r + (1-ρ) g²;  θ -= α ŝ / (√r̂ + δ),  ŝ = s/(1-μᵗ), r̂ = r/(1-ρᵗ)
+            (bias_correction=false: θ -= α s / (√r + δ))              Adam(betas=(μ, ρ), eps=δ)
+tests/test_optim.py checks each rule against the lecture's formula and against torch.optim with those
+arguments. The state keeps torch.optim's names, and a member's state is written in torch.optim's
+``state_dict`` format. The step count t and the learning rates are device tensors: an update reads nothing
+from the host, so a CUDA graph can replay it.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable, Mapping
+import math
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
 from layerscope.paths import preset
 from layerscope.registry import Registry
 
-OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], Mapping[str, Any], float], torch.optim.Optimizer]
-OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
-OPTIMIZERS.register("sgd", lambda p, c, wd: torch.optim.SGD(p, lr=c["lr"], weight_decay=wd))
-OPTIMIZERS.register(
-    "momentum", lambda p, c, wd: torch.optim.SGD(p, lr=c["lr"], momentum=c["mu"], weight_decay=wd)
-)
-OPTIMIZERS.register(
-    "nesterov",
-    lambda p, c, wd: torch.optim.SGD(p, lr=c["lr"], momentum=c["mu"], nesterov=True, weight_decay=wd),
-)
-OPTIMIZERS.register("adagrad", lambda p, c, wd: torch.optim.Adagrad(p, lr=c["lr"], eps=c["delta"], weight_decay=wd))
-OPTIMIZERS.register(
-    "rmsprop", lambda p, c, wd: torch.optim.RMSprop(p, lr=c["lr"], alpha=c["rho"], eps=c["delta"], weight_decay=wd)
-)
-
-
-class UncorrectedAdam(torch.optim.Optimizer):
-    """Adam without bias correction: s = μ s + (1-μ) g;  r = ρ r + (1-ρ) g²;  θ -= α s / (√r + δ).
-
-    Its state has torch.optim.Adam's names (exp_avg, exp_avg_sq, step), so checkpoints read alike.
-    """
-
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float], eps: float,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> None:
-        """One update of every parameter that has a gradient."""
-        for group in self.param_groups:
-            mu, rho = group["betas"]
-            for p in (p for p in group["params"] if p.grad is not None):
-                g = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
-                state = self.state[p]
-                if not state:
-                    state.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-                state["step"] += 1
-                state["exp_avg"].lerp_(g, 1 - mu)
-                state["exp_avg_sq"].mul_(rho).addcmul_(g, g, value=1 - rho)
-                p.addcdiv_(state["exp_avg"], state["exp_avg_sq"].sqrt().add_(group["eps"]), value=-group["lr"])
-
-
-def _adam(p: Iterable[torch.nn.Parameter], c: Mapping[str, Any], wd: float) -> torch.optim.Optimizer:
-    kind = torch.optim.Adam if c["bias_correction"] else UncorrectedAdam
-    return kind(p, lr=c["lr"], betas=(c["mu"], c["rho"]), eps=c["delta"], weight_decay=wd)
-
-
-OPTIMIZERS.register("adam", _adam)
-
+OPTIMIZERS: Registry[tuple[str, ...]] = Registry("optimizer")
+"""Each rule by name, with its state per parameter (torch.optim's names)."""
+for _name, _state in {"sgd": (), "momentum": ("momentum_buffer",), "nesterov": ("momentum_buffer",),
+                      "adagrad": ("sum",), "rmsprop": ("square_avg",), "adam": ("exp_avg", "exp_avg_sq")}.items():
+    OPTIMIZERS.register(_name, _state)
+COUNTS_STEPS = ("adagrad", "rmsprop", "adam")  # torch.optim keeps a per-parameter ``step`` for these
 HYPER = ("mu", "rho", "delta")
+CLIP_EPS = 1e-6  # clip_grad_norm_'s: coefficient = max_norm / (total_norm + 1e-6)
+
+
+def rule(cfg: Mapping[str, Any]) -> str:
+    """The rule optimizer ``cfg`` names (an unknown one is a ConfigError listing the choices)."""
+    OPTIMIZERS.get(cfg.get("name"))
+    return str(cfg["name"])
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,7 +50,7 @@ def _lecture(name: str) -> dict:
 
 def hyper_parameters(cfg: Mapping[str, Any]) -> dict[str, float]:
     """μ ρ δ of optimizer ``cfg``; one left out takes its configs/optimizer/<name>.yaml value (the lecture's)."""
-    lecture = _lecture(str(cfg["name"]))
+    lecture = _lecture(rule(cfg))
     return {k: float(cfg[k] if k in cfg else lecture[k]) for k in HYPER if k in cfg or k in lecture}
 
 
@@ -89,30 +59,162 @@ def bias_corrected(cfg: Mapping[str, Any]) -> bool:
     return bool(cfg.get("bias_correction", True))
 
 
-def build_optimizer(
-    params: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any], weight_decay: float = 0.0
-) -> torch.optim.Optimizer:
-    """The optimizer ``cfg.name`` with lr α, μ, ρ, δ from ``cfg`` and L2 ``weight_decay``."""
-    factory = OPTIMIZERS.get(cfg.get("name"))
-    values = {"lr": float(cfg["lr"]), **hyper_parameters(cfg), "bias_correction": bias_corrected(cfg)}
-    return factory(params, values, weight_decay)
+def _column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=like.dtype, device=like.device).unsqueeze(1)
 
 
-SchedulerFactory = Callable[[torch.optim.Optimizer, Mapping[str, Any]], torch.optim.lr_scheduler.LRScheduler]
-SCHEDULERS: Registry[SchedulerFactory] = Registry("scheduler")
-SCHEDULERS.register("constant", lambda o, c: torch.optim.lr_scheduler.LambdaLR(o, lambda epoch: 1.0))
-SCHEDULERS.register(
-    "step", lambda o, c: torch.optim.lr_scheduler.StepLR(o, step_size=int(c["step_size"]), gamma=c["gamma"])
-)
-SCHEDULERS.register("exponential", lambda o, c: torch.optim.lr_scheduler.ExponentialLR(o, gamma=c["gamma"]))
-SCHEDULERS.register(
-    "inverse_time",  # α = α₀ / (1 + d · epoch)
-    lambda o, c: torch.optim.lr_scheduler.LambdaLR(o, lambda epoch, d=c["decay"]: 1.0 / (1.0 + d * epoch)),
-)
+class Block:
+    """The rows [start, stop) of the members that share one rule, with their hyper-parameters and state."""
+
+    def __init__(self, name: str, start: int, stop: int, cfgs: list[Mapping[str, Any]],
+                 chunks: list[torch.Tensor]) -> None:
+        self.name, self.start, self.stop = name, start, stop
+        hyper = [hyper_parameters(c) for c in cfgs]
+        self.mu, self.rho, self.delta = (_column([h.get(k, math.nan) for h in hyper], chunks[0])
+                                         for k in HYPER)  # NaN: a key this rule does not read
+        self.corrected = _column([float(bias_corrected(c)) for c in cfgs], chunks[0])
+        self.state = {key: [torch.zeros_like(c[start:stop]) for c in chunks] for key in OPTIMIZERS.get(name)}
+
+    def update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor,
+               t: torch.Tensor) -> None:
+        """θ -= Δθ in place for these rows of every chunk, at learning rates ``lr`` (rows, 1), step ``t``."""
+        for i, (theta, g) in enumerate(zip(params, grads)):
+            state = {key: values[i] for key, values in self.state.items()}
+            theta.addcmul_(self._direction(g, state, t), lr, value=-1.0)
+
+    def _direction(self, g: torch.Tensor, state: dict[str, torch.Tensor], t: torch.Tensor) -> torch.Tensor:
+        """Δθ / α for gradients ``g`` (overwritten: the caller's copy). In place, one temporary at most: on the
+        CPU each pass over the K members' parameters costs about as much as a matmul."""
+        name = self.name
+        if name == "sgd":
+            return g
+        if name in ("momentum", "nesterov"):
+            buf = state["momentum_buffer"].mul_(self.mu).add_(g)  # from v = 0, the first step gives v = g exactly
+            return g.addcmul_(self.mu, buf) if name == "nesterov" else buf
+        if name == "adagrad":
+            state["sum"].addcmul_(g, g)
+            return g.div_(torch.sqrt(state["sum"]).add_(self.delta))
+        if name == "rmsprop":
+            state["square_avg"].lerp_(g.square(), 1 - self.rho)
+            return g.div_(torch.sqrt(state["square_avg"]).add_(self.delta))
+        state["exp_avg"].lerp_(g, 1 - self.mu)  # adam
+        state["exp_avg_sq"].lerp_(g.mul_(g), 1 - self.rho)
+        correction1 = 1 - self.corrected * self.mu.pow(t)
+        correction2 = (1 - self.corrected * self.rho.pow(t)).sqrt()
+        denominator = torch.sqrt(state["exp_avg_sq"], out=g).div_(correction2).add_(self.delta)
+        return torch.div(state["exp_avg"], denominator, out=denominator).div_(correction1)
+
+    def row(self, key: str, k: int) -> torch.Tensor:
+        """State ``key`` of member ``k`` (a row of the whole stack) as one flat row."""
+        return torch.cat([chunk[k - self.start] for chunk in self.state[key]])
+
+    def set_row(self, key: str, k: int, row: torch.Tensor) -> None:
+        """Overwrite state ``key`` of member ``k`` with one flat row."""
+        offset = 0
+        for chunk in self.state[key]:
+            n = chunk.shape[1]
+            chunk[k - self.start].copy_(row[offset:offset + n])
+            offset += n
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any]
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """The per-epoch learning-rate schedule ``cfg.name`` (stepped once after every epoch)."""
-    return SCHEDULERS.get(cfg.get("name"))(optimizer, cfg)
+class Optimizer:
+    """The update of K members' rows in place; members must come ordered by optimizer name.
+
+    ``chunks`` hold the parameters as (K, n) tensors: one (K, P) block, or one per parameter.
+    """
+
+    def __init__(self, chunks: list[torch.Tensor], optimizers: list[Mapping[str, Any]],
+                 weight_decay: list[float] | None = None, clip_norm: list[float | None] | None = None,
+                 clip_value: list[float | None] | None = None) -> None:
+        self.chunks = chunks
+        names = [rule(c) for c in optimizers]
+        if names != sorted(names, key=names.index):
+            raise ValueError(f"members must come ordered by optimizer, not {names}")
+        self.blocks = [Block(name, names.index(name), names.index(name) + names.count(name),
+                             list(optimizers[names.index(name):names.index(name) + names.count(name)]), chunks)
+                       for name in dict.fromkeys(names)]
+        like = chunks[0]
+        self.lr = _column([float(c["lr"]) for c in optimizers], like)
+        self.t = torch.zeros((), dtype=like.dtype, device=like.device)  # steps taken
+        weight_decay, clip_norm, clip_value = (v or [None] * len(names) for v in (weight_decay, clip_norm, clip_value))
+        self.weight_decay = _column([v or 0.0 for v in weight_decay], like) if any(weight_decay) else None
+        self.clip_norm = _column([v or math.inf for v in clip_norm], like) if any(clip_norm) else None
+        self.clip_value = _column([v or math.inf for v in clip_value], like) if any(clip_value) else None
+
+    def set_lr(self, lrs: list[float]) -> None:
+        """Each member's learning rate (its schedule's, for the epoch that begins)."""
+        self.lr.copy_(_column(lrs, self.lr))
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor], alive: torch.Tensor | None = None) -> None:
+        """Clip, add weight decay and update every member whose ``alive`` (K,) is true (``grads`` are ours to change).
+
+        A masked member's learning rate is 0; its rows may turn NaN (0 · NaN) but are never read again:
+        it has ended, with its last healthy checkpoint.
+        """
+        self.t.add_(1)
+        if self.clip_norm is not None:  # as clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1
+            norm = sum(g.square().sum(1, keepdim=True) for g in grads).sqrt()
+            coefficient = (self.clip_norm / (norm + CLIP_EPS)).clamp(max=1.0)
+            for g in grads:
+                g.mul_(coefficient)
+        if self.clip_value is not None:
+            for g in grads:
+                torch.clamp(g, -self.clip_value, self.clip_value, out=g)
+        if self.weight_decay is not None:
+            for g, theta in zip(grads, self.chunks):
+                g.addcmul_(theta, self.weight_decay)
+        lr = self.lr if alive is None else self.lr * alive[:, None]
+        for block in self.blocks:
+            rows = slice(block.start, block.stop)
+            block.update([c[rows] for c in self.chunks], [g[rows] for g in grads], lr[rows], self.t)
+
+    def _block(self, k: int) -> Block:
+        return next(b for b in self.blocks if b.start <= k < b.stop)
+
+    def member_state(self, k: int, unstack) -> dict[str, Any]:
+        """Member ``k``'s state in torch.optim's ``state_dict`` format; ``unstack`` turns a flat row into the
+        member's parameters (``StackedMLP.unstack``)."""
+        block = self._block(k)
+        per_key = {key: unstack(block.row(key, k)) for key in block.state}
+        count = len(next(iter(per_key.values()))) if per_key else 0
+        state = {i: {key: values[i] for key, values in per_key.items()} for i in range(count)}
+        if block.name in COUNTS_STEPS:
+            for entry in state.values():
+                entry["step"] = self.t.detach().cpu().float().clone()
+        return {"state": state, "param_groups": [{"lr": float(self.lr[k]), "name": block.name,
+                                                  "params": list(range(count))}]}
+
+    def load_member_state(self, k: int, saved: Mapping[str, Any], restack) -> None:
+        """Member ``k``'s state from what ``member_state`` (or torch.optim, for the same rule) wrote; ``restack``
+        turns the member's parameters into a flat row (``StackedMLP.restack``)."""
+        block, state = self._block(k), saved.get("state", {})
+        for key in block.state:
+            block.set_row(key, k, restack([state[i][key] for i in sorted(state)]).to(self.lr.device, self.lr.dtype))
+        steps = [float(entry["step"]) for entry in state.values() if "step" in entry]
+        if steps:
+            self.t.fill_(steps[0])
+
+
+class ParameterOptimizer:
+    """One optimizer config on plain tensors (a 2-D simulation's point, a test's parameter): ``step`` reads their
+    ``.grad`` and updates them in place with the rules above."""
+
+    def __init__(self, params: Iterable[torch.Tensor], cfg: Mapping[str, Any], weight_decay: float = 0.0) -> None:
+        self.params = list(params)
+        self.rows = Optimizer([p.detach().view(1, -1) for p in self.params], [cfg], [weight_decay])
+
+    def zero_grad(self) -> None:
+        """Drop the gradients."""
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """One update from the current gradients."""
+        self.rows.step([p.grad.detach().reshape(1, -1).clone() for p in self.params])
+
+
+def build_optimizer(params: Iterable[torch.Tensor], cfg: Mapping[str, Any],
+                    weight_decay: float = 0.0) -> ParameterOptimizer:
+    """The optimizer ``cfg.name`` with lr α, μ, ρ, δ from ``cfg`` and L2 ``weight_decay``, on plain tensors."""
+    return ParameterOptimizer(params, cfg, weight_decay)

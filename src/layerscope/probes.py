@@ -1,20 +1,17 @@
 """Per-layer probes: capture pre-activations, activations, their gradients and weight gradients.
 
-Hooks exist only inside ``Probe.capture()``, so steps without a probe run the bare model.
-Every statistic and histogram is computed on the device; one transfer per probe brings
-them all to the host as a ``ProbeRecord``.
+A probed pass hands the stacked model a ``Captured`` (steps without a probe pass none and keep nothing).
+Every statistic and histogram is computed on the device, for all K members at once; one transfer per
+probe brings them all to the host as one ``ProbeRecord`` per member.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import torch
-from torch import nn
 
 from layerscope.activations import Activation
 
@@ -145,15 +142,13 @@ class Captured:
     act: list[torch.Tensor] = field(default_factory=list)
     grad: list[torch.Tensor | None] = field(default_factory=list)
 
-    def keep(self, layer: int, pre: torch.Tensor, act: torch.Tensor, single: bool = False) -> None:
-        """Store a layer's pre-activation and activation (``single``: of one model, without the member
-        dim); its gradient arrives on backward."""
-        shape = (lambda t: t.detach().unsqueeze(0)) if single else (lambda t: t.detach())
-        self.pre.append(shape(pre))
-        self.act.append(shape(act))
+    def keep(self, layer: int, pre: torch.Tensor, act: torch.Tensor) -> None:
+        """Store a layer's pre-activation and activation; its gradient arrives on backward."""
+        self.pre.append(pre.detach())
+        self.act.append(act.detach())
         self.grad.append(None)
         if act.requires_grad:
-            act.register_hook(lambda grad: self.grad.__setitem__(layer, shape(grad)))
+            act.register_hook(lambda grad: self.grad.__setitem__(layer, grad.detach()))
 
 
 class Measure:
@@ -244,51 +239,3 @@ class Measure:
         margin = self.saturation_margin * (high - low)
         center, half = (low + high) / 2, (high - low) / 2 - margin
         return [((a - center).abs() >= half).float().mean((1, 2)) for a in acts]
-
-
-class Probe:
-    """Measures every hidden block of one ``MLP`` (a single run) at the steps the trainer asks for."""
-
-    def __init__(self, model: nn.Module, measure: Measure) -> None:
-        self.blocks = list(model.blocks)
-        self.measurer = measure
-        self.captured = Captured()
-
-    @contextmanager
-    def capture(self) -> Iterator[None]:
-        """Record each block's activation input/output and, on backward, its gradient."""
-        self.captured = Captured()
-
-        def hook_for(i: int):
-            def hook(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
-                self.captured.keep(i, inputs[0], output, single=True)
-            return hook
-
-        handles = [block.act.register_forward_hook(hook_for(i)) for i, block in enumerate(self.blocks)]
-        try:
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def _weights(self) -> list[torch.Tensor]:
-        return [block.linear.weight.unsqueeze(0) for block in self.blocks]
-
-    def measure(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Statistics of the captured forward/backward pass and the current weights (on device).
-
-        Call after ``loss.backward()`` and before ``optimizer.step()``.
-        """
-        grads = [b.linear.weight.grad.unsqueeze(0) if b.linear.weight.grad is not None else None
-                 for b in self.blocks]
-        return self.measurer(self.captured, self._weights(), grads)
-
-    def update_ratio(self, measured: dict) -> None:
-        """Fill in ||ΔW|| / ||W|| per layer; call right after ``optimizer.step()``."""
-        self.measurer.update_ratio(measured, self._weights())
-
-    def record(self, measured: dict, step: int) -> ProbeRecord:
-        """Bring the measurement to the host in one transfer."""
-        self.captured = Captured()
-        measured.pop("before", None)
-        return self.measurer.records(measured, step)[0][0]

@@ -1,6 +1,6 @@
 """The lecture's 2-D ravine: f(x, y) = ½ (a x² + b y²) with b ≫ a, steep across and flat along.
 
-Each optimizer runs from the same start with torch.optim (the same factories as the MLP) and
+Each optimizer runs from the same start with the MLP's own update rules (``optim``) and
 the best learning rate of a small grid, so the comparison is of methods, not of lr choices.
 """
 
@@ -55,7 +55,7 @@ class Trajectory:
 
 
 def optimizer_path(function, start: tuple[float, float], optimizer_cfg: dict, steps: int) -> np.ndarray:
-    """The points (steps + 1, 2) of the optimizer ``optimizer_cfg`` (torch.optim, the MLP's factories) on a 2-D
+    """The points (steps + 1, 2) of the optimizer ``optimizer_cfg`` (the MLP's update rules, ``optim``) on a 2-D
     ``function`` from ``start``."""
     p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     optimizer = build_optimizer([p], optimizer_cfg)

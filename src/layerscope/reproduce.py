@@ -29,9 +29,8 @@ from layerscope.paths import config_dir, configs_context, outputs
 from layerscope.phase import phase_figure, phase_name
 from layerscope.progress import TIMINGS, Estimate
 from layerscope.results import RunResult
-from layerscope.run_files import failure, stopped_by, write_summary, write_text
+from layerscope.run_files import stopped_by, write_text
 from layerscope.theory import chi_1, fixed_point_c, fixed_point_q, init_variances, xi_c
-from layerscope.trainer import run
 
 
 @dataclass(frozen=True)
@@ -107,16 +106,9 @@ def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
         groups.setdefault(group_key(cfg), []).append(index)
     for indices in groups.values():
         try:
-            if len(indices) > 1:
-                train_group([cfgs[i] for i in indices], [dirs[i] for i in indices])
-            else:
-                run(cfgs[indices[0]], dirs[indices[0]])
-        except ConfigError:
-            raise
-        except Exception as err:  # a failing run is a result; its check sees the status
+            train_group([cfgs[i] for i in indices], [dirs[i] for i in indices])
+        except Exception as err:  # a failing run is a result (its folder says failed); its check sees the status
             logging.getLogger("layerscope").error("%s failed: %s", experiment.name, err)
-            for i in indices:
-                write_summary(dirs[i], failure(str(err)))
     return {label: RunResult.load(run_dir, label) for label, run_dir in zip(labels, dirs)}
 
 

@@ -3,7 +3,7 @@
 The origin is a saddle (f = 0); the minima lie at (0, ±1) with f = −¼. From a start a hair off the
 saddle (y₀ = 10⁻⁴) the gradient along y is −y + y³ ≈ −y: tiny, so plain SGD drifts away only by the
 factor 1 + α per step, while momentum compounds its velocity (growth λ, the larger root of
-λ² − (1 + μ + α) λ + μ = 0). Each optimizer runs with torch.optim, the same factories as the MLP.
+λ² − (1 + μ + α) λ + μ = 0). Each optimizer runs with the MLP's own update rules (``optim``).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 All learnable parameters of all members live in one (K, P) tensor ``flat``: row k holds member k's
 parameters in the order of ``MLP.parameters()``, Linear weights as (fan_in, fan_out), so a GPU
 updates every parameter of every member in a few elementwise kernels. Each layer multiplies with
-``torch.baddbmm``: activations are (K, B, width).
-Batch norm normalizes each member over its own batch, layer norm each sample over its units; dropout
-draws one mask per member.
+``torch.baddbmm``: activations are (K, B, width). A single run is K = 1.
+Batch norm normalizes each member over its own batch, layer norm each sample over its units. Dropout
+draws each member's masks from that member's own generator, so a member's numbers do not depend on
+which members share its stack.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from layerscope.activations import build_activation
@@ -38,13 +38,14 @@ class StackedMLP:
     """The stacked forward pass of K ``MLP`` members that share depth, width, activation, BN and dropout."""
 
     def __init__(self, members: list[MLP], activation_cfg: Mapping[str, Any], device: torch.device,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, dropout: list[torch.Generator] | None = None) -> None:
         first = members[0]
-        self.depth = len(first.blocks)
+        self.depth, self.width = len(first.blocks), first.blocks[0].linear.out_features
         self.bn = first.blocks[0].placement
         self.norm_before = {"before": "bn_before", "ln_before": "ln_before"}.get(self.bn)  # the norm's module name
         self.norm_after = {"after": "bn_after", "ln_after": "ln_after"}.get(self.bn)
         self.dropout = first.blocks[0].dropout.p if first.blocks[0].dropout is not None else 0.0
+        self.generators = dropout or []  # one per member: its dropout masks
         self.prelu = isinstance(first.blocks[0].act, nn.PReLU)
         self.act = build_activation(activation_cfg.get("name"), activation_cfg)
         members_count = len(members)
@@ -65,7 +66,9 @@ class StackedMLP:
                        else [self.flat])
         self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in members]).to(device, dtype)
                         for name, _ in first.named_buffers() if not name.endswith("num_batches_tracked")}
-        self.batches_tracked = 0
+        self.keys = list(first.state_dict())  # a member's state_dict, in the plain MLP's order
+        tracked = [b for name, b in first.named_buffers() if name.endswith("num_batches_tracked")]
+        self.tracked = (tracked[0] if tracked else torch.zeros((), dtype=torch.long)).to(device).clone()
         self.training = True
 
     @property
@@ -97,6 +100,10 @@ class StackedMLP:
         """The gradients in the layout of ``chunks``."""
         grads = [p.grad.view(self.members, -1) for p in self.params.values()]
         return grads if self.per_parameter else [torch.cat(grads, dim=1)]
+
+    def restack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """Inverse of ``unstack``: one member's parameters (or an optimizer state of each) as one flat row."""
+        return torch.cat([_stored(name, t).reshape(-1) for name, t in zip(self.shapes, tensors)])
 
     def unstack(self, row: torch.Tensor) -> list[torch.Tensor]:
         """One member's row of ``flat`` (or of an optimizer state) as its single-run parameters, on the CPU."""
@@ -140,6 +147,12 @@ class StackedMLP:
         weight, bias = self.params[f"{name}.weight"].unsqueeze(1), self.params[f"{name}.bias"].unsqueeze(1)
         return (h - mean) * torch.rsqrt(var + BN_EPS) * weight + bias
 
+    def _dropout_noise(self, batch: int) -> torch.Tensor:
+        """Each member's uniform draws for this pass's masks, (K, depth, B, width), from its own generator."""
+        shape = (self.depth, batch, self.width)
+        return torch.stack([torch.rand(shape, generator=g, device=self.flat.device, dtype=self.flat.dtype)
+                            for g in self.generators])
+
     def _activation(self, h: torch.Tensor, layer: int) -> torch.Tensor:
         if self.prelu:
             slope = self.params[f"blocks.{layer}.act.weight"].view(-1, 1, 1)
@@ -151,7 +164,8 @@ class StackedMLP:
         if x.dim() == 2:
             x = x.expand(self.members, *x.shape)
         if self.training and self.bn in BATCH_NORMS:
-            self.batches_tracked += 1
+            self.tracked.add_(1)
+        noise = self._dropout_noise(x.shape[1]) if self.training and self.dropout else None
         for i in range(self.depth):
             h = self._linear(x, f"blocks.{i}.linear")
             if self.norm_before:
@@ -161,19 +175,14 @@ class StackedMLP:
                 captured.keep(i, h, x)
             if self.norm_after:
                 x = self._norm(x, i, self.norm_after)
-            if self.dropout:
-                x = F.dropout(x, self.dropout, self.training)
+            if noise is not None:  # inverted dropout: keep with probability 1 - p, scaled by 1 / (1 - p)
+                x = x * (noise[:, i] >= self.dropout) / (1 - self.dropout)
         return self._linear(x, "head")
 
     @torch.no_grad()
-    def member_state(self, k: int, model: MLP) -> dict[str, torch.Tensor]:
-        """Member ``k`` written into its single-run ``model`` (on the CPU): that model's state_dict."""
-        for param, value in zip(model.parameters(), self.unstack(self.flat[k])):
-            param.copy_(value)
-        state = model.state_dict()
-        for name, value in self.buffers.items():
-            state[name].copy_(value[k])
-        for name in state:
-            if name.endswith("num_batches_tracked"):
-                state[name].fill_(self.batches_tracked)
-        return state
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Member ``k`` as the plain MLP's ``state_dict`` (on the CPU): ``MLP.load_state_dict`` takes it."""
+        state = dict(zip(self.shapes, self.unstack(self.flat[k])))
+        state.update({name: value[k].detach().cpu().clone() for name, value in self.buffers.items()})
+        tracked = self.tracked.detach().cpu().clone()
+        return {key: state[key] if key in state else tracked for key in self.keys}

@@ -27,7 +27,8 @@ from layerscope.errors import ConfigError
 from layerscope.init import INITIALIZERS
 from layerscope.losses import LOSSES
 from layerscope.model import BATCH_NORMS, BN_PLACEMENTS, hidden_fans
-from layerscope.optim import OPTIMIZERS, SCHEDULERS
+from layerscope.optim import OPTIMIZERS
+from layerscope.schedules import SCHEDULERS
 
 check_experiment = cli_errors.check_experiment  # its home is cli_errors, which the CLI reads before torch
 
