@@ -290,3 +290,47 @@ def test_a_sweep_of_invalid_jobs_records_each_failure_and_exits_non_zero(tmp_pat
     assert [RunResult.load(sweep_dir / f"optimizer.lr={lr}").summary["error"] for lr in (-1, 0)] == [
         "optimizer.lr=-1 must be a finite number > 0", "optimizer.lr=0 must be a finite number > 0"]
 
+
+
+def test_a_stacked_sweep_logs_what_differs_and_one_line_per_group_and_epoch(tmp_path):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "probe.figures=false", "optimizer=sgd,adam", "init=he_normal,xavier_normal")
+    assert proc.returncode == 0, proc.stderr
+    log = proc.stdout + proc.stderr
+    header = [line for line in log.splitlines() if "stacked group of 4" in line]
+    assert len(header) == 1 and header[0].endswith("the members differ in init, optimizer"), log
+    epochs = [line for line in log.splitlines() if " epoch " in line and "train loss, test acc" in line]
+    assert [line.split(" epoch ")[1].split()[0] for line in epochs] == ["1/1"], log  # 12 steps: one epoch
+    assert all(f"[{label}]" in epochs[0] for label in ("optimizer=sgd,init=he_normal", "optimizer=adam,init=xavier_normal"))
+
+
+def test_fail_on_divergence_makes_a_stacked_sweep_exit_3(tmp_path):
+    proc, sweep_dir = sweep(tmp_path, *SMALL, "probe.figures=false", "activation=relu", "init=normal_1",
+                            "optimizer.lr=0.01,1000", "trainer.fail_on_divergence=true")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("diverged (trainer.fail_on_divergence=true): optimizer.lr=1000")
+    assert [RunResult.load(sweep_dir / f"optimizer.lr={lr}").status for lr in ("0.01", "1000")] == ["completed", "diverged"]
+
+
+def test_a_crashing_group_fails_its_members_and_the_next_group_trains(tmp_path, monkeypatch):
+    from layerscope import launcher, trainer
+
+    cfgs = configs([["optimizer=sgd"], ["optimizer=adam"], ["optimizer=sgd", "model.width=8"]],
+                   [b for b in BASE if b != "trainer.dtype=float64"])
+    run_one = trainer.Trainer.run
+    calls = []
+
+    def crash_first(self):
+        calls.append(len(self.s.members))
+        if len(calls) == 1:
+            raise RuntimeError("boom\nsecond line")
+        return run_one(self)
+
+    monkeypatch.setattr(trainer.Trainer, "run", crash_first)
+    folders = [tmp_path / name for name in ("sgd", "adam", "narrow")]
+    for folder in folders:
+        folder.mkdir()
+    results = launcher._local([(cfgs[:2], [str(f) for f in folders[:2]]), (cfgs[2:], [str(folders[2])])])
+    assert calls == [2, 1]
+    assert [r["status"] for r in results[0]] == ["failed", "failed"]
+    assert all(RunResult.load(f).summary["error"] == "RuntimeError: boom" for f in folders[:2])
+    assert results[1][0]["status"] == "completed" and RunResult.load(folders[2]).status == "completed"
