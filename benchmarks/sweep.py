@@ -6,7 +6,7 @@ he_normal), learning rates (0.01, 0.003) and seeds, the number of seeds growing 
 32, 64: 1, 2, 4, 8 seeds). Every job trains ``--steps`` optimizer steps, figures off. Measured per K:
 
 * **sequential**: in this process, each configuration composed with Hydra's compose API and trained
-  by ``layerscope.trainer.run(cfg, run_dir)``, one after another. The process is warmed up first
+  by ``layerscope.train.group.run(cfg, run_dir)``, one after another. The process is warmed up first
   (one untimed 1-step run), so this is the steady state of K runs in a warm process.
 * **basic**: ``layerscope -m <sweep>``, Hydra's basic launcher, as one subprocess. Its wall time
   includes what a user waits for: interpreter start and imports, per-job composition and set-up,
@@ -52,12 +52,11 @@ from typing import Any
 
 import hydra
 import torch
+from output import publish  # benchmarks/output.py (this folder)
 
 from layerscope.paths import OUTPUTS_VARIABLE, configs_context
-from layerscope.run_files import read_summary
-from layerscope.group import run
-
-from output import publish  # benchmarks/output.py (this folder)
+from layerscope.runs.folder import read_summary
+from layerscope.train.group import run
 
 BATCH = 128
 N_TRAIN, DIM, N_TEST = 1024, 784, 256  # 8 steps per epoch at batch 128

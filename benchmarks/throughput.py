@@ -7,7 +7,7 @@ What is measured, in one process:
   same lr and cross-entropy; a random permutation per epoch and index slicing, nothing else (no
   hooks, no logging, no ``.item()`` per step). Timed with ``time.perf_counter`` over ``--steps``
   steps after a few warm-up steps.
-* **layerscope trainer (loop)**: ``layerscope.trainer.run(cfg, run_dir)`` on the config composed from
+* **layerscope trainer (loop)**: ``layerscope.train.group.run(cfg, run_dir)`` on the config composed from
   configs/ with Hydra's compose API, at the default probe interval (``probe.every``). Its summary's
   ``samples_per_second`` times only its training loop: the steps plus probes, TensorBoard and
   JSON-lines writes and the per-epoch test evaluation. This is the number the target is about.
@@ -48,16 +48,15 @@ from typing import Any
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
+from output import publish  # benchmarks/output.py (this folder)
 
-from layerscope.validate import resolve_device
-from layerscope.data import load_data
+from layerscope.config.validate import resolve_device
+from layerscope.data.datasets import load_data
 from layerscope.errors import ConfigError
 from layerscope.paths import configs_context, outputs
-from layerscope.probed_model import initialized_model
-from layerscope.finish import describe
-from layerscope.group import run
-
-from output import publish  # benchmarks/output.py (this folder)
+from layerscope.train.finish import describe
+from layerscope.train.group import run
+from layerscope.train.probed_model import initialized_model
 
 N_TRAIN = 16384  # 32 steps per epoch at batch 512, so epoch ends (evaluation, reshuffle) are a small share
 DIM = 500

@@ -12,7 +12,7 @@ import pytest
 import layerscope
 from layerscope import api
 from layerscope.errors import ConfigError
-from layerscope.results import RunResult
+from layerscope.runs.results import RunResult
 
 TINY = ["data=spirals", "model.depth=2", "model.width=8", "trainer.max_steps=20", "probe.every=10",
         "probe.figures=false", "trainer.progress=false"]
@@ -96,7 +96,7 @@ def test_mistakes_raise_one_clear_error_and_leave_no_folder(tmp_path, trained):
 
 
 def test_the_test_curve_starts_at_step_0_with_the_initial_weights(tmp_path):
-    from layerscope.results import RunResult
+    from layerscope.runs.results import RunResult
 
     frozen = layerscope.run([*TINY, "optimizer.lr=1e-12"], output_dir=tmp_path / "frozen")  # weights do not move
     steps, losses = RunResult.load(frozen.path).test_curve("test_loss")

@@ -19,7 +19,7 @@ CLI = str(Path(sys.executable).with_name("layerscope"))
 FAST = ["trainer.max_steps=1", "model.depth=2", "model.width=8", "probe.figures=false", "trainer.progress=false"]
 
 CASES = [
-    # layerscope.validate, through the console script (tests/test_validate.py holds the full table)
+    # layerscope.config.validate, through the console script (tests/test_validate.py holds the full table)
     (["model.depth=0"], "model.depth=0 must be a whole number >= 1"),
     (["optimizer.lr=nan"], "optimizer.lr=nan must be a finite number > 0"),
     (["probe.figures=maybe"], "probe.figures='maybe' must be true or false"),

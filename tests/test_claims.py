@@ -10,12 +10,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from layerscope.claims import CHECKS
+from layerscope.lecture.claims import CHECKS
+from layerscope.lecture.reproduce import Experiment, load_experiments, run_experiment
 from layerscope.paths import config_dir
-from layerscope.probes import ProbeRecord
-from layerscope.reproduce import Experiment, load_experiments, run_experiment
-from layerscope.results import RunResult
-from layerscope.group import run
+from layerscope.probe.measure import ProbeRecord
+from layerscope.runs.results import RunResult
+from layerscope.train.group import run
 
 LN10 = math.log(10)
 LAYERS = np.arange(10)
@@ -252,7 +252,7 @@ def test_dropout_regularizes(tmp_path):
 
 
 def test_momentum_escapes_the_saddle_at_the_linearized_rate(tmp_path):
-    from layerscope.saddle import ESCAPED, START, descend, growth, simulate
+    from layerscope.lecture.saddle import ESCAPED, START, descend, growth, simulate
 
     simulate(tmp_path)
     result = CHECKS.get("momentum_escapes_saddle")({}, tmp_path)
@@ -314,7 +314,7 @@ def test_adam_bias_correction(tmp_path):
 def test_optimizers(tmp_path):
     curves = {"sgd": [2.0, 1.5, 1.0], "momentum": [1.0, 0.5, 0.2], "adagrad": [1.5, 1.2, 1.0],
               "rmsprop": [2.0, 2.0, 2.0], "adam": [0.9, 0.3, 0.1]}
-    from layerscope.ravine import simulate
+    from layerscope.lecture.ravine import simulate
 
     simulate(tmp_path)  # the 2-D ravine's recorded paths, as make reproduce records them before the check
     write_config(tmp_path, "optimizers", "rmsprop", "optimizer=rmsprop")
@@ -403,7 +403,7 @@ def test_relu_ratio_verdicts_hold_over_widths_and_near_misses_fail(tmp_path, exp
 
 
 def test_zigzag_rate_counts_crossings_of_the_ravine_floor_before_settling():
-    from layerscope.ravine import Trajectory
+    from layerscope.lecture.ravine import Trajectory
 
     crossing = np.array([[-8.0, (-0.5) ** i] for i in range(11)])  # y flips sign on every step
     damped = np.array([[-8.0, 0.5 ** i] for i in range(11)])  # y shrinks from one side

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from layerscope.probes import HISTOGRAMS, STATS
+from layerscope.probe.measure import HISTOGRAMS, STATS
 
 CLI = str(Path(sys.executable).with_name("layerscope"))
 SMALL = ["model.depth=3", "model.width=32", "trainer.batch_size=64", "probe.every=5", "trainer.progress=false"]

@@ -26,7 +26,7 @@ def loaded_heavy(code: str, tmp_path, **env: str) -> list[str]:
 
 
 def test_importing_the_console_script_loads_no_heavy_module(tmp_path):
-    assert loaded_heavy("import layerscope.cli", tmp_path) == []
+    assert loaded_heavy("import layerscope.cli.main", tmp_path) == []
     assert loaded_heavy("import numpy", tmp_path) == ["numpy"]  # the check sees a heavy import
 
 
@@ -35,6 +35,6 @@ def test_importing_the_console_script_loads_no_heavy_module(tmp_path):
     ["-sc", "query=bash"],                    # what the shell runs on TAB, the line so far in COMP_LINE
 ])
 def test_showing_the_config_or_completing_loads_no_heavy_module(tmp_path, argv):
-    code = f"import sys; sys.argv = ['layerscope', *{argv!r}]\nfrom layerscope.cli import cli\ncli()"
+    code = f"import sys; sys.argv = ['layerscope', *{argv!r}]\nfrom layerscope.cli.main import cli\ncli()"
     line = "layerscope activation="
     assert loaded_heavy(code, tmp_path, COMP_LINE=line, COMP_POINT=str(len(line))) == []

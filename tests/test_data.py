@@ -16,9 +16,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from layerscope.data import load_data, read_idx
+from layerscope.config.validate import check_group
+from layerscope.data.datasets import load_data, read_idx
 from layerscope.errors import ConfigError
-from layerscope.validate import check_group
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

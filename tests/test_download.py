@@ -1,4 +1,4 @@
-"""Downloads of MNIST, Fashion-MNIST and CIFAR-10 (layerscope.download), against a loopback HTTP server
+"""Downloads of MNIST, Fashion-MNIST and CIFAR-10 (layerscope.data.download), against a loopback HTTP server
 started here that serves tiny files of the real formats; the config's ``files`` table holds their MD5s.
 Nothing leaves 127.0.0.1."""
 
@@ -16,12 +16,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-import layerscope.download
-from layerscope.data import load_data
-from layerscope.errors import ConfigError
-from layerscope.validate import check_group
 from test_data import CIFAR_N, IDX_NAMES, _yaml, idx_bytes, write_cifar
+
+import layerscope.data.download
+from layerscope.config.validate import check_group
+from layerscope.data.datasets import load_data
+from layerscope.errors import ConfigError
 
 TARBALL = "cifar-10-python.tar.gz"
 
@@ -233,7 +233,7 @@ def test_an_interrupted_download_leaves_no_partial_file(server, tmp_path, monkey
         def update(self, n):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(layerscope.download, "tqdm", Interrupted)
+    monkeypatch.setattr(layerscope.data.download, "tqdm", Interrupted)
     root = tmp_path / "data"
     with pytest.raises(KeyboardInterrupt):
         load_data(config("mnist", root, [server.url + "/good/"], table), seed=0)

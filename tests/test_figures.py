@@ -8,8 +8,8 @@ import pytest
 import torch
 from matplotlib.text import Text
 
-from layerscope.plots import compact_figure, lecture_figure, render, zero_spike
-from layerscope.probes import STATS, Histogram, ProbeRecord, histogram_summary
+from layerscope.probe.figures import compact_figure, lecture_figure, render, zero_spike
+from layerscope.probe.measure import STATS, Histogram, ProbeRecord, histogram_summary
 
 DEPTH = 10
 TB_CARD_PX = 330  # how wide TensorBoard 2.21 shows an image card in a 1400 px window (IMAGES and TIME SERIES)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from layerscope.paths import config_dir
-from layerscope.group import run
+from layerscope.train.group import run
 
 
 def choices(group: str) -> list[str]:

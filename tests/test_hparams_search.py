@@ -14,8 +14,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict, read_write
 
+from layerscope.cli.main import main
 from layerscope.paths import config_dir
-from layerscope.cli import main, objective
+from layerscope.runs.folder import objective
 
 CLI = str(Path(sys.executable).with_name("layerscope"))
 TINY = ["model.depth=2", "model.width=16", "probe.figures=false", "trainer.progress=false"]

@@ -10,10 +10,10 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from layerscope.config.validate import READS, check_group
 from layerscope.errors import ConfigError
-from layerscope.init import INITIALIZERS, gain_setting, initialize, resolve_gain, weight_variance
-from layerscope.model import build_model
-from layerscope.validate import READS, check_group
+from layerscope.nets.init import INITIALIZERS, gain_setting, initialize, resolve_gain, weight_variance
+from layerscope.nets.mlp import build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -337,7 +337,7 @@ def test_the_weights_the_spec_and_the_theory_give_one_variance(init, activation)
     the spec's Var W (``weight_variance``) equals the theory's σ_w²/fan_in, and the initialized weights' mean
     square is that variance within 5 standard errors of a mean of n squared draws (exact for orthogonal and zeros)."""
     from layerscope.paths import preset
-    from layerscope.theory import init_variances
+    from layerscope.theory.prediction import init_variances
 
     cfg, params = preset("init", init), preset("activation", activation)
     model = build_model({"depth": 2, "width": 500}, params, {"placement": "none"}, 300, 10)

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from layerscope.config.validate import READS, check_group
 from layerscope.errors import ConfigError
-from layerscope.losses import LOSSES, build_loss, cross_entropy, focal
-from layerscope.validate import READS, check_group
+from layerscope.nets.losses import LOSSES, build_loss, cross_entropy, focal
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FILES = sorted((CONFIGS / "loss").glob("*.yaml"))

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from layerscope.config.validate import check_group
 from layerscope.errors import ConfigError
-from layerscope.model import BN_PLACEMENTS, Block, build_model
-from layerscope.validate import check_group
+from layerscope.nets.mlp import BN_PLACEMENTS, Block, build_model
 
 EXPECTED_ORDER = {
     "none": ["Linear", "Tanh"],
@@ -144,7 +144,7 @@ def test_unknown_placement_error_lists_the_placements():
 
 
 def test_each_hidden_layer_reads_the_one_before():
-    from layerscope.model import hidden_fans
+    from layerscope.nets.mlp import hidden_fans
 
     assert hidden_fans(784, 500, 3) == [784, 500, 500] and hidden_fans(784, 500, 1) == [784]
     assert hidden_fans(784, 500, 0) == []

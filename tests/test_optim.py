@@ -10,10 +10,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from layerscope.config.validate import check_group
 from layerscope.errors import ConfigError
-from layerscope.optim import build_optimizer
-from layerscope.schedules import learning_rate
-from layerscope.validate import check_group
+from layerscope.optim.rules import build_optimizer
+from layerscope.optim.schedules import learning_rate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 OPTIMIZER_NAMES = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]

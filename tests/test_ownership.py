@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from layerscope.errors import ConfigError
-from layerscope.ownership import LOCK, FolderInUse, check_target, holder, owned
-from layerscope.results import run_status
+from layerscope.runs.ownership import LOCK, FolderInUse, check_target, holder, owned
+from layerscope.runs.results import run_status
 
 CLI = str(Path(sys.executable).with_name("layerscope"))
 LONG = ["model.depth=3", "model.width=128", "trainer.max_steps=100000", "trainer.checkpoint_every=20",
         "probe.figures=false", "trainer.progress=false"]
-HOLD = "import sys, time; from pathlib import Path; from layerscope.ownership import owned\n" \
+HOLD = "import sys, time; from pathlib import Path; from layerscope.runs.ownership import owned\n" \
        "with owned(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)"
 
 

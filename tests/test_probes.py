@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from layerscope.activations import ACTIVATIONS
-from layerscope.init import initialize
-from layerscope.model import build_model
-from layerscope.optim import Optimizer
-from layerscope.probes import HISTOGRAMS, STATS, Captured, Histogram, Measure, ProbeRecord, histogram_summary
-from layerscope.stacked_model import StackedMLP
+from layerscope.nets.activations import ACTIVATIONS
+from layerscope.nets.init import initialize
+from layerscope.nets.mlp import build_model
+from layerscope.nets.stacked import Captured, StackedMLP
+from layerscope.optim.rules import Optimizer
+from layerscope.probe.measure import HISTOGRAMS, STATS, Histogram, Measure, ProbeRecord, histogram_summary
 
 
 @pytest.mark.parametrize("sample", [None, 1000])

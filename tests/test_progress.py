@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from layerscope.progress import Estimate, duration
+from layerscope.sweep.progress import Estimate, duration
 
 
 def test_duration_reads_as_seconds_or_minutes():
@@ -35,7 +35,7 @@ def test_an_unreadable_timings_file_is_ignored(tmp_path, content):
 
 
 def test_sweep_size_counts_the_discrete_sweeps_and_gives_up_on_intervals():
-    from layerscope.progress import sweep_size
+    from layerscope.sweep.progress import sweep_size
 
     assert sweep_size(["activation=tanh,relu", "trainer.seed=range(0,3)", "model.width=8"]) == 6
     assert sweep_size(["model.width=8"]) == 1
@@ -45,8 +45,8 @@ def test_sweep_size_counts_the_discrete_sweeps_and_gives_up_on_intervals():
 def test_sweep_line_reads_how_far_the_sweep_is_from_its_folder(tmp_path):
     from omegaconf import OmegaConf
 
-    from layerscope.progress import sweep_line
-    from layerscope.run_files import write_json_atomic
+    from layerscope.files import write_json_atomic
+    from layerscope.sweep.progress import sweep_line
 
     OmegaConf.save(OmegaConf.create({"hydra": {"overrides": {"task": ["activation=tanh,relu", "trainer.seed=0,1"]}}}),
                    tmp_path / "multirun.yaml")
@@ -63,8 +63,8 @@ def test_only_a_sweep_job_prints_a_sweep_line(tmp_path, capsys, mode, printed):
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from layerscope.callbacks import SweepProgress
-    from layerscope.run_files import write_summary
+    from layerscope.runs.folder import write_summary
+    from layerscope.sweep.callbacks import SweepProgress
 
     (tmp_path / "0").mkdir()
     write_summary(tmp_path / "0", {"status": "completed"})

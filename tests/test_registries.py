@@ -12,11 +12,15 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from layerscope import activations, data, init, losses, model, optim, schedules
-from layerscope.activations import ACTIVATIONS, activation_fn, activation_gain, build_activation
+from layerscope.config.validate import check_group, validate
+from layerscope.data import datasets as data
 from layerscope.errors import ConfigError
+from layerscope.nets import activations, init, losses
+from layerscope.nets import mlp as model
+from layerscope.nets.activations import ACTIVATIONS, activation_fn, activation_gain, build_activation
+from layerscope.optim import rules as optim
+from layerscope.optim import schedules
 from layerscope.paths import config_dir
-from layerscope.validate import check_group, validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from layerscope import reproduce
+from layerscope.lecture import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def test_make_reproduce_only_one_experiment_end_to_end():
 
 def test_an_interrupted_run_stops_reproduce_before_the_next_experiment(tmp_path, monkeypatch, capsys):
     """A run records SIGTERM as ``interrupted`` and returns; reproduce must stop there, not start the next."""
-    from layerscope.results import RunResult
+    from layerscope.runs.results import RunResult
 
     started = []
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from layerscope.results import run_status
+from layerscope.runs.results import run_status
 
 CLI = str(Path(sys.executable).with_name("layerscope"))
 ARGS = ["model.depth=3", "model.width=64", "model.dropout=0.1", "trainer.batch_size=32", "trainer.max_steps=1500",
@@ -114,7 +114,7 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path):
 
 def test_checkpoints_load_onto_the_cpu_whatever_the_run_device(tmp_path, monkeypatch):
     """A generator state must stay a CPU byte tensor: resuming a CUDA run once mapped it to the GPU."""
-    from layerscope import checkpoint
+    from layerscope.runs import checkpoint
 
     args = ["model.depth=2", "model.width=16", "trainer.max_steps=30", "trainer.checkpoint_every=10",
             "probe.figures=false", "trainer.progress=false"]
@@ -188,8 +188,8 @@ def test_non_finite_numbers_are_written_as_null(tmp_path):
 
 
 def test_write_json_atomic_turns_non_finite_numbers_into_null(tmp_path):
-    from layerscope.results import RunResult
-    from layerscope.run_files import write_json_atomic
+    from layerscope.files import write_json_atomic
+    from layerscope.runs.results import RunResult
 
     write_json_atomic(tmp_path / "summary.json", {"status": "diverged", "final": {"train_loss": float("inf")},
                                                   "rates": [float("nan"), torch.tensor(float("-inf")), 1.5]})

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from layerscope.run_files import (METRICS, JsonLines, finished, holds_run, read_jsonl, read_summary, replacing,
-                                  restart_logs, truncate_jsonl, write_summary)
+from layerscope.files import JsonLines, read_jsonl, replacing, truncate_jsonl
+from layerscope.runs.folder import METRICS, finished, holds_run, read_summary, restart_logs, write_summary
 
 
 def test_a_failed_replacement_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

@@ -19,16 +19,14 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from layerscope.group import group_key, train_group
-from layerscope.job_names import job_number
+from layerscope.nets import stacked as stacked_model
+from layerscope.nets.stacked import Captured, StackedMLP
 from layerscope.paths import config_dir
-from layerscope.report import collect
-from layerscope.results import RunResult
-from layerscope import stacked_model
-from layerscope.probes import Captured
-from layerscope.stacked_model import StackedMLP
-from layerscope.probed_model import initialized_model
-from layerscope.group import run
+from layerscope.runs.job_names import job_number
+from layerscope.runs.results import RunResult
+from layerscope.sweep.report import collect
+from layerscope.train.group import group_key, run, train_group
+from layerscope.train.probed_model import initialized_model
 
 TOLERANCE = 1e-9
 BASE = ["model.depth=3", "model.width=24", "trainer.max_steps=70", "trainer.batch_size=64", "probe.every=15",
@@ -312,7 +310,8 @@ def test_fail_on_divergence_makes_a_stacked_sweep_exit_3(tmp_path):
 
 
 def test_a_crashing_group_fails_its_members_and_the_next_group_trains(tmp_path, monkeypatch):
-    from layerscope import launcher, trainer
+    from layerscope.sweep import launcher
+    from layerscope.train import loop as trainer
 
     cfgs = configs([["optimizer=sgd"], ["optimizer=adam"], ["optimizer=sgd", "model.width=8"]],
                    [b for b in BASE if b != "trainer.dtype=float64"])

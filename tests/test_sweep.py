@@ -59,7 +59,7 @@ def test_basic_launcher_keeps_diverged_and_failed_jobs_as_rows(tmp_path):
 
 def test_report_gives_each_configuration_its_mean_and_spread_over_seeds(tmp_path):
     import layerscope
-    from layerscope.report import write_sweep_report
+    from layerscope.sweep.report import write_sweep_report
 
     for number, (activation, seed) in enumerate((a, s) for a in ("tanh", "relu") for s in (0, 1)):
         layerscope.run([*SMALL, "data=spirals", "trainer.max_steps=5", f"activation={activation}", f"trainer.seed={seed}"],

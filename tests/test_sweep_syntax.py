@@ -12,7 +12,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, OverrideParseException
 
-from layerscope.cli_errors import check_command_line, one_line
+from layerscope.cli.errors import check_command_line, one_line
 from layerscope.errors import ConfigError
 
 CLI = str(Path(sys.executable).with_name("layerscope"))

@@ -18,11 +18,18 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import layerscope
-from layerscope.job_names import (BASIC_SWEEPER, MAX_NAME, SweptNames, job_name, job_number, safe_name,
-                                   swept_overrides)
 from layerscope.paths import config_dir
-from layerscope.finish import ESSENTIAL, dashboard_hparams
-from layerscope.writer import RunWriter
+from layerscope.runs.job_names import (
+    BASIC_SWEEPER,
+    MAX_NAME,
+    SweptNames,
+    job_name,
+    job_number,
+    safe_name,
+    swept_overrides,
+)
+from layerscope.runs.writer import RunWriter
+from layerscope.train.finish import ESSENTIAL, dashboard_hparams
 
 TINY = ["data=spirals", "model.depth=3", "model.width=8", "trainer.max_steps=4", "probe.every=2",
         "probe.figures=false", "trainer.progress=false"]
@@ -164,7 +171,7 @@ def test_every_launcher_names_job_folders_alike(tmp_path, launcher):
 
 
 def test_recorded_overrides_read_back_as_typed(tmp_path):
-    from layerscope.job_names import record_overrides, recorded_overrides
+    from layerscope.runs.job_names import record_overrides, recorded_overrides
 
     assert recorded_overrides(tmp_path) is None  # no record: not a run of the command line
     typed = ["activation=relu", "+x='a b'", "model.width=${model.depth}", "optimizer.lr=1e-3"]

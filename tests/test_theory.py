@@ -9,11 +9,20 @@ import pytest
 import torch
 from PIL import Image
 
-from layerscope.phase import phase_figure
-from layerscope.theory import (
-    chi_1, chi_c, correlation_map, critical_sigma_w2, fixed_point_c, fixed_point_q, init_variances, length_map,
-    phase_diagram, predict, relative_error, xi_c, xi_q,
+from layerscope.theory.meanfield import (
+    chi_1,
+    chi_c,
+    correlation_map,
+    critical_sigma_w2,
+    fixed_point_c,
+    fixed_point_q,
+    length_map,
+    phase_diagram,
+    xi_c,
+    xi_q,
 )
+from layerscope.theory.phase import phase_figure
+from layerscope.theory.prediction import init_variances, predict, relative_error
 
 
 @pytest.mark.parametrize("sigma_w2", [1.0, 2.0, 3.0])
@@ -245,8 +254,8 @@ def test_random_biases_are_the_theorys_sigma_b2_and_a_constant_bias_is_refused()
 
 
 def test_initialized_biases_have_the_configured_std():
-    from layerscope.init import initialize
-    from layerscope.model import build_model
+    from layerscope.nets.init import initialize
+    from layerscope.nets.mlp import build_model
 
     torch.manual_seed(0)
     model = build_model({"depth": 2, "width": 2000}, {"name": "tanh"}, {"placement": "none"}, 10, 3)
@@ -269,7 +278,7 @@ def _agrees(predicted: float, samples: torch.Tensor) -> bool:
 @pytest.mark.parametrize("name, params", NEW_ACTIVATIONS, ids=NEW_IDS)
 @pytest.mark.parametrize("q", [0.5, 4.0])
 def test_new_activations_moments_match_monte_carlo(name, params, q):
-    from layerscope.activations import activation_fn
+    from layerscope.nets.activations import activation_fn
 
     torch.manual_seed(0)
     h = (math.sqrt(q) * torch.randn(2_000_000, dtype=torch.float64)).requires_grad_()
@@ -312,8 +321,8 @@ NEW_INITS = [{"name": "lecun_normal"}, {"name": "lecun_uniform"}, {"name": "glor
 def test_initialized_weights_have_the_theorys_variance(init_cfg, name, params):
     """Mean of W² per layer = σ_w²/fan_in, to 5 standard errors of a mean of n squared draws: √(2/n) for a
     normal law, √(0.8/n) for a uniform one (150k and 250k draws: 1.8% and 1.4%); exact for orthogonal."""
-    from layerscope.init import initialize
-    from layerscope.model import build_model
+    from layerscope.nets.init import initialize
+    from layerscope.nets.mlp import build_model
 
     fans_in, fans_out = [300, 500], [500, 500]  # the first layer wider than its input, then square
     model = build_model({"depth": 2, "width": 500}, {"name": name, **(params or {})}, {"placement": "none"}, 300, 10)
@@ -337,8 +346,8 @@ def test_orthogonal_sigma_w2_is_gain_squared_times_fan_in_over_max_fan():
 def test_selu_with_lecun_normal_stays_at_its_fixed_point_through_10_layers():
     """Width 500, 2000 inputs x ~ N(0, 1): pre-activation second moment and activation std stay at the prediction
     (q* = 1, std 1) in every layer, within 5% (finite width and batch)."""
-    from layerscope.init import initialize
-    from layerscope.model import build_model
+    from layerscope.nets.init import initialize
+    from layerscope.nets.mlp import build_model
 
     depth, width = 10, 500
     torch.manual_seed(0)
@@ -362,10 +371,10 @@ def test_a_normalized_net_matches_its_prediction(placement):
     after: each layer reads a unit second moment. Measured on fresh draws at width 500, within 3%."""
     from hydra import compose, initialize_config_dir
 
-    from layerscope.data import load_data
+    from layerscope.data.datasets import load_data
     from layerscope.paths import config_dir
-    from layerscope.theory import predict_run
-    from layerscope.probed_model import initialized_model
+    from layerscope.theory.prediction import predict_run
+    from layerscope.train.probed_model import initialized_model
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("train", overrides=[f"bn={placement}", "data=gaussian", "init=normal",

@@ -1,4 +1,4 @@
-"""Every config key is checked before data or model work starts (``layerscope.validate``).
+"""Every config key is checked before data or model work starts (``layerscope.config.validate``).
 
 The table composes each case's config in-process, as the console script does, and runs every check
 a run makes before it builds a model; ``test_bad_input.py`` runs the console script itself.
@@ -11,10 +11,11 @@ import math
 import pytest
 from hydra import compose, initialize_config_dir
 
-from layerscope.data import load_data
+from layerscope.config.experiments import check_experiment
+from layerscope.config.validate import BOUNDS, READS, RULES, check_against_data, check_data_size, validate
+from layerscope.data.datasets import load_data
 from layerscope.errors import ConfigError
 from layerscope.paths import config_dir
-from layerscope.validate import BOUNDS, READS, RULES, check_against_data, check_data_size, check_experiment, validate
 
 SMALL = ["trainer.max_steps=1", "model.depth=2", "model.width=8"]
 HUGE = "1" * 1000
@@ -167,8 +168,11 @@ def test_a_typo_in_an_experiment_name_is_refused_with_a_suggestion():
 
 
 def test_every_key_has_a_rule_and_every_choice_says_what_it_reads():
+    from layerscope.data import datasets as data
+    from layerscope.nets import init, losses
+    from layerscope.optim import rules as optim
+    from layerscope.optim import schedules
     from layerscope.registry import Registry
-    from layerscope import data, init, losses, optim, schedules
 
     registries: dict[str, Registry] = {"optimizer": optim.OPTIMIZERS, "scheduler": schedules.SCHEDULERS,
                                        "init": init.INITIALIZERS, "data": data.DATASETS, "loss": losses.LOSSES}
@@ -185,7 +189,7 @@ def test_a_gpu_without_an_index_resolves_to_the_current_one(monkeypatch, name):
     """``torch.cuda.set_device`` refuses a bare ``cuda`` (it needs the index), so the name resolves to ``cuda:N``."""
     import torch
 
-    from layerscope.validate import resolve_device
+    from layerscope.config.validate import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

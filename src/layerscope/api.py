@@ -22,15 +22,15 @@ import importlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from layerscope.errors import ConfigError
-from layerscope.job_names import record_overrides
-from layerscope.report import LAYER_STATS, Job, collect, configurations, row, seed_row, varies_seed
-from layerscope.results import RunResult
-from layerscope.run_files import CONFIG, holds_run
+from layerscope.runs.folder import CONFIG, holds_run
+from layerscope.runs.job_names import record_overrides
+from layerscope.runs.results import RunResult
+from layerscope.sweep.report import LAYER_STATS, Job, collect, configurations, row, seed_row, varies_seed
 
 
 def _pandas():
@@ -85,61 +85,44 @@ def histogram_rows(result: RunResult) -> list[dict[str, Any]]:
     return rows
 
 
+def _read(read: Callable[[RunResult], Any], doc: str) -> cached_property:
+    """A ``Run`` attribute: ``read`` of its RunResult, computed when first asked for."""
+    attribute = cached_property(lambda run: read(run.result))
+    attribute.__doc__ = doc
+    return attribute
+
+
 @dataclass
 class Run:
     """One run folder read back: its summary, config and status, and what it recorded as tables."""
 
     result: RunResult
 
-    @property
-    def path(self) -> Path:
-        """The run's folder."""
-        return self.result.run_dir
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        """summary.json (status, steps, final metrics, timings), with the status as ``status`` reads it."""
-        return self.result.summary
-
-    @property
-    def status(self) -> str:
-        """completed, diverged, failed, interrupted, running or incomplete."""
-        return self.result.status
-
-    @cached_property
-    def config(self) -> dict[str, Any]:
-        """The run's resolved config as a plain dict ({} when it has none)."""
-        return self.result.config
-
-    @cached_property
-    def metrics(self):
-        """One row per epoch (see the module's docstring)."""
-        return table(metric_rows(self.result))
-
-    @cached_property
-    def losses(self):
-        """One row per optimizer step: the batch's training loss, from step 0."""
-        return table(loss_rows(self.result))
-
-    @cached_property
-    def probes(self):
-        """One row per probe step x layer x statistic, measured and theory."""
-        return table(probe_rows(self.result))
-
-    @cached_property
-    def histograms(self):
-        """One row per probe step x quantity x layer x histogram bin."""
-        return table(histogram_rows(self.result))
+    path = _read(lambda r: r.run_dir, "The run's folder.")
+    summary = _read(lambda r: r.summary, "summary.json (status, steps, final metrics, timings), with the status as "
+                                         "``status`` reads it.")
+    status = _read(lambda r: r.status, "completed, diverged, failed, interrupted, running or incomplete.")
+    config = _read(lambda r: r.config, "The run's resolved config as a plain dict ({} when it has none).")
+    metrics = _read(lambda r: table(metric_rows(r)), "One row per epoch (see the module's docstring).")
+    losses = _read(lambda r: table(loss_rows(r)), "One row per optimizer step: the batch's training loss, from step 0.")
+    probes = _read(lambda r: table(probe_rows(r)), "One row per probe step x layer x statistic, measured and theory.")
+    histograms = _read(lambda r: table(histogram_rows(r)), "One row per probe step x quantity x layer x histogram bin.")
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.status!r})"
 
 
-def load_run(path: str | Path) -> Run:
-    """Read the run in folder ``path`` (a single run's, or one job's of a sweep)."""
+def _folder(path: str | Path, example: str) -> Path:
+    """``path`` as a Path, or FileNotFoundError naming what to pass instead."""
     folder = Path(path)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; pass a run folder such as outputs/runs/<date>/<time>")
+        raise FileNotFoundError(f"{folder} is not a folder; pass {example}")
+    return folder
+
+
+def load_run(path: str | Path) -> Run:
+    """Read the run in folder ``path`` (a single run's, or one job's of a sweep)."""
+    folder = _folder(path, "a run folder such as outputs/runs/<date>/<time>")
     if not holds_run(folder) and not (folder / CONFIG).exists():
         hint = "; for a sweep's folder use load_sweep" if collect(folder) else ""
         raise ValueError(f"{folder} holds no run (no summary.json, metrics.jsonl or probes.jsonl){hint}")
@@ -206,9 +189,7 @@ class Sweep:
 
 def load_sweep(path: str | Path) -> Sweep:
     """Read the sweep in folder ``path`` (any launcher's; a sweep still running or interrupted too)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; pass a sweep folder such as outputs/sweeps/<date>/<time>")
+    folder = _folder(path, "a sweep folder such as outputs/sweeps/<date>/<time>")
     jobs = collect(folder)
     if not jobs:
         raise ValueError(f"{folder} holds no job folders; pass the sweep's own folder (outputs/sweeps/<date>/<time>)")
@@ -221,9 +202,9 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     from hydra import compose
     from omegaconf import OmegaConf, open_dict
 
-    from layerscope.ownership import check_target, owned
     from layerscope.paths import configs_context
-    from layerscope.group import run as train
+    from layerscope.runs.ownership import check_target, owned
+    from layerscope.train.group import run as train
 
     overrides = list(overrides)
     with configs_context():

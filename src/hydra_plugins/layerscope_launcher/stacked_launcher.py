@@ -22,13 +22,14 @@ class StackedLauncher(Launcher):
         self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from layerscope.launcher import check_launcher, remember_compositions  # before the sweeper writes anything
+        from layerscope.config.hydra_hooks import remember_compositions
+        from layerscope.sweep.launcher import check_launcher  # before the sweeper writes anything
 
         check_launcher(self.max_members, self.dispatch)
         self.config, self.hydra_context = config, hydra_context
         remember_compositions(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from layerscope.launcher import launch
+        from layerscope.sweep.launcher import launch
 
         return launch(self, job_overrides, initial_job_idx)

@@ -1,0 +1,1 @@
+"""Configs checked before anything runs: every key, bound and choice (validate), and the experiments by name."""

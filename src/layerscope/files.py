@@ -1,0 +1,98 @@
+"""Files written whole or not at all, and JSON lines.
+
+Every JSON file is strict JSON: NaN and inf are written as null (readers take null back as NaN). A file is
+replaced whole, through a temporary file and a rename, so a reader never sees half of one; a JSON-lines file
+is appended a whole line at a time, and a line torn by a kill is skipped when read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; it replaces ``path`` when the block ends, and is removed if the
+    block fails (an interrupt too). Its name is hidden and unique, so two writers never share one."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, replacing it whole."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as strict JSON to ``path``, replacing it whole."""
+    write_text(path, json.dumps(_clean(data), indent=2, default=_jsonable, allow_nan=False) + "\n")
+
+
+def json_line(row: dict) -> str:
+    """One row of a JSON-lines file: strict JSON on one line, with its newline."""
+    return json.dumps(_clean(row), default=_jsonable, allow_nan=False) + "\n"
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):  # a numpy or torch scalar
+        return _clean(value.item())
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class JsonLines:
+    """A JSON-lines file open for appending; each row is written whole and flushed."""
+
+    def __init__(self, path: Path) -> None:
+        self._stream = open(path, "a")
+
+    def append(self, row: dict) -> None:
+        """Write ``row`` as one line."""
+        self._stream.write(json_line(row))
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._stream.close()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file ([] when there is none); a torn line is skipped."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def truncate_jsonl(path: Path, keep_below: int) -> list[dict]:
+    """Drop the rows of a JSON-lines file whose ``step`` is >= ``keep_below``; return the rest."""
+    if not path.exists():
+        return []
+    rows = [row for row in read_jsonl(path) if row.get("step", 0) < keep_below]
+    write_text(path, "".join(json_line(row) for row in rows))
+    return rows

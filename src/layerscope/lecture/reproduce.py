@@ -1,0 +1,263 @@
+"""``make reproduce``: run the lecture experiments, check each claim, write the report.
+
+Each experiment is a Hydra experiment file in ``experiments/`` whose ``reproduce`` section names
+its claim, the check that decides it (``layerscope.lecture.claims``) and the variants to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import textwrap
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose
+from omegaconf import OmegaConf
+
+from layerscope.errors import ConfigError
+from layerscope.files import write_text
+from layerscope.lecture import ravine, saddle
+from layerscope.lecture.claims import CHECKS, CONTRADICTS, FAIL, PASS, Part, Verdict
+from layerscope.paths import config_dir, configs_context, outputs
+from layerscope.runs.folder import stopped_by
+from layerscope.runs.results import RunResult
+from layerscope.sweep.progress import TIMINGS, Estimate
+from layerscope.theory.meanfield import chi_1, fixed_point_c, fixed_point_q, xi_c
+from layerscope.theory.phase import phase_figure, phase_name
+from layerscope.theory.prediction import init_variances
+from layerscope.train.group import group_key, train_group
+from layerscope.train.interrupt import Stopped, exit_status, stopping
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One lecture experiment: its file name, number, title, claim, check and variants."""
+
+    name: str
+    number: int
+    title: str
+    claim: str
+    check: str
+    variants: dict[str, list[str]]
+    simulate: str | None = None  # a 2-D simulation recorded before the check (``SIMULATIONS``)
+
+
+SIMULATIONS = {"ravine": ravine.simulate, "saddle": saddle.simulate}
+"""The 2-D problems an experiment can record beside (or instead of) its MLP runs."""
+
+
+def experiments_dir() -> Path:
+    """The ``experiment`` config group (``experiments/`` in a checkout)."""
+    return Path(config_dir()) / "experiment"
+
+
+def load_experiments(only: list[str] | None = None) -> list[Experiment]:
+    """Every experiment file with a ``reproduce`` section, in lecture order (or just ``only``)."""
+    found = []
+    for path in sorted(experiments_dir().glob("*.yaml")):
+        spec = OmegaConf.to_container(OmegaConf.load(path)).get("reproduce")
+        if spec:
+            variants = spec.get("variants", {"run": []})  # {}: nothing to train (a 2-D simulation)
+            missing = [label for label in CHECKS.get(spec["check"]).reads if label not in variants]
+            if missing:
+                raise ConfigError(f"{path}: check {spec['check']} reads the variant(s) {', '.join(missing)}, which "
+                                  f"reproduce.variants does not define; add them or fix the labels")
+            if spec.get("simulate") not in (None, *SIMULATIONS):
+                raise ConfigError(f"{path}: reproduce.simulate={spec['simulate']} is not a simulation; choose one "
+                                  f"of: {', '.join(SIMULATIONS)}")
+            found.append(Experiment(path.stem, spec["number"], spec["title"], spec["claim"], spec["check"],
+                                    {str(k): list(v) for k, v in variants.items()}, spec.get("simulate")))
+    names = [e.name for e in found]
+    for name in only or []:
+        if name not in names:
+            raise ConfigError(f"ONLY={name} is not an experiment; choose from: {', '.join(names)}")
+    return sorted((e for e in found if not only or e.name in only), key=lambda e: e.number)
+
+
+def _fresh(run_dir: Path) -> Path:
+    """The variant's folder, emptied of a previous run's files (nothing else is touched)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.iterdir():
+        if stale.is_file():
+            stale.unlink()
+    return run_dir
+
+
+def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
+    """Run every variant into ``out/<name>/<label>``: variants that share a model shape as one stacked group.
+
+    Trained variants draw no per-probe lecture figures (the report shows the check's comparison
+    figures; ``layerscope experiment=<name>`` still draws them). A variant's config is ``experiment=<name>``
+    plus its overrides. A run that fails is a result: its check sees the status (a stacked member with an
+    invalid config is ``failed`` with its error).
+    """
+    labels = list(experiment.variants)
+    cfgs = [compose("train", overrides=[f"experiment={experiment.name}", "trainer.progress=false", *overrides])
+            for overrides in experiment.variants.values()]
+    for cfg in cfgs:  # the report shows a lecture figure only for step 0 of a probe-only run
+        cfg.probe.figures = cfg.probe.figures and cfg.trainer.max_steps == 0
+    dirs = [_fresh(out / experiment.name / label) for label in labels]
+    groups: dict[str, list[int]] = {}
+    for index, cfg in enumerate(cfgs):
+        groups.setdefault(group_key(cfg), []).append(index)
+    for indices in groups.values():
+        try:
+            train_group([cfgs[i] for i in indices], [dirs[i] for i in indices])
+        except Exception as err:  # a failing run is a result (its folder says failed); its check sees the status
+            logging.getLogger("layerscope").error("%s failed: %s", experiment.name, err)
+    return {label: RunResult.load(run_dir, label) for label, run_dir in zip(labels, dirs)}
+
+
+def mean_field_picture(results: dict[str, RunResult], folder: Path) -> tuple[list[Path], str]:
+    """A probe-only experiment's order-to-chaos diagram (its activation, its init's (σ_w², σ_b²) marked) and
+    the numbers of that point: q*, χ₁, c* and the depth scale ξ_c."""
+    cfg = next(iter(results.values())).config if results else {}
+    if not cfg or cfg["trainer"]["max_steps"] != 0 or cfg["bn"]["placement"] != "none":
+        return [], ""
+    width, activation = cfg["model"]["width"], cfg["activation"]
+    variances = init_variances(cfg["init"], activation["name"], activation, [width], [width])
+    if variances is None:
+        return [], ""
+    point = (variances[0][0], variances[1][0])  # a hidden layer's: fan_in = width
+    name, args = activation["name"], (activation["name"], activation, *point)
+    chi = chi_1(*args)
+    where = f"**Mean-field picture** at (σ_w², σ_b²) = ({point[0]:.3g}, {point[1]:.3g}) for {name}: "
+    if phase_name(chi) == "critical":
+        text = (where + f"χ₁ = {chi:.3g}, on the critical line: the variance and the correlation of two inputs "
+                        f"change only polynomially with depth (ξ_c = ∞), which is why this init keeps the signal.")
+    else:
+        text = (where + f"q* = {fixed_point_q(*args):.3g}, χ₁ = {chi:.3g} ({phase_name(chi)}); "
+                        f"the correlation of two inputs tends to c* = {fixed_point_c(*args):.3g} over a depth scale "
+                        f"ξ_c = {xi_c(*args):.3g} layers.")
+    return [phase_figure(name, activation, point, folder / "phase.png")], text
+
+
+def _verdict(v: Verdict) -> str:
+    return "PASS" if v.passed else "FAIL"
+
+
+def statements(experiment: Experiment, verdict: Verdict) -> list[Part]:
+    """The claim's statements and their outcomes (a claim not split is one statement)."""
+    return verdict.parts or [Part(experiment.claim, _verdict(verdict), verdict.measured)]
+
+
+def tally(rows: list) -> Counter:
+    """How many statements of all claims PASS, FAIL or CONTRADICT THE LECTURE."""
+    return Counter(p.outcome for experiment, verdict, _ in rows for p in statements(experiment, verdict))
+
+
+def _error(v: Verdict) -> str:
+    return f"{v.theory_error:.1%}" if v.theory_error is not None else "–"
+
+
+def print_table(rows: list) -> None:
+    """One block per experiment: number, title, verdict, theory error, claim and measurement."""
+    print(f"\n{'#':>2}  {'experiment':34s} {'verdict':7s} {'theory err':10s} measured")
+    for experiment, verdict, _ in rows:
+        print(f"{experiment.number:>2}  {experiment.title:34s} {_verdict(verdict):7s} {_error(verdict):10s} "
+              f"{verdict.measured}")
+        for line in textwrap.wrap(f"claim: {experiment.claim}", 100):
+            print(f"    {line}")
+        for p in verdict.parts:
+            print(f"      {p.outcome:23s} {p.statement}: {p.numbers}")
+    passed = sum(v.passed for _, v, _ in rows)
+    counts = tally(rows)
+    print(f"\n{passed} of {len(rows)} claims pass; their {sum(counts.values())} statements: "
+          + ", ".join(f"{counts[o]} {o}" for o in (PASS, CONTRADICTS, FAIL)))
+
+
+def write_report(rows: list, out: Path) -> Path:
+    """Write ``out/REPORT.md``: the summary table, then each experiment with its figures."""
+    lines = ["# layerscope: the lecture experiments, reproduced", "",
+             "Every figure below was computed by `make reproduce` from the runs in this folder; every verdict "
+             "compares the runs' recorded statistics with the mean-field theory or with another run.", "",
+             "Each claim is split into its statements, each checked on its own: PASS, FAIL, or CONTRADICTS THE "
+             "LECTURE where the lecture's words are tested as they stand and the measurement says otherwise (a "
+             "finding, explained in the experiment's section; a claim fails only on a FAIL).", "",
+             "| # | experiment | statement | measured | verdict |", "|---|---|---|---|---|"]
+    for experiment, verdict, _ in rows:
+        for p in statements(experiment, verdict):
+            lines.append(f"| {experiment.number} | {experiment.title} | {p.statement} | {p.numbers} | **{p.outcome}** |")
+    counts = tally(rows)
+    lines += ["", f"{sum(v.passed for _, v, _ in rows)} of {len(rows)} claims pass; their {sum(counts.values())} "
+                  f"statements: " + ", ".join(f"{counts[o]} {o}" for o in (PASS, CONTRADICTS, FAIL)) + "."]
+    for experiment, verdict, results in rows:
+        lines += ["", f"## {experiment.number}. {experiment.title} — {_verdict(verdict)}", "",
+                  f"**Claim.** {experiment.claim}", "", f"**Measured.** {verdict.measured}", ""]
+        lines += [f"- **{p.outcome}**: {p.statement} ({p.numbers})" for p in verdict.parts] + [""] * bool(verdict.parts)
+        lines += [verdict.explanation]
+        if verdict.lecture_differs:
+            lines += ["", f"**Where the measurement differs from the lecture.** {verdict.lecture_differs}"]
+        runs = ", ".join(f"`{label}`: {r.status}" for label, r in results.items())
+        lines += ["", f"Runs (`layerscope experiment={experiment.name}` plus the variant's overrides): {runs}. "
+                      f"Theory error: the largest relative error of the measured activation std against the "
+                      f"mean-field prediction at step 0: {_error(verdict)}."]
+        for figure in verdict.figures:
+            lines += ["", f"![{experiment.title}]({os.path.relpath(figure, out)})"]
+    path = out / "REPORT.md"
+    write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiments, print the claim table, write REPORT.md; 1 if any claim fails."""
+    parser = argparse.ArgumentParser(prog="layerscope-reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=None, help="experiment names (default: all)")
+    parser.add_argument("--out", type=Path, default=outputs() / "reproduce",
+                        help="output folder (default: $LAYERSCOPE_OUTPUTS/reproduce, else outputs/reproduce)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR, format="%(message)s")  # divergence is a result, shown in the table
+    try:
+        experiments = load_experiments(args.only or None)
+        args.out.mkdir(parents=True, exist_ok=True)
+    except (ConfigError, OSError) as err:
+        print(f"layerscope-reproduce: error: {err}", file=sys.stderr)
+        return 2
+    rows: list[tuple[Experiment, Verdict, dict[str, RunResult]]] = []
+    clock = Estimate(args.out / TIMINGS, [e.name for e in experiments])
+    try:
+        with configs_context(), stopping():
+            for experiment in experiments:
+                print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
+                started = time.perf_counter()
+                rows.append(_reproduce(experiment, args.out))
+                print(f"{_verdict(rows[-1][1])} ({clock.done(experiment.name, time.perf_counter() - started)})",
+                      flush=True)
+    except Stopped as stop:  # a run records the signal and returns; the rest must not start
+        print(f"\nlayerscope-reproduce: {stop.name}: stopped during {experiment.name}; REPORT.md is not rewritten "
+              f"(run make reproduce again)", file=sys.stderr)
+        return exit_status(stop.signum)
+    print_table(rows)
+    report = write_report(rows, args.out)
+    print(f"\nreport: {report}")
+    return 0 if all(v.passed for _, v, _ in rows) else 1
+
+
+def _reproduce(experiment: Experiment, out: Path) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
+    """Run one experiment and check its claim; ``Stopped`` if a run was interrupted."""
+    results = run_experiment(experiment, out)
+    if experiment.simulate:
+        SIMULATIONS[experiment.simulate](out / experiment.name)
+    stopped = stopped_by(r.summary for r in results.values())
+    if stopped:
+        raise Stopped(getattr(signal, str(stopped), signal.SIGINT))
+    verdict = CHECKS.get(experiment.check)(results, out / experiment.name)
+    figures, picture = mean_field_picture(results, out / experiment.name)
+    verdict.figures += figures
+    verdict.explanation += f"\n\n{picture}" if picture else ""
+    return experiment, verdict, results
+
+
+def cli() -> None:
+    """Console entry point ``layerscope-reproduce``."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""Per-layer probes measured on the device, and the lecture figure drawn from their records."""

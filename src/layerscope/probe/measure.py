@@ -1,0 +1,223 @@
+"""Per-layer probes: capture pre-activations, activations, their gradients and weight gradients.
+
+A probed pass hands the stacked model a ``Captured`` (steps without a probe pass none and keep nothing).
+Every statistic and histogram is computed on the device, for all K members at once; one transfer per
+probe brings them all to the host as one ``ProbeRecord`` per member.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from layerscope.nets.activations import Activation
+from layerscope.nets.stacked import Captured
+
+HISTOGRAMS = ("preactivation", "activation", "backward", "weight_grad", "weight")
+"""Histogrammed quantities; ``backward`` is dL/d(activation), the backward signal."""
+
+STATS = ("preactivation_mean", "preactivation_std", "activation_mean", "activation_std",
+         "unit_spread", "saturated_fraction", "dead_fraction", "backward_norm", "backward_std",
+         "weight_grad_norm", "weight_norm", "update_ratio")
+"""Per-layer scalars; unit_spread is the std across a layer's units (mean over up to 64 samples):
+0 when all units are identical, as after zero init; saturated_fraction is NaN unless the activation is bounded (tanh, sigmoid),
+dead_fraction NaN unless it is a rectifier, update_ratio NaN when no update followed the probe."""
+
+UNIT_SPREAD_ROWS = 64  # unit_spread averages the across-unit std over the batch's first 64 samples
+
+
+def histogram_summaries(values: torch.Tensor, bins: int, sample: int | None = None) -> torch.Tensor:
+    """One row [min, max, num, mean, std, count_1..count_bins] per leading index of ``values``, on its device.
+
+    min, max, mean and std use every value of a row (std without the cancellation of sum-of-squares
+    formulas). The counts bin a strided sample of at most ``sample`` values of the row (all when
+    None or fewer) and are rescaled to sum to num.
+    """
+    flat = values.detach().reshape(len(values), -1).float()  # (rows, num)
+    low, high = torch.aminmax(flat, dim=1)
+    mean, var = flat.mean(1), flat.var(1)  # var_mean is ~8x slower on CPU
+    rows, num = flat.shape
+    picked = flat[:, :: max(1, num // sample)] if sample else flat
+    span = (high - low).clamp_min(1e-30)  # all values equal (zero init): everything in bin 0
+    index = ((picked - low[:, None]) * (bins / span)[:, None]).nan_to_num_(0.0).long().clamp_(0, bins - 1)
+    index += torch.arange(rows, device=flat.device)[:, None] * bins  # row r counts into bins r*bins...
+    counts = torch.bincount(index.reshape(-1), minlength=rows * bins).float().view(rows, bins)
+    head = torch.stack([low, high, torch.full_like(low, float(num)), mean, var.nan_to_num(0.0).sqrt()], dim=1)
+    return torch.cat([head, counts * (num / picked.shape[1])], dim=1)
+
+
+def histogram_summary(values: torch.Tensor, bins: int, sample: int | None = None) -> torch.Tensor:
+    """``histogram_summaries`` of all of ``values`` as one row."""
+    return histogram_summaries(values.reshape(1, -1), bins, sample)[0]
+
+
+def _norm(summary: torch.Tensor) -> torch.Tensor:
+    """L2 norms from histogram summaries (last dim): √(num·mean² + (num-1)·std²)."""
+    num, mean, std = summary[..., 2], summary[..., 3], summary[..., 4]
+    return (num * mean.square() + (num - 1) * std.square()).sqrt()
+
+
+@dataclass
+class Histogram:
+    """One binned tensor, in the fields ``SummaryWriter.add_histogram_raw`` takes."""
+
+    min: float
+    max: float
+    num: float
+    sum: float
+    sum_squares: float
+    counts: list[float]
+
+    @classmethod
+    def from_moments(cls, low: float, high: float, num: float, mean: float, std: float,
+                     counts: list[float]) -> "Histogram":
+        """Build from min, max, count, mean and (unbiased) std."""
+        return cls(low, high, num, mean * num, (num - 1) * std * std + num * mean * mean, counts)
+
+    @property
+    def edges(self) -> np.ndarray:
+        """The bins+1 bin edges from min to max."""
+        return np.linspace(self.min, self.max, len(self.counts) + 1)
+
+    def to_json(self) -> dict:
+        """Strict-JSON fields (a non-finite moment becomes null)."""
+        head = {k: (v if math.isfinite(v) else None) for k, v in
+                (("min", self.min), ("max", self.max), ("num", self.num), ("sum", self.sum),
+                 ("sum_squares", self.sum_squares))}
+        return {**head, "counts": [round(c, 2) for c in self.counts]}
+
+    @property
+    def finite(self) -> bool:
+        """Whether every value that went into it was finite."""
+        values = [self.min, self.max, self.sum, self.sum_squares]
+        return all(v is not None for v in values) and bool(np.isfinite(values).all())
+
+
+def _nulls(table: dict[str, list[float]]) -> dict[str, list[float | None]]:
+    return {k: [v if v is not None and math.isfinite(v) else None for v in vs] for k, vs in table.items()}
+
+
+@dataclass
+class ProbeRecord:
+    """Everything one probe measured, on the host: per-layer stats and histograms."""
+
+    step: int
+    stats: dict[str, list[float]]
+    histograms: dict[str, list[Histogram]] = field(default_factory=dict)
+    theory: dict[str, list[float]] | None = None  # mean-field prediction, at step 0
+
+    @property
+    def finite(self) -> bool:
+        """False when a gradient, activation or weight held NaN or inf."""
+        return all(h.finite for hs in self.histograms.values() for h in hs)
+
+    def to_json(self, quantities: tuple[str, ...] | None = None) -> dict:
+        """A strict-JSON dict (NaN/inf as null; counts to 0.01) with the histograms of ``quantities`` (all)."""
+        keep = self.histograms if quantities is None else {q: self.histograms[q] for q in quantities}
+        return {"step": self.step, "stats": _nulls(self.stats), "theory": _nulls(self.theory or {}) or None,
+                "histograms": {q: [h.to_json() for h in hs] for q, hs in keep.items()}}
+
+    @classmethod
+    def from_json(cls, row: dict) -> "ProbeRecord":
+        """Inverse of ``to_json``."""
+        nan = float("nan")
+        histograms = {q: [Histogram(**{k: nan if v is None else v for k, v in h.items()}) for h in hs]
+                      for q, hs in row["histograms"].items()}
+        stats = {k: [nan if v is None else v for v in vs] for k, vs in row["stats"].items()}
+        theory = {k: [nan if v is None else v for v in vs] for k, vs in row["theory"].items()} if row.get("theory") else None
+        return cls(row["step"], stats, histograms, theory)
+
+
+
+
+class Measure:
+    """Per-layer statistics and histograms of K stacked members, all on the device."""
+
+    def __init__(self, activation: Activation, bins: int, saturation_margin: float, sample: int | None) -> None:
+        self.activation, self.bins, self.sample, self.saturation_margin = activation, bins, sample, saturation_margin
+
+    def __call__(self, captured: Captured, weights: list[torch.Tensor],
+                 grads: list[torch.Tensor | None]) -> dict[str, dict[str, torch.Tensor]]:
+        """Statistics (K, depth) and histogram summaries (K, depth, 5 + bins) of a captured pass.
+
+        Call after the backward pass and before the update; ``update_ratio`` after the update.
+        """
+        grads = [g if g is not None else torch.zeros_like(w) for g, w in zip(grads, weights)]
+        backward = [g if g is not None else torch.zeros_like(a) for g, a in zip(captured.grad, captured.act)]
+        sources = {"preactivation": captured.pre, "activation": captured.act, "backward": backward,
+                   "weight_grad": grads, "weight": weights}
+        hist = {q: self._summaries(ts) for q, ts in sources.items()}
+        members, depth = len(weights[0]), len(weights)
+        nan = torch.full((members, depth), float("nan"), device=weights[0].device)
+        by_layer = lambda values: torch.stack(values, dim=1)  # noqa: E731 - [(K,)] * depth -> (K, depth)
+        stats = {
+            "preactivation_mean": hist["preactivation"][..., 3], "preactivation_std": hist["preactivation"][..., 4],
+            "activation_mean": hist["activation"][..., 3], "activation_std": hist["activation"][..., 4],
+            "unit_spread": by_layer([a[:, :UNIT_SPREAD_ROWS].std(dim=2).mean(1) for a in captured.act]),
+            "saturated_fraction": by_layer(self._saturated(captured.act)) if self.activation.bounds else nan,
+            "dead_fraction": by_layer([(p <= 0).all(dim=1).float().mean(1) for p in captured.pre])
+            if self.activation.rectifier else nan,
+            "backward_norm": _norm(hist["backward"]),
+            "backward_std": hist["backward"][..., 4],
+            "weight_grad_norm": _norm(hist["weight_grad"]),
+            "weight_norm": _norm(hist["weight"]),
+            "update_ratio": nan,
+        }
+        return {"stats": stats, "hist": hist, "before": [w.detach().clone() for w in weights]}
+
+    def _summaries(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """``histogram_summaries`` of each layer's (K, ...) tensor: (K, layers, 5 + bins).
+
+        Layers of one shape are binned in one call (a few kernels for all of them, not per layer).
+        """
+        members, out = len(tensors[0]), [None] * len(tensors)
+        by_shape: dict[torch.Size, list[int]] = {}
+        for layer, t in enumerate(tensors):
+            by_shape.setdefault(t.shape, []).append(layer)
+        for layers in by_shape.values():
+            stacked = torch.stack([tensors[i] for i in layers], dim=1).reshape(members * len(layers), -1)
+            rows = histogram_summaries(stacked, self.bins, self.sample).view(members, len(layers), -1)
+            for j, layer in enumerate(layers):
+                out[layer] = rows[:, j]
+        return torch.stack(out, dim=1)
+
+    @staticmethod
+    def update_ratio(measured: dict, weights: list[torch.Tensor]) -> None:
+        """Fill in ||ΔW|| / ||W|| per member and layer; call right after the update."""
+        measured["stats"]["update_ratio"] = torch.stack(
+            [(w.detach() - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-30)
+             for w, b in zip(weights, measured.pop("before"))], dim=1)
+
+    @staticmethod
+    def records(measured: dict, step: int,
+                extra: torch.Tensor | None = None) -> tuple[list[ProbeRecord], list[float]]:
+        """Bring the measurement of every member (and ``extra`` (K,)) to the host in one transfer.
+
+        One record per member, and ``extra``'s values.
+        """
+        names = list(measured["stats"])
+        stats = torch.stack([measured["stats"][n] for n in names], dim=1).float()  # (K, stats, depth)
+        members, _, depth = stats.shape
+        parts = [stats.reshape(members, -1)] + [h.reshape(members, -1) for h in measured["hist"].values()]
+        if extra is not None:
+            parts.append(extra.reshape(members, 1).float())
+        host = torch.cat(parts, dim=1).cpu().numpy().astype(float)
+        out = []
+        for row in host:
+            out_stats = {n: row[i * depth:(i + 1) * depth].tolist() for i, n in enumerate(names)}
+            offset, histograms = len(names) * depth, {}
+            for quantity, h in measured["hist"].items():
+                layers = row[offset: offset + h[0].numel()].reshape(h.shape[1:])
+                offset += h[0].numel()
+                histograms[quantity] = [Histogram.from_moments(*r[:5].tolist(), counts=r[5:].tolist()) for r in layers]
+            out.append(ProbeRecord(step, out_stats, histograms))
+        return out, (host[:, -1].tolist() if extra is not None else [])
+
+    def _saturated(self, acts: list[torch.Tensor]) -> list[torch.Tensor]:
+        low, high = self.activation.bounds
+        margin = self.saturation_margin * (high - low)
+        center, half = (low + high) / 2, (high - low) / 2 - margin
+        return [((a - center).abs() >= half).float().mean((1, 2)) for a in acts]

@@ -1,0 +1,177 @@
+"""Everything a run writes: TensorBoard events, metrics and probe files, figures, summary.json.
+
+TensorBoard tags: histograms ``<quantity>/layer_NN`` (quantity: preactivation, activation,
+backward, weight_grad, weight); per-layer scalars ``<stat>/layer_NN`` and, at step 0, the
+mean-field prediction ``theory_<stat>/layer_NN`` with ``theory_rel_error_<stat>/layer_NN``; training curves
+``loss/train``, ``loss/test``, ``accuracy/train``, ``accuracy/test``, ``lr``; figures
+``lecture/probe``. Layers count from 01 at the input. Every run also writes a custom-scalars layout
+(TensorBoard's CUSTOM SCALARS tab): one chart per per-layer statistic with the layers as its lines, one for
+train/test loss, one for accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams.metadata import EXPERIMENT_TAG
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import custom_scalars, histogram_raw, hparams
+
+from layerscope.files import JsonLines
+from layerscope.probe.figures import LECTURE_HISTOGRAMS
+from layerscope.probe.measure import Histogram, ProbeRecord
+from layerscope.runs.folder import METRICS, PROBES
+
+SHARED_RANGE = ("preactivation", "activation")
+"""Histograms whose TensorBoard cards share one x-range across the layers of a probe: the forward signal,
+compared layer by layer as in the lecture (collapse toward 0, saturation at the bounds; a bounded
+activation's cards span its whole range, tanh [-1, 1]). The backward signal and the weight gradients can
+differ by orders of magnitude between layers (that is what vanishing and exploding mean), so a shared
+linear axis would squash all but the largest layer into one bin: they keep each layer's own range, and
+their sizes are compared in the custom-scalars charts; so do the weights, whose first layer has another fan-in.
+The shared range is written as empty end buckets, which TensorBoard's DISTRIBUTIONS tab draws as its
+outermost (min-max) band: for these two quantities that band shows the shared range, the others the layer's."""
+
+CHARTS = {"forward signal, one line per layer": ("activation_std", "activation_mean", "saturated_fraction",
+                                                 "dead_fraction", "preactivation_std", "preactivation_mean",
+                                                 "unit_spread"),
+          "backward signal and weights, one line per layer": ("backward_std", "backward_norm", "weight_grad_norm",
+                                                              "update_ratio", "weight_norm")}
+"""The custom-scalars categories and the order of their per-layer charts (an unnamed statistic joins the first)."""
+
+
+def layer_tag(quantity: str, layer: int) -> str:
+    """``activation/layer_03``: grouped by quantity in TensorBoard, layers in order."""
+    return f"{quantity}/layer_{layer:02d}"
+
+
+def scalars_layout(stats: list[str]) -> dict[str, dict[str, list]]:
+    """The custom-scalars layout: train/test loss, accuracy, and one chart per per-layer statistic in ``stats``
+    whose lines are its layers (a regex over the tags, ``^activation_std/layer_\\d+$``)."""
+    named = {name for names in CHARTS.values() for name in names}
+    layout = {"training": {"loss (train, test)": ["Multiline", [r"^loss/(train|test)$"]],
+                           "accuracy (train, test)": ["Multiline", [r"^accuracy/(train|test)$"]],
+                           "learning rate": ["Multiline", [r"^lr$"]]}}
+    for index, (category, order) in enumerate(CHARTS.items()):
+        names = [n for n in order if n in stats] + ([n for n in stats if n not in named] if index == 0 else [])
+        layout[category] = {f"{name} by layer": ["Multiline", [rf"^{name}/layer_\d+$"]] for name in names}
+    return layout
+
+
+def _padded(tag: str, h: Histogram, span: tuple[float, float] | None) -> Summary:
+    """``histogram_raw`` of ``h``; with ``span``, empty buckets widen it to that range (a TensorBoard card
+    spans its buckets), so the cards of several layers share one x-range."""
+    edges, counts = h.edges.tolist(), list(h.counts)
+    if span is not None and span[0] < edges[0]:
+        edges, counts = [span[0], *edges], [0.0, *counts]
+    if span is not None and span[1] > edges[-1]:
+        edges, counts = [*edges, span[1]], [*counts, 0.0]
+    return histogram_raw(tag, min=edges[0], max=edges[-1], num=h.num, sum=h.sum, sum_squares=h.sum_squares,
+                         bucket_limits=edges[1:], bucket_counts=counts)
+
+
+class RunWriter:
+    """Writes one run's TensorBoard events and its metrics.jsonl / probes.jsonl files.
+
+    ``activation_range``: a bounded activation's (low, high), which its histogram cards always span.
+    """
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None,
+                 activation_range: tuple[float, float] | None = None) -> None:
+        self.run_dir = run_dir
+        # purge_step: after a resume, TensorBoard drops earlier events at steps >= the checkpoint's
+        self.tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+        # the one private call to TensorBoard: SummaryWriter has no public way to write a prepared Summary, which
+        # is what one event per probe (every layer's histograms and scalars), the custom-scalars layout of the
+        # measured statistics, and hparams in this folder (add_hparams would make a sub-folder, a second run) need
+        self.events = self.tb._get_file_writer()
+        self._metrics, self._probes = JsonLines(run_dir / METRICS), JsonLines(run_dir / PROBES)
+        self.activation_range = activation_range
+        self._layout_written = False
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        """Log one epoch's metrics (loss/accuracy on train and test, lr) at its last step."""
+        step = row["step"]
+        for split in ("train", "test"):
+            self.tb.add_scalar(f"loss/{split}", row[f"{split}_loss"], step)
+            self.tb.add_scalar(f"accuracy/{split}", row[f"{split}_accuracy"], step)
+        self.tb.add_scalar("lr", row["lr"], step)
+        self._metrics.append(row)
+
+    def probe(self, record: ProbeRecord) -> None:
+        """Log a probe's histograms (``histogram_raw``, as ``add_histogram_raw``) and per-layer scalars as one event;
+        the first probe also writes the custom-scalars layout (with the statistics it measured)."""
+        if not self._layout_written:
+            measured = [name for name, values in record.stats.items() if any(math.isfinite(v) for v in values)]
+            self.events.add_summary(custom_scalars(scalars_layout(measured)))
+            self._layout_written = True
+        values = []  # what add_histogram_raw and add_scalar write, gathered into one event per probe
+        for quantity, hists in record.histograms.items():
+            span = self._shared_span(quantity, hists)
+            for layer, h in enumerate(hists, start=1):
+                if h.finite:
+                    values += _padded(layer_tag(quantity, layer), h, span).value
+        scalars = dict(record.stats)
+        scalars.update({f"theory_{k}": v for k, v in (record.theory or {}).items()})
+        for name, per_layer in scalars.items():
+            for layer, value in enumerate(per_layer, start=1):
+                if math.isfinite(value):
+                    values.append(Summary.Value(tag=layer_tag(name, layer), simple_value=value))
+        self.events.add_summary(Summary(value=values), record.step)
+        self._probes.append(record.to_json(LECTURE_HISTOGRAMS))  # TensorBoard gets all five
+
+    def _shared_span(self, quantity: str, hists: list[Histogram]) -> tuple[float, float] | None:
+        """The x-range the cards of ``quantity`` share in this probe (``SHARED_RANGE``), or None."""
+        finite = [h for h in hists if h.finite and h.num > 0]
+        if quantity not in SHARED_RANGE or not finite:
+            return None
+        low, high = min(h.min for h in finite), max(h.max for h in finite)
+        if quantity == "activation" and self.activation_range is not None:
+            low, high = min(low, self.activation_range[0]), max(high, self.activation_range[1])
+        return low, high
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float], step: int,
+                listed: list[str] | None = None, varied: tuple[str, ...] = ()) -> None:
+        """Log the run's hyper-parameters and final metrics to the HPARAMS dashboard, in this folder.
+
+        All of ``params`` are logged; the dashboard's columns offer ``listed`` (all when None), and those in
+        ``varied`` (a sweep's swept keys) are marked as differing, which TensorBoard sorts first and shows.
+        ``SummaryWriter.add_hparams`` would write them into a new sub-folder (a second "run");
+        writing the three hparams summaries directly keeps one run per folder.
+        """
+        clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+        metrics = {f"hparam/{k}": v for k, v in metrics.items() if v is not None and math.isfinite(v)}
+        for summary in hparams(clean, metrics):
+            if summary.value[0].tag == EXPERIMENT_TAG:
+                _columns(summary, clean if listed is None else listed, varied)
+            self.events.add_summary(summary)
+        for tag, value in metrics.items():
+            self.tb.add_scalar(tag, value, step)
+
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        """Log a matplotlib figure as a TensorBoard image (closes it)."""
+        self.tb.add_figure(tag, figure, step, close=True)
+
+    def close(self) -> None:
+        """Flush and close every file."""
+        self.tb.close()
+        self._metrics.close()
+        self._probes.close()
+
+
+def _columns(experiment: Summary, listed: Any, varied: tuple[str, ...]) -> None:
+    """Keep the hyper-parameters ``listed`` in an hparams experiment summary, in that order, ``varied`` ones marked
+    as differing (TensorBoard reads ``differs`` from the experiment as written, and shows those first)."""
+    metadata = experiment.value[0].metadata.plugin_data
+    data = HParamsPluginData.FromString(metadata.content)
+    infos = {info.name: info for info in data.experiment.hparam_infos}
+    kept = [infos[name] for name in listed if name in infos]
+    for info in kept:
+        info.differs = info.name in varied
+    data.experiment.ClearField("hparam_infos")
+    data.experiment.hparam_infos.extend(kept)
+    metadata.content = data.SerializeToString()

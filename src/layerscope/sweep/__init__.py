@@ -1,0 +1,1 @@
+"""Sweeps: the stacked launcher, progress, the sweep report and the callbacks that end a sweep."""

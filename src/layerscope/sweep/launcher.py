@@ -1,0 +1,200 @@
+"""``hydra/launcher=stacked``: a sweep's jobs that share a model shape train as one stacked model.
+
+The launcher composes every job's config, groups jobs by ``group.group_key`` (depth, width,
+activation, BN, dropout, data, loss, batch size, steps, probes, device: everything but what members
+may differ in), splits each group into chunks of at most ``max_members`` and of what fits the
+device's memory, writes each job's folder through Hydra (``.hydra/``, as any launcher does), and
+trains each chunk with ``group.train_group``: here, one after another (``dispatch: local``), or as
+one submitit job per chunk (``submitit_local``, or ``slurm`` to spread a sweep over a cluster).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from layerscope.config.validate import GB, free_bytes, run_bytes, validate, whole
+from layerscope.data.datasets import load_data
+from layerscope.errors import ConfigError
+from layerscope.runs.folder import failure, finished, objective, read_summary, stopped_by, write_summary
+from layerscope.runs.results import RunResult
+from layerscope.train.finish import describe
+from layerscope.train.group import group_key, train_group
+from layerscope.train.interrupt import Stopped
+
+log = logging.getLogger("layerscope")
+DISPATCH = ("local", "submitit_local", "slurm")
+MEMORY_SHARE = 0.8  # plan groups to use at most this share of the device's free memory
+SLURM_ONLY = ("partition", "setup")  # submitit options of configs/hydra/launcher/stacked.yaml that only SLURM takes
+LOCAL_OPTIONS = ("timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb")  # those the local executor is given
+
+
+def _fits(cfg: DictConfig, loaded: dict) -> int | None:
+    """How many members of ``cfg``'s shape fit the device's memory; None when its config or data is
+    invalid (its members then fail one by one, with their own error)."""
+    try:
+        device = validate(cfg)
+        key = (repr(OmegaConf.to_container(cfg.data, resolve=True)), cfg.trainer.seed)
+        data = loaded.setdefault(key, load_data(cfg.data, cfg.trainer.seed))
+    except ConfigError:
+        return None
+    need, free = run_bytes(cfg, data), free_bytes(device)
+    if need > MEMORY_SHARE * free:
+        raise ConfigError(f"one member of the stacked group '{describe(cfg)}' needs {need / GB:.2f} GB but {device} "
+                          f"has {free / GB:.2f} GB free; use a smaller model.width, model.depth or trainer.batch_size")
+    return int(MEMORY_SHARE * free // need)
+
+
+def plan(cfgs: list[DictConfig], max_members: int, fit_memory: bool = True) -> list[list[int]]:
+    """Job indices per stacked model: jobs of one shape, at most ``max_members`` and (``fit_memory``)
+    what fits this machine's device memory."""
+    groups: dict[str, list[int]] = {}
+    for index, cfg in enumerate(cfgs):
+        groups.setdefault(group_key(cfg), []).append(index)
+    chunks, loaded = [], {}
+    for indices in groups.values():
+        fits = _fits(cfgs[indices[0]], loaded) if fit_memory else None
+        size = min(max_members, fits or max_members)
+        chunks += [indices[i:i + size] for i in range(0, len(indices), size)]
+    return chunks
+
+
+def check_launcher(max_members: Any, dispatch: Any) -> None:
+    """The launcher's own keys, before anything is written."""
+    whole(1)("hydra.launcher.max_members", max_members)
+    if dispatch not in DISPATCH:
+        raise ConfigError(f"hydra.launcher.dispatch={dispatch!r} is unknown; choose one of: {', '.join(DISPATCH)}")
+
+
+def _output_dir(config: DictConfig) -> Path:
+    """The job's folder, as Hydra's ``run_job`` computes it."""
+    HydraConfig.instance().set_config(config)
+    return Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / str(OmegaConf.select(config, "hydra.sweep.subdir"))
+
+
+def _task(config: DictConfig) -> DictConfig:
+    """The job's config without the ``hydra`` node, as the task function would get it."""
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
+def _submitit(work: list[tuple[list[DictConfig], list[str]]], dispatch: str, options: DictConfig) -> list:
+    """Train each chunk as one submitit job and wait for them: each job's summaries, or its exception."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=options.folder, cluster="local" if dispatch == "submitit_local" else "slurm")
+    params = {k: v for k, v in OmegaConf.to_container(options, resolve=True).items() if k != "folder" and v is not None}
+    if dispatch == "slurm":
+        params = {f"slurm_{k}" if k in SLURM_ONLY else k: v for k, v in params.items()}
+    else:
+        params = {k: v for k, v in params.items() if k in LOCAL_OPTIONS}
+    executor.update_parameters(**params)
+    results = []
+    if dispatch == "submitit_local":  # one machine, one device: one stacked model at a time, as planned
+        work_now = [[w] for w in work]
+    else:
+        work_now = [work]
+    for batch in work_now:
+        jobs = [executor.submit(train_group, cfgs, dirs) for cfgs, dirs in batch]
+        for job in jobs:
+            try:
+                results.append(job.result())
+            except Exception as err:  # noqa: BLE001 - a node's failure belongs to its members
+                results.append(err)
+    return results
+
+
+def _local(work: list[tuple[list[DictConfig], list[str]]]) -> list[list[dict]]:
+    """Train the stacks one after another. A group that fails fails its members (each says why) and the next
+    group trains; after a SIGINT/SIGTERM the groups not begun are marked interrupted."""
+    results: list[list[dict]] = []
+    stopped = None
+    for cfgs, run_dirs in work:
+        if stopped is None:
+            try:
+                results.append(train_group(cfgs, run_dirs))
+            except Stopped as stop:  # outside the training loop (data, figures): its members say interrupted
+                stopped = stop.name
+                results.append([read_summary(Path(d)) for d in run_dirs])
+            except Exception as err:  # noqa: BLE001 - a group's crash is its members' failure; the sweep goes on
+                log.error("a stacked group of %d failed: %s", len(cfgs), f"{type(err).__name__}: {err}".splitlines()[0])
+                results.append([read_summary(Path(d)) for d in run_dirs])
+            stopped = stopped or stopped_by(results[-1])
+            continue
+        summary = {"status": "interrupted", "signal": stopped, "steps": 0, "interrupted_at_step": 0}
+        for run_dir in run_dirs:
+            write_summary(Path(run_dir), summary)
+        results.append([summary] * len(cfgs))
+    return results
+
+
+def _stacks(chunks: list[list[int]]) -> str:
+    """'3 x 16, 1 x 4': how many stacked models of how many members."""
+    sizes: dict[int, int] = {}
+    for chunk in chunks:
+        sizes[len(chunk)] = sizes.get(len(chunk), 0) + 1
+    return ", ".join(f"{n} x {size}" for size, n in sorted(sizes.items(), reverse=True)) or "none"
+
+
+def _forget_sweep(sweep_dir: Path) -> None:
+    """Remove the sweep folder Hydra made for a sweep refused before any job ran (it holds multirun.yaml only)."""
+    if sweep_dir.is_dir() and [p.name for p in sweep_dir.iterdir()] == ["multirun.yaml"]:
+        (sweep_dir / "multirun.yaml").unlink()
+        sweep_dir.rmdir()
+        if not any(sweep_dir.parent.iterdir()):
+            sweep_dir.parent.rmdir()
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """Compose, group, write the job folders, train every group; one JobReturn per job, in order."""
+    setup_globals()
+    hydra_cfg = launcher.config.hydra
+    configure_log(hydra_cfg.hydra_logging, hydra_cfg.verbose)
+    configs = []
+    for number, overrides in enumerate(job_overrides, start=initial_job_idx):
+        config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = config.hydra.job.num = number
+        configs.append(config)
+    tasks = [_task(c) for c in configs]
+    folders = [_output_dir(c) for c in configs]
+    skipped = {i for i, task in enumerate(tasks) if task.get("skip_completed") and finished(folders[i])}
+    todo = [i for i in range(len(configs)) if i not in skipped]
+    try:
+        chunks = [[todo[i] for i in chunk]  # on SLURM the nodes' GPUs are not this machine's: max_members alone
+                  for chunk in plan([tasks[i] for i in todo], launcher.max_members, launcher.dispatch != "slurm")]
+    except ConfigError:
+        _forget_sweep(Path(str(hydra_cfg.sweep.dir)))
+        raise
+    Path(str(hydra_cfg.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    returns = {i: run_job(hydra_context=launcher.hydra_context, task_function=lambda cfg: None, config=configs[i],
+                          job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+               for i in todo}  # each job's folder and .hydra/, as every launcher writes them
+    configure_log(hydra_cfg.hydra_logging, hydra_cfg.verbose)
+    for i in skipped:
+        returns[i] = JobReturn(overrides=list(job_overrides[i]), cfg=tasks[i], status=JobStatus.COMPLETED,
+                               _return_value=objective(RunResult.load(folders[i]).summary))
+    log.info("stacked launcher: %d jobs, %d skipped as finished, stacked as %s", len(configs), len(skipped),
+             _stacks(chunks))
+    work = [([tasks[i] for i in chunk], [str(folders[i]) for i in chunk]) for chunk in chunks]
+    if launcher.dispatch == "local":
+        results = _local(work)
+    else:
+        results = _submitit(work, launcher.dispatch, launcher.submitit)
+    for chunk, result in zip(chunks, results):
+        for position, i in enumerate(chunk):
+            if isinstance(result, Exception):
+                summary = failure(f"{type(result).__name__}: {result}".splitlines()[0])
+                write_summary(folders[i], summary)
+            else:
+                summary = result[position]
+            returns[i].return_value, returns[i].status = objective(summary), JobStatus.COMPLETED  # as main's
+    return [returns[i] for i in range(len(configs))]

@@ -1,0 +1,373 @@
+"""The sweep report: one table row per job and comparison figures, from a (partial) sweep folder.
+
+Written by a Hydra callback when a multirun ends, and by ``layerscope-report <sweep folder>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter, MaxNLocator
+
+from layerscope.files import write_text
+from layerscope.probe.figures import render
+from layerscope.runs.folder import FINAL, SUMMARY
+from layerscope.runs.job_names import job_number, recorded_overrides
+from layerscope.runs.results import RunResult
+from layerscope.runs.tables import cell, write_csv
+
+LAYER_STATS = ("activation_std", "backward_norm")
+LAYER_LABELS = {"activation_std": "activation std", "backward_norm": "backward signal ‖dL/da‖"}
+MAX_LEGEND = 16
+SEED = "trainer.seed"
+SEED_COLUMNS = sorted(FINAL, key=lambda metric: metric.endswith("accuracy"))  # losses, then accuracies, as the jobs
+
+
+@dataclass
+class Job:
+    """One job folder of a sweep: its number, its overrides and what it recorded."""
+
+    number: str
+    overrides: list[str]  # those that differ between the sweep's jobs
+    result: RunResult
+
+    @property
+    def label(self) -> str:
+        """The overrides that name this job (or its number)."""
+        return " ".join(self.overrides) or f"job {self.number}"
+
+
+def common_overrides(sweep_dir: Path) -> list[str]:
+    """The overrides every job of the sweep shares (from Hydra's multirun.yaml when present)."""
+    per_job = [_overrides(d) for d in _job_folders(sweep_dir)]
+    return [o for o in per_job[0] if all(o in other for other in per_job[1:])] if per_job else []
+
+
+def _overrides(folder: Path) -> list[str]:
+    return recorded_overrides(folder) or []
+
+
+def _number(folder: Path) -> int | None:
+    """A job folder's number: Hydra's ``hydra.job.num`` (folders are named by their swept overrides), or its name
+    when that is a number (a folder made by hand, or ``hydra.sweep.subdir='${hydra.job.num}'``)."""
+    number = job_number(folder)
+    return int(folder.name) if number is None and folder.name.isdigit() else number
+
+
+def _job_folders(sweep_dir: Path) -> list[Path]:
+    folders = [d for d in sweep_dir.iterdir() if d.is_dir() and ((d / ".hydra").is_dir() or (d / SUMMARY).exists())]
+    numbers = {d: _number(d) for d in folders}
+    return sorted(folders, key=lambda d: (numbers[d] is None, numbers[d] or 0, d.name))
+
+
+def collect(sweep_dir: Path) -> list[Job]:
+    """Every job folder (holding ``.hydra/`` or ``summary.json``) in job-number order."""
+    jobs = []
+    common = set(common_overrides(sweep_dir))
+    for folder in _job_folders(sweep_dir):
+        overrides = [o for o in _overrides(folder) if o not in common]
+        result = RunResult.load(folder, folder.name)
+        number = _number(folder)
+        jobs.append(Job(folder.name if number is None else str(number), overrides, result))
+    return jobs
+
+
+def _layers(result: RunResult, stat: str, probe: int) -> list[float]:
+    return result.stat(stat, probe).tolist() if result.probes else []
+
+
+def row(job: Job) -> dict[str, Any]:
+    """The job's table row: overrides, status, final metrics and per-layer stats at first and last probe."""
+    summary = job.result.summary
+    out: dict[str, Any] = {"job": job.number, "overrides": job.label, "status": job.result.status,
+                           "steps": summary.get("steps"), "diverged_at_step": summary.get("diverged_at_step"),
+                           "error": summary.get("error", "")}
+    out.update({k: summary.get("final", {}).get(k) for k in FINAL})
+    for stat in LAYER_STATS:
+        for which, probe in (("first", 0), ("last", -1)):
+            for layer, value in enumerate(_layers(job.result, stat, probe), start=1):
+                out[f"{stat}_{which}_layer_{layer:02d}"] = value
+    return out
+
+
+def _span(values: list[float]) -> str:
+    return f"{values[0]:.3g} → {values[-1]:.3g}" if values else "–"
+
+
+def markdown(jobs: list[Job], sweep_dir: Path, seeds: list[dict[str, Any]] | None = None) -> str:
+    """SWEEP.md: counts by status, the table, the table over seeds (``seed_row``s, if any), and the figures."""
+    common = " ".join(common_overrides(sweep_dir)) or "none"
+    lines = [f"# Sweep {sweep_dir}", "", tally(jobs),
+             "", f"Overrides shared by every job: `{common}`", "",
+             "| job | overrides | status | steps | train loss | test loss | test acc | activation std L1 → Ln, "
+             "first probe | last probe | backward norm L1 → Ln, first | last | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for job in jobs:
+        r, s = job.result, job.result.summary
+        note = s.get("error", "") or (f"diverged at step {s['diverged_at_step']}" if s.get("diverged_at_step") is not None else "")
+        lines.append(
+            f"| {job.number} | `{' '.join(job.overrides)}` | {r.status} | {cell(s.get('steps'))} | "
+            f"{cell(r.final('train_loss'))} | {cell(r.final('test_loss'))} | {cell(r.final('test_accuracy'))} | "
+            f"{_span(_layers(r, 'activation_std', 0))} | {_span(_layers(r, 'activation_std', -1))} | "
+            f"{_span(_layers(r, 'backward_norm', 0))} | {_span(_layers(r, 'backward_norm', -1))} | "
+            f"{note.replace('|', '/')} |")
+    lines += ["", *seeds_markdown(seeds)] if seeds else []
+    lines += ["", "![per-layer statistics](sweep_layers.png)", "", "![loss curves](sweep_loss.png)", ""]
+    return "\n".join(lines)
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def varies_seed(jobs: list[Job]) -> bool:
+    """Whether the sweep's jobs differ in ``trainer.seed``."""
+    return any(_key(o) == SEED for job in jobs for o in job.overrides)
+
+
+@dataclass
+class Configuration:
+    """The jobs of a sweep that differ only in ``trainer.seed``; one job when the sweep keeps the seed."""
+
+    overrides: list[str]
+    jobs: list[Job]
+
+    @property
+    def label(self) -> str:
+        """Its overrides (one job's label when it is alone)."""
+        return self.jobs[0].label if len(self.jobs) == 1 else " ".join(self.overrides) or "every job"
+
+    @property
+    def completed(self) -> list[Job]:
+        """The seeds that completed: the ones its mean and spread are taken over."""
+        return [job for job in self.jobs if job.result.status == "completed"]
+
+    @property
+    def drawn(self) -> tuple[list[Job], list[Job]]:
+        """(jobs drawn as one line, or mean and band; jobs drawn alone): a lone job is its own line."""
+        members = self.jobs if len(self.jobs) == 1 else self.completed
+        return members, [job for job in self.jobs if job not in members]
+
+
+def configurations(jobs: list[Job]) -> list[Configuration]:
+    """The jobs grouped by every swept override except ``trainer.seed`` (each job alone if no seed is swept)."""
+    if not varies_seed(jobs):
+        return [Configuration(job.overrides, [job]) for job in jobs]
+    groups: dict[tuple[str, ...], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(tuple(o for o in job.overrides if _key(o) != SEED), []).append(job)
+    return [Configuration(list(overrides), members) for overrides, members in groups.items()]
+
+
+def seed_row(config: Configuration) -> dict[str, Any]:
+    """A configuration's final metrics over its completed seeds: mean, sample std (n - 1), min and max."""
+    done = config.completed
+    out: dict[str, Any] = {"overrides": config.label, "seeds": len(config.jobs), "completed": len(done)}
+    for key in FINAL:
+        values = np.array([job.result.final(key) for job in done], dtype=float)
+        out.update({f"{key}_mean": float(values.mean()) if len(values) else None,
+                    f"{key}_std": float(values.std(ddof=1)) if len(values) > 1 else None,
+                    f"{key}_min": float(values.min()) if len(values) else None,
+                    f"{key}_max": float(values.max()) if len(values) else None})
+    return out
+
+
+def _heading(metric: str) -> str:
+    """``train acc`` for train_accuracy: a summary metric as a column heading."""
+    return metric.replace("accuracy", "acc").replace("_", " ")
+
+
+def _over_seeds(row: dict[str, Any], key: str) -> str:
+    mean, std, low, high = (row[f"{key}_{s}"] for s in ("mean", "std", "min", "max"))
+    if mean is None:
+        return "–"
+    return f"{mean:.4g}" + (f" ± {std:.2g} [{low:.4g}–{high:.4g}]" if std is not None else "")
+
+
+def seeds_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """SWEEP.md's table of each configuration's mean and spread over seeds."""
+    lines = ["## Over seeds", "",
+             "Each configuration's final metrics over the seeds that completed: mean ± sample std [min–max] "
+             "(a diverged or failed seed is left out; see its row above).", "",
+             "| configuration | completed / seeds | " + " | ".join(_heading(key) for key in SEED_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(SEED_COLUMNS)]
+    for r in rows:
+        lines.append(f"| `{r['overrides']}` | {r['completed']} / {r['seeds']} | "
+                     + " | ".join(_over_seeds(r, key) for key in SEED_COLUMNS) + " |")
+    return lines
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    return np.where(values > 0, values, np.nan)  # log axes: 0 and below are not drawn
+
+
+def _line(ax, curves: list[tuple[np.ndarray, np.ndarray]], color: str, label: str, style: str = ".-") -> None:
+    """One curve as it is, or the mean of several with a shaded mean ± std band (std over the curves)."""
+    curves = [(x, y) for x, y in curves if len(y)]
+    if not curves:
+        return
+    n = min(len(y) for _, y in curves)
+    x, stack = curves[0][0][:n], np.array([y[:n] for _, y in curves], dtype=float)
+    mean = stack.mean(0)
+    lone = {"marker": "o"} if n == 1 else {}  # one point (one epoch) is no line
+    ax.plot(x, _positive(mean), style, lw=1, ms=4, color=color, label=label, **lone)
+    if len(stack) > 1:
+        std = stack.std(0, ddof=1)
+        ax.fill_between(x, _positive(mean - std), _positive(mean + std), color=color, alpha=0.2, lw=0)
+
+
+def _draw(ax, config: Configuration, color: str, curve, style: str, status: bool = False) -> None:
+    """A configuration's line (a band over its completed seeds) and, dotted, each seed that did not complete."""
+    members, alone = config.drawn
+    suffix = f" ({members[0].result.status})" if status and len(config.jobs) == 1 else ""
+    label = config.label + (f": mean ± std over seeds (n={len(members)})" if len(config.jobs) > 1 else suffix)
+    _line(ax, [curve(job.result) for job in members], color, label, style)
+    for job in alone:
+        _line(ax, [curve(job.result)], color, f"{job.label} ({job.result.status})", ":")
+
+
+THEORY = {"activation_std": "activation_std", "backward_norm": "backward_std"}
+"""The mean-field prediction each per-layer statistic is drawn against."""
+
+
+def _theory(result: RunResult, stat: str) -> np.ndarray:
+    """The theory's ``stat`` by layer at step 0; the backward norm scaled as the theory's backward std, which is
+    anchored at the last layer's measured value (the norm is √n times the std for a zero-mean signal)."""
+    predicted = result.theory(THEORY[stat])
+    if stat == "backward_norm":
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero signal (zero init): no line
+            predicted = predicted * result.stat("backward_norm")[-1] / result.stat("backward_std")[-1]
+    return predicted
+
+
+def _theory_line(ax, config: Configuration, stat: str, color: str) -> None:
+    """The mean-field prediction at step 0, dashed, where the theory makes one (mean over the seeds)."""
+    members = [job.result for job in config.jobs if job.result.probes and job.result.probes[0].step == 0]
+    predicted = [_theory(r, stat) for r in members]
+    depth = len(members[0].probes[0].stats[stat]) if members else 0
+    if predicted and all(len(p) == depth and np.isfinite(p).all() and (p > 0).all() for p in predicted):
+        ax.plot(np.arange(1, depth + 1), np.mean(predicted, 0), "--", lw=1, color=color)
+
+
+def _by_layer(stat: str, probe: int):
+    def curve(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
+        values = np.array(_layers(result, stat, probe), dtype=float)
+        return np.arange(1, len(values) + 1), values
+    return curve
+
+
+class _PlainLog(LogFormatter):
+    """Log-axis tick labels as plain numbers (0.06, 0.4, 2.375) with the digits the axis's span needs; minor
+    ones thinned as matplotlib thins them."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        step = (vmax - vmin) / 5  # about the spacing of ticks on a narrow axis
+        digits = math.floor(math.log10(x)) - math.floor(math.log10(step)) + 1 if step > 0 else 3
+        return f"{x:.{max(2, digits)}g}"
+
+
+def _axes_style(ax, xlabel: str, ylabel: str) -> None:
+    """Labels on both axes, 9 pt ticks, a log y-axis labelled in plain numbers, a grid."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(_PlainLog())
+    ax.yaxis.set_minor_formatter(_PlainLog(minor_thresholds=(1, 0.5)))
+    ax.tick_params(labelsize=9)
+    ax.grid(alpha=0.3, which="both")
+
+
+def layers_figure(jobs: list[Job], path: Path) -> Path:
+    """Activation std and backward-signal norm by layer, first and last probe: a line per job (a band per
+    configuration over seeds), the mean-field prediction dashed at the first probe."""
+    fig = Figure(figsize=(13, 8), layout="constrained")
+    axes = fig.subplots(2, 2)
+    for index, config in enumerate(configurations(jobs)):
+        color = f"C{index % 10}"
+        for row_index, stat in enumerate(LAYER_STATS):
+            for col, probe in enumerate((0, -1)):
+                _draw(axes[row_index, col], config, color, _by_layer(stat, probe), ".-")
+            _theory_line(axes[row_index, 0], config, stat, color)
+    for (row_index, col), ax in np.ndenumerate(axes):
+        stat = LAYER_STATS[row_index]
+        when = "first probe (step 0; dashed: mean-field theory)" if col == 0 else "last probe"
+        ax.set_title(f"{stat.replace('_', ' ')} by layer, {when}", fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _axes_style(ax, "layer", LAYER_LABELS[stat])
+    _legend(fig, axes[0, 0])
+    render(fig, path)
+    return path
+
+
+def loss_figure(jobs: list[Job], path: Path) -> Path:
+    """Train loss of every step's batch from step 0 and test loss per epoch: a line per job (a band per
+    configuration over seeds)."""
+    fig = Figure(figsize=(13, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for index, config in enumerate(configurations(jobs)):
+        for ax, curve in zip(axes, (RunResult.batch_losses, lambda r: r.test_curve("test_loss"))):
+            _draw(ax, config, f"C{index % 10}", curve, "-", status=True)
+    axes[0].set_title("train loss of each step's batch (step 0: the initial weights)", fontsize=10)
+    axes[1].set_title("test loss at step 0 and at the end of each epoch", fontsize=10)
+    for ax, split in zip(axes, ("train", "test")):
+        ax.set_xlim(left=0)
+        _axes_style(ax, "step", f"{split} loss")
+    _legend(fig, axes[0])
+    render(fig, path)
+    return path
+
+
+def _legend(fig: Figure, ax) -> None:
+    count = len(ax.get_legend_handles_labels()[0])
+    if not count:
+        ax.text(0.5, 0.5, "nothing recorded yet", ha="center", transform=ax.transAxes)
+    elif count <= MAX_LEGEND:
+        ax.legend(fontsize=8)
+    else:
+        fig.suptitle(f"{count} lines (too many to label; see sweep.csv)", fontsize=10)
+
+
+def write_sweep_report(sweep_dir: Path) -> Path:
+    """Write sweep.csv, SWEEP.md, sweep_layers.png and sweep_loss.png into ``sweep_dir``, and sweep_seeds.csv
+    (each configuration's mean and spread over seeds) when the sweep varies ``trainer.seed``."""
+    jobs = collect(sweep_dir)
+    write_csv(sweep_dir / "sweep.csv", [row(job) for job in jobs])
+    seeds = [seed_row(config) for config in configurations(jobs)] if varies_seed(jobs) else []
+    if seeds:
+        write_csv(sweep_dir / "sweep_seeds.csv", seeds)
+    layers_figure(jobs, sweep_dir / "sweep_layers.png")
+    loss_figure(jobs, sweep_dir / "sweep_loss.png")
+    path = sweep_dir / "SWEEP.md"
+    write_text(path, markdown(jobs, sweep_dir, seeds))
+    return path
+
+
+def tally(jobs: list[Job]) -> str:
+    """'8 jobs: 6 completed, 1 diverged, 1 failed'."""
+    counts = Counter(job.result.status for job in jobs)
+    return f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """Console entry point ``layerscope-report <sweep folder>``."""
+    parser = argparse.ArgumentParser(prog="layerscope-report", description="Rebuild a sweep's table and figures.")
+    parser.add_argument("sweep_dir", type=Path, help="a folder under outputs/sweeps/ (finished or partial)")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        sys.exit(f"layerscope-report: error: {args.sweep_dir} is not a folder; pass a sweep folder such as "
+                 f"outputs/sweeps/<date>/<time>")
+    if not collect(args.sweep_dir):
+        sys.exit(f"layerscope-report: error: {args.sweep_dir} holds no job folders; pass the sweep's own folder")
+    try:
+        path = write_sweep_report(args.sweep_dir)
+    except OSError as err:
+        sys.exit(f"layerscope-report: error: cannot write into {args.sweep_dir}: {err.strerror}")
+    print(path)

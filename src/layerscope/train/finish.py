@@ -1,0 +1,87 @@
+"""The end of a run, and the words that describe it: its figures, its hyper-parameters for TensorBoard's
+HPARAMS dashboard, summary.json and its closing log line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from layerscope.probe.figures import compact_figure, lecture_figure, render
+from layerscope.probe.measure import ProbeRecord
+from layerscope.runs.folder import probe_figure, write_summary
+from layerscope.runs.job_names import swept_overrides
+from layerscope.runs.writer import RunWriter
+
+log = logging.getLogger("layerscope")
+
+
+def describe(cfg: DictConfig) -> str:
+    """A one-line description of the setting, for titles and logs."""
+    init = cfg.init.name + (f"(std={cfg.init.std})" if cfg.init.name == "normal" else "")
+    return (f"{cfg.model.depth}x{cfg.model.width} {cfg.activation.name}, init {init}, bn {cfg.bn.placement}, "
+            f"{cfg.optimizer.name} lr={cfg.optimizer.lr}")
+
+
+ESSENTIAL = ("activation", "init", "bn", "optimizer", "optimizer.lr", "model.depth")
+"""The hyper-parameters TensorBoard's HPARAMS dashboard lists for every run, after a sweep's swept ones
+(every setting is logged with the run; the dashboard shows the listed ones, the swept ones first)."""
+
+
+def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
+    """The settings a sweep varies, flattened (``activation``, ``init.std``, ``optimizer.lr``...)."""
+    flat: dict[str, Any] = {}
+    for group in ("activation", "init", "optimizer", "bn", "scheduler", "data", "loss", "model", "trainer"):
+        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
+            if key in ("progress", "device", "threads", "root") or isinstance(value, (dict, list)):
+                continue
+            name = group if key in ("name", "placement") else f"{group}.{key}"
+            flat[name] = "null" if value is None else value
+    return flat
+
+
+def differences(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
+    """Per member, what sets it apart from the others: the sweep overrides that differ (``optimizer=adam``), or
+    for folders made outside a sweep the hyper-parameters that differ, a choice's own keys left out."""
+    flat = [swept_overrides(d) for d in run_dirs]
+    if not all(flat):
+        flat = [{k: v for k, v in hyperparameters(c).items() if v is not None} for c in cfgs]
+    keys = [k for k in dict.fromkeys(k for f in flat for k in f) if len({repr(f.get(k)) for f in flat}) > 1]
+    keys = [k for k in keys if "." not in k or k.rsplit(".", 1)[0] not in keys]
+    return [",".join(f"{k}={f[k]}" for k in keys if k in f) for f in flat]
+
+
+def dashboard_hparams(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[str], tuple[str, ...]]:
+    """(every hyper-parameter, the ones the HPARAMS dashboard lists, the ones the sweep varied) of a run folder;
+    a swept key that ``hyperparameters`` lacks (``experiment``, ``probe.every``) is added with its value."""
+    params, varied = hyperparameters(cfg), []
+    for key, value in swept_overrides(run_dir).items():
+        name = key.rsplit(".", 1)[0] if key.endswith((".name", ".placement")) else key
+        params.setdefault(name, value)
+        varied.append(name)
+    return params, list(dict.fromkeys([*varied, *ESSENTIAL])), tuple(varied)
+
+
+def finish_run(cfg: DictConfig, summary: dict[str, Any], records: list[ProbeRecord], writer: RunWriter,
+               steps: int, logger: logging.Logger = log, figures: bool = True) -> None:
+    """The end of every run: its figures, hparams and summary.json, and a closing log line."""
+    if cfg.probe.figures and figures:
+        draw_figures(records, describe(cfg), writer.run_dir, writer)
+    params, listed, varied = dashboard_hparams(cfg, writer.run_dir)
+    writer.hparams(params, {**summary["final"], "steps": steps, "diverged": float(summary["status"] == "diverged")},
+                   steps, listed, varied)
+    writer.close()
+    write_summary(writer.run_dir, summary)
+    logger.info("%s after %d steps: %s", summary["status"], steps,
+                ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished")
+
+
+def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: RunWriter) -> None:
+    """The lecture figure for every probe, figures/probe_<step>.png, and its compact form as a TensorBoard image
+    (legible at the size TensorBoard shows an image)."""
+    for record in tqdm(records, desc="figures", unit="fig", disable=None, leave=False):
+        render(lecture_figure(record, title), probe_figure(run_dir, record.step))
+        writer.tb.add_image("lecture/probe", render(compact_figure(record, title)), record.step, dataformats="HWC")
