@@ -43,7 +43,7 @@ bench-sweep: $(STAMP)  ## one sweep three ways: one after another, basic launche
 	$(BIN)/python benchmarks/sweep.py $(ARGS)
 
 reproduce: $(STAMP)  ## run every lecture experiment, check its claim, write outputs/reproduce/REPORT.md (ONLY=<name>)
-	$(BIN)/python -m layerscope.reproduce $(if $(ONLY),--only $(ONLY))
+	$(BIN)/python -m layerscope.lecture.reproduce $(if $(ONLY),--only $(ONLY))
 
 tensorboard: $(STAMP)  ## serve outputs/ on http://localhost:6006 (PORT=... to change)
 	$(BIN)/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)

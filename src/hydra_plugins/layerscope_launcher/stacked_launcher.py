@@ -1,4 +1,4 @@
-"""Hydra's handle on layerscope's stacked launcher (``hydra/launcher=stacked``); the work is in ``layerscope.launcher``.
+"""Hydra's handle on layerscope's stacked launcher (``hydra/launcher=stacked``); the work is in ``layerscope.sweep.launcher``.
 
 Hydra imports every plugin module at start-up, so this one imports nothing heavy.
 """
