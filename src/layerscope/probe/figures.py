@@ -179,13 +179,3 @@ def render(fig: Figure, path: Path | None = None) -> np.ndarray:
         with replacing(path) as tmp:
             Image.fromarray(pixels).save(tmp, format="PNG")
     return pixels
-
-
-
-
-
-
-
-
-
-
