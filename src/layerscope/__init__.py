@@ -4,12 +4,7 @@
 package (as the console scripts do) stays free of torch and matplotlib.
 """
 
-import os
 from importlib.metadata import version
-
-# MKL's strict reproducibility mode, read when MKL starts: a CPU matmul's result then does not depend on its
-# operands' memory alignment, so a stacked member's numbers do not depend on its place in the stack
-os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 __version__ = version("layerscope")  # pyproject.toml's
 __all__ = ["load_run", "load_sweep", "run", "__version__"]

@@ -23,9 +23,10 @@ class StackedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from layerscope.config.hydra_hooks import remember_compositions
-        from layerscope.sweep.launcher import check_launcher  # before the sweeper writes anything
+        from layerscope.sweep.launcher import check_launcher, reproducible_matmuls
 
-        check_launcher(self.max_members, self.dispatch)
+        check_launcher(self.max_members, self.dispatch)  # before the sweeper writes anything
+        reproducible_matmuls()
         self.config, self.hydra_context = config, hydra_context
         remember_compositions(hydra_context.config_loader)
 
