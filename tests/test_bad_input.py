@@ -22,7 +22,7 @@ CASES = [
     # layerscope.config.validate, through the console script (tests/test_validate.py holds the full table)
     (["model.depth=0"], "model.depth=0 must be a whole number >= 1"),
     (["optimizer.lr=nan"], "optimizer.lr=nan must be a finite number > 0"),
-    (["probe.figures=maybe"], "probe.figures='maybe' must be true or false"),
+    (["probe.figures=maybe"], "probe.figures='maybe' must be true (the first and last probe's figures), every or false"),
     (["++unknown.key=1"], "unknown is not a key of the config"),
     (["+optimizer.mu=0.5"], "optimizer.mu is not a key of optimizer=sgd"),
     (["experiment=small_gausian_init"], "experiment=small_gausian_init is not an experiment; did you mean"),

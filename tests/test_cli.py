@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from layerscope.api import load_run
 from layerscope.probe.measure import HISTOGRAMS, STATS
 
 CLI = str(Path(sys.executable).with_name("layerscope"))
@@ -51,7 +54,7 @@ def test_run_folder_holds_config_metrics_figures_and_summary(trained):
     assert len(rows) == 1 and rows[0]["step"] == 12  # 12 steps of 64 fit in digits' first epoch
     assert {"train_loss", "test_loss", "train_accuracy", "test_accuracy", "lr"} <= set(rows[0])
     assert sorted(p.name for p in (trained / "figures").glob("*.png")) == [
-        "probe_000000.png", "probe_000005.png", "probe_000010.png", "probe_000011.png"]
+        "probe_000000.png", "probe_000011.png"]  # by default the first and the last probe's figure
 
 
 def test_event_file_has_every_histogram_for_every_layer_and_probe(trained):
@@ -69,7 +72,32 @@ def test_event_file_has_every_histogram_for_every_layer_and_probe(trained):
         assert [e.step for e in acc.Scalars(f"{stat}/layer_01")] == [0, 5, 10, 11]
     assert "dead_fraction/layer_01" not in tags["scalars"]  # tanh is no rectifier
     assert {"loss/train", "loss/test", "accuracy/train", "accuracy/test", "lr"} <= set(tags["scalars"])
-    assert [e.step for e in acc.Images("lecture/probe")] == [0, 5, 10, 11]
+    assert [e.step for e in acc.Images("lecture/probe")] == [0, 11]
+
+
+def test_any_probes_figure_is_drawn_later_from_its_records(trained, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    report = str(Path(sys.executable).with_name("layerscope-report"))
+    out = subprocess.run([report, str(run_dir), "--step", "5", "--step", "10"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(run_dir / "figures" / f"probe_{s:06d}.png") for s in (5, 10)]
+    assert Image.open(run_dir / "figures" / "probe_000005.png").size == Image.open(
+        trained / "figures" / "probe_000000.png").size
+    bad = subprocess.run([report, str(run_dir), "--step", "6"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"layerscope-report: error: {run_dir} has no probe at step 6; its probes are at steps 0, 5, 10, 11"]
+    assert load_run(run_dir).figure(11) == run_dir / "figures" / "probe_000011.png"
+    with pytest.raises(ValueError, match="no probe at step 3"):
+        load_run(run_dir).figure(3)
+
+
+def test_every_probe_has_its_figure_on_request(tmp_path):
+    proc, run_dir = layerscope(tmp_path, *SMALL, "trainer.max_steps=12", "probe.figures=every")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (run_dir / "figures").glob("*.png")) == [
+        "probe_000000.png", "probe_000005.png", "probe_000010.png", "probe_000011.png"]
+    assert [e.step for e in read_events(run_dir).Images("lecture/probe")] == [0, 5, 10, 11]
 
 
 def test_probe_file_matches_event_file(trained):

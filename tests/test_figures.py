@@ -8,8 +8,9 @@ import pytest
 import torch
 from matplotlib.text import Text
 
-from layerscope.probe.figures import compact_figure, lecture_figure, render, zero_spike
+from layerscope.probe.figures import CompactFigure, LectureFigure, compact_figure, lecture_figure, render, zero_spike
 from layerscope.probe.measure import STATS, Histogram, ProbeRecord, histogram_summary
+from layerscope.train.finish import figure_records
 
 DEPTH = 10
 TB_CARD_PX = 330  # how wide TensorBoard 2.21 shows an image card in a 1400 px window (IMAGES and TIME SERIES)
@@ -49,6 +50,11 @@ def test_zero_spike_is_a_rectifiers_share_at_zero_and_nothing_else():
     assert zero_spike(histogram(np.zeros(100))) == (0, 1.0)  # zero init: everything at 0
 
 
+def shown(ax) -> list[Text]:
+    """The texts drawn in ``ax`` (a reused figure keeps its notes hidden when they do not apply)."""
+    return [t for t in ax.texts if t.get_visible()]
+
+
 def _labels(fig) -> list[Text]:
     return [t for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
             for t in axis.get_ticklabels() + axis.get_ticklabels(minor=True) if t.get_visible() and t.get_text()]
@@ -72,16 +78,16 @@ def test_lecture_figure_labels_every_panel_with_legible_ticks_and_states_the_rel
     assert histograms[0].get_ylabel() and histograms[DEPTH].get_ylabel() and all(ax.get_ylabel() for ax in curves)
     assert min(t.get_fontsize() for t in _labels(fig)) >= 8
     assert_no_overlap(fig)
-    spikes = [t.get_text() for ax in histograms[:DEPTH] for t in ax.texts]
+    spikes = [t.get_text() for ax in histograms[:DEPTH] for t in shown(ax)]
     assert len(spikes) == DEPTH and all(s.endswith("% at 0") and 45 <= int(s.split("%")[0]) <= 55 for s in spikes)
-    assert not [t for ax in histograms[DEPTH:] for t in ax.texts]  # the backward row has no spike to state
+    assert not [t for ax in histograms[DEPTH:] for t in shown(ax)]  # the backward row has no spike to state
     tallest = max(p.get_path().vertices[:, 1].max() for p in histograms[0].patches)
     assert tallest < 0.2  # the spike's 50% is stated, not drawn: the positive part fills the panel
 
 
 def test_tanh_histograms_have_no_spike_label():
     fig = lecture_figure(record(np.tanh), "10x500 tanh")
-    assert not [t for ax in fig.axes[:DEPTH] for t in ax.texts]
+    assert not [t for ax in fig.axes[:DEPTH] for t in shown(ax)]
 
 
 def test_compact_figure_for_tensorboard_is_legible_at_card_size():
@@ -93,3 +99,45 @@ def test_compact_figure_for_tensorboard_is_legible_at_card_size():
     assert min(t.get_fontsize() for t in texts) * fig.dpi / 72 * shown >= 9  # px on screen
     assert width <= 800 and height <= 900
     assert_no_overlap(fig)
+
+
+def _contents(fig) -> list:
+    """What a person reads in a figure: every visible text and every visible line's data, in drawing order."""
+    out = [fig.get_suptitle()]
+    for ax in fig.axes:
+        out += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), ax.get_yscale(), *map(np.round, ax.get_xlim(), [6] * 2)]
+        out += [t.get_text() for t in shown(ax) + _labels_of(ax)]
+        out += [(line.get_label(), np.round(line.get_ydata(), 9).tolist()) for line in ax.lines if line.get_visible()]
+        out += [p.get_path().vertices.round(9).tolist() for p in ax.patches if p.get_visible()]
+        legend = ax.get_legend()
+        out.append([t.get_text() for t in legend.get_texts()] if legend else None)
+    return out
+
+
+def _labels_of(ax) -> list[Text]:
+    return [t for axis in (ax.xaxis, ax.yaxis) for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+
+
+@pytest.mark.parametrize("kind", ["lecture", "compact"])
+def test_a_reused_figure_shows_what_a_new_one_shows(kind):
+    """Figures are built once per process and redrawn with each record's data: after showing a relu probe with
+    its theory, a tanh probe without theory and with a non-finite layer reads exactly as in a new figure."""
+    reused = LectureFigure(DEPTH) if kind == "lecture" else CompactFigure()
+    first, second = record(relu), record(np.tanh, seed=1)
+    second.theory = None
+    second.histograms["backward"][3] = Histogram(float("nan"), float("nan"), 5000, float("nan"), float("nan"), [0.0] * 60)
+    reused.update(first, "first").render()
+    reused.figure.set_layout_engine("constrained")  # lay it out again, as a new figure is: then pixels compare too
+    pixels = reused.update(second, "second").render()
+    new = lecture_figure(second, "second") if kind == "lecture" else compact_figure(second, "second")
+    expected = render(new)
+    assert _contents(reused.figure) == _contents(new)
+    assert (np.abs(pixels.astype(int) - expected).sum(-1) > 0).mean() < 0.02  # a text may sit a pixel apart
+
+
+def test_figures_of_a_run_are_its_first_and_last_probe_unless_asked_for_every_one():
+    records = [ProbeRecord(step, {}) for step in (0, 50, 100, 119)]
+    assert [r.step for r in figure_records(records, True)] == [0, 119]
+    assert [r.step for r in figure_records(records, "every")] == [0, 50, 100, 119]
+    assert figure_records(records, False) == [] and figure_records([], True) == []
+    assert [r.step for r in figure_records(records[:1], True)] == [0]  # a probe-only run: one figure

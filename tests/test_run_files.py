@@ -6,7 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from layerscope.files import JsonLines, read_jsonl, replacing, truncate_jsonl
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from layerscope.config.hydra_hooks import config_loader
+from layerscope.files import JsonLines, read_jsonl, replacing, truncate_jsonl, yaml_text
 from layerscope.runs.folder import METRICS, finished, holds_run, read_summary, restart_logs, write_summary
 
 
@@ -67,3 +71,18 @@ def test_a_damaged_summary_reads_as_none(tmp_path):
     assert read_summary(tmp_path) == {}
     (tmp_path / "summary.json").write_text('{"status": "compl')
     assert read_summary(tmp_path) == {}
+
+
+@pytest.mark.parametrize("overrides", [["optimizer=adam", "trainer.seed=3"],
+                                       ["experiment=he_relu", "+trainer.note='1.0'", "data=gaussian"]])
+def test_yaml_text_is_what_omegaconf_writes_also_when_it_reuses_entries(overrides):
+    """A job's .hydra/ records are written by yaml_text: the text of OmegaConf.to_yaml (and so of Hydra), whether
+    its entries are emitted afresh or reused from an earlier job's."""
+    loader = config_loader()
+    for _ in range(2):  # the second time every entry is reused
+        cfg = loader.load_configuration(config_name="train", overrides=overrides, run_mode=RunMode.MULTIRUN)
+        for node in (OmegaConf.masked_copy(cfg, "hydra"), OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+                     cfg.hydra.overrides.task, cfg.model, cfg):
+            assert yaml_text(OmegaConf.to_container(node, enum_to_str=True)) == OmegaConf.to_yaml(node)
+    assert yaml_text({}) == OmegaConf.to_yaml(OmegaConf.create({}))
+    assert yaml_text({"hydra": {}}) == OmegaConf.to_yaml(OmegaConf.create({"hydra": {}}))

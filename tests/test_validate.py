@@ -82,7 +82,7 @@ CASES = [
     (["activation=elu", "activation.alpha=abc"], "activation.alpha='abc'"),
     (["activation=prelu", "activation.init=inf"], "activation.init=inf"),
     # switches and choices
-    (["probe.figures=maybe"], "probe.figures='maybe' must be true or false"),
+    (["probe.figures=maybe"], "probe.figures='maybe' must be true (the first and last probe's figures), every or false"),
     (["trainer.resume=maybe"], "trainer.resume='maybe' must be true or false"),
     (["trainer.progress=1"], "trainer.progress=1 must be true or false"),
     (["trainer.cuda_graph=yes"], "trainer.cuda_graph='yes' must be true or false"),

@@ -24,8 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-
+from layerscope.config.overrides import parse
 from layerscope.errors import ConfigError
 from layerscope.runs.folder import CONFIG, holds_run
 from layerscope.runs.job_names import record_overrides
@@ -108,6 +107,16 @@ class Run:
     probes = _read(lambda r: table(probe_rows(r)), "One row per probe step x layer x statistic, measured and theory.")
     histograms = _read(lambda r: table(histogram_rows(r)), "One row per probe step x quantity x layer x histogram bin.")
 
+    def figure(self, step: int) -> Path:
+        """Draw the lecture figure of the probe at ``step`` from the run's records (figures/probe_<step>.png); its
+        path. ValueError when the run has no probe at that step."""
+        from layerscope.train.finish import redraw
+
+        try:
+            return redraw(self.path, [step])[0]
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.status!r})"
 
@@ -131,7 +140,7 @@ def load_run(path: str | Path) -> Run:
 
 def parsed(overrides: list[str]) -> dict[str, Any]:
     """Command-line overrides as {key: value}, with Hydra's types (``optimizer.lr=1e-3`` -> 0.001)."""
-    return {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(overrides)}
+    return {o.key_or_group: o.value() for o in parse(overrides)}
 
 
 class Sweep:

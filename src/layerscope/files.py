@@ -1,4 +1,4 @@
-"""Files written whole or not at all, and JSON lines.
+"""Files written whole or not at all, JSON lines, and YAML as OmegaConf writes it.
 
 Every JSON file is strict JSON: NaN and inf are written as null (readers take null back as NaN). A file is
 replaced whole, through a temporary file and a rename, so a reader never sees half of one; a JSON-lines file
@@ -14,6 +14,9 @@ import os
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
+
+import yaml
+from omegaconf._utils import get_omega_conf_dumper  # the dumper OmegaConf.to_yaml uses
 
 
 @contextlib.contextmanager
@@ -96,3 +99,34 @@ def truncate_jsonl(path: Path, keep_below: int) -> list[dict]:
     rows = [row for row in read_jsonl(path) if row.get("step", 0) < keep_below]
     write_text(path, "".join(json_line(row) for row in rows))
     return rows
+
+
+
+_YAML_ENTRIES: dict[tuple[str | None, str, str], str] = {}
+_YAML_CACHE = 4096  # entries kept (a sweep's jobs share most of theirs)
+
+
+def yaml_text(data: Any, within: str | None = None) -> str:
+    """Plain ``data`` as ``OmegaConf.to_yaml`` writes a config holding it (nested under the key ``within``, when
+    given). A mapping is emitted an entry at a time (the entries of its one entry, for hydra.yaml), and an entry seen
+    before is not emitted again: PyYAML's emitter takes ~4 ms for a sweep job's hydra.yaml, whose entries but a few
+    are every job's."""
+    dumper = get_omega_conf_dumper()
+    if within is None and isinstance(data, dict) and len(data) == 1:
+        (key, value), = data.items()
+        if isinstance(value, dict) and value:
+            return yaml_text(value, within=key)
+    if not isinstance(data, dict) or not data:
+        return yaml.dump({within: data} if within else data, default_flow_style=False, allow_unicode=True,
+                         sort_keys=False, Dumper=dumper)
+    parts = [f"{within}:\n"] if within else []
+    for key, value in data.items():
+        entry = (within, key, repr(value))
+        if entry not in _YAML_ENTRIES:
+            if len(_YAML_ENTRIES) >= _YAML_CACHE:
+                _YAML_ENTRIES.clear()
+            text = yaml.dump({within: {key: value}} if within else {key: value}, default_flow_style=False,
+                             allow_unicode=True, sort_keys=False, Dumper=dumper)
+            _YAML_ENTRIES[entry] = text.split("\n", 1)[1] if within else text
+        parts.append(_YAML_ENTRIES[entry])
+    return "".join(parts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,11 @@ def choices(group: str) -> list[str]:
 
 def preset(group: str, name: str) -> dict:
     """The config group file ``configs/<group>/<name>.yaml`` as a dict, e.g. the lecture's optimizer hyper-parameters."""
-    from omegaconf import OmegaConf
+    return copy.deepcopy(_preset(group, name))
+
+
+@functools.lru_cache(maxsize=None)
+def _preset(group: str, name: str) -> dict:
+    from omegaconf import OmegaConf  # read once per process: a sweep's members ask for the same files
 
     return OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / group / f"{name}.yaml"))

@@ -22,13 +22,11 @@ class StackedLauncher(Launcher):
         self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from layerscope.config.hydra_hooks import remember_compositions
         from layerscope.sweep.launcher import check_launcher, reproducible_matmuls
 
         check_launcher(self.max_members, self.dispatch)  # before the sweeper writes anything
         reproducible_matmuls()
         self.config, self.hydra_context = config, hydra_context
-        remember_compositions(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from layerscope.sweep.launcher import launch

@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from layerscope.cli.errors import check_command_line
 from layerscope.cli.errors import install as install_error_lines
-from layerscope.config.hydra_hooks import reuse_group_repositories
+from layerscope.config.hydra_hooks import compose_once, reuse_group_repositories, write_records_once
 from layerscope.errors import ConfigError
 from layerscope.paths import HYDRA_VERSION_BASE, config_dir, outputs
 from layerscope.runs.folder import (
@@ -43,6 +43,8 @@ from layerscope.train.interrupt import Stopped, exit_status, stopping
 log = logging.getLogger("layerscope")
 install_error_lines()
 reuse_group_repositories()
+compose_once()
+write_records_once()
 
 
 def _fail(run_dir: Path, err: BaseException) -> str:
@@ -76,7 +78,6 @@ def main(cfg: DictConfig) -> float:
     The job owns its folder while it works (``ownership``) and leaves a status there however it
     ends. In a sweep a job's failure is recorded in its summary.json and the sweep goes on.
     """
-    from layerscope.lecture.grid import run_grid
     from layerscope.train.group import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -90,7 +91,7 @@ def main(cfg: DictConfig) -> float:
     try:
         with owned(run_dir), stopping():
             write_summary(run_dir, {"status": "running"})
-            summary = (run_grid if cfg.get("grid") else run)(cfg, run_dir)
+            summary = (_grid() if cfg.get("grid") else run)(cfg, run_dir)
     except Stopped as stop:
         _stopped(run_dir, stop)
     except FolderInUse as err:  # another process's folder: write nothing there
@@ -116,6 +117,13 @@ def main(cfg: DictConfig) -> float:
                   f"(trainer.fail_on_divergence=true)", file=sys.stderr)
             sys.exit(DIVERGED_EXIT)  # a sweep's jobs go on; it exits so when it ends (callbacks.SweepReport)
     return objective(summary)
+
+
+def _grid():
+    """The probe grid's runner (``experiment=probe_grid``), imported only for it: it draws with matplotlib."""
+    from layerscope.lecture.grid import run_grid
+
+    return run_grid
 
 
 def _end(sweep: bool, error: str) -> None:

@@ -1,20 +1,41 @@
 """Every place layerscope reaches into Hydra's internals (``hydra._internal``) or replaces a method of Hydra's, each
-with the reason: Hydra offers no public hook for these. Nothing else in layerscope imports ``hydra._internal``."""
+with the reason: Hydra offers no public hook for these. Nothing else in layerscope imports ``hydra._internal``.
+
+- ``hydra._internal.utils``: Hydra's command-line parser (``parse_command_line``), its config search path
+  (``config_loader``) and its error report (``report_errors_with``).
+- ``ConfigLoaderImpl``: the loader Hydra composes configs with. ``get_group_options`` is replaced
+  (``reuse_group_repositories``) and so is ``load_sweep_config`` (``compose_once``); both use its
+  ``_parse_overrides_and_create_caching_repo`` (the repository Hydra reads a job's config groups from) and
+  ``compose_once`` its ``_apply_overrides_to_config`` (how Hydra applies a value override).
+- ``hydra._internal.config_loader_impl.get_overrides_dirname``: ``hydra.job.override_dirname`` as Hydra writes it.
+- ``hydra.core.utils._save_config``: how ``run_job`` writes a job's ``.hydra/`` records; replaced by
+  ``write_records_once`` with the same text, written without emitting again what an earlier job's had.
+"""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import hydra._internal.utils as hydra_utils
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
+import hydra.core.utils as hydra_core_utils
+from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra._internal.config_repository import CachingConfigRepository
 from hydra.core.object_type import ObjectType
-from omegaconf import DictConfig
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from layerscope.config.overrides import parse
+from layerscope.files import yaml_text
 from layerscope.paths import config_dir
 
 _REPOSITORIES = "_layerscope_group_repositories"
+_COMPOSITIONS = "_layerscope_compositions"
+_HANDED_OUT = "_layerscope_handed_out"
+_HYDRA_LOAD_SWEEP_CONFIG = ConfigLoaderImpl.load_sweep_config
 
 
 def parse_command_line(argv: Sequence[str]) -> argparse.Namespace:
@@ -36,14 +57,19 @@ def report_errors_with(run_and_report: Callable[[Callable[[], Any]], Any]) -> Ca
     return original
 
 
+def _repository(loader: ConfigLoaderImpl, config_name: str | None, overrides: Sequence[str]) -> CachingConfigRepository:
+    """The repository Hydra reads config groups from for (config, overrides), copied once per loader and pair."""
+    key = (config_name, tuple(overrides))
+    repositories: dict[Any, Any] = loader.__dict__.setdefault(_REPOSITORIES, {})
+    if key not in repositories:
+        repositories[key] = loader._parse_overrides_and_create_caching_repo(config_name, list(key[1]))[1]
+    return repositories[key]
+
+
 def _group_options(self: ConfigLoaderImpl, group_name: str, results_filter: ObjectType | None = ObjectType.CONFIG,
                    config_name: str | None = None, overrides: list[str] | None = None) -> list[str]:
     """Hydra's ``ConfigLoaderImpl.get_group_options``, with the repository copy made once per (config, overrides)."""
-    key = (config_name, tuple(overrides or ()))
-    repositories: dict[Any, Any] = self.__dict__.setdefault(_REPOSITORIES, {})
-    if key not in repositories:
-        repositories[key] = self._parse_overrides_and_create_caching_repo(config_name, list(key[1]))[1]
-    return repositories[key].get_group_options(group_name, results_filter)
+    return _repository(self, config_name, overrides or ()).get_group_options(group_name, results_filter)
 
 
 def reuse_group_repositories() -> None:
@@ -53,15 +79,79 @@ def reuse_group_repositories() -> None:
     ConfigLoaderImpl.get_group_options = _group_options
 
 
-def remember_compositions(loader: Any) -> None:
-    """Compose each job once: Hydra's sweeper composes every job to validate the batch, then the launcher would
-    again (~0.2 s a job), and Hydra hands the launcher no compositions; the second time gets a copy of the first."""
-    compose, cache = loader.load_sweep_config, {}
+def _about_hydra(override: Override) -> bool:
+    """Whether ``override`` sets Hydra's own node (``hydra.*``, ``hydra/*``, or ``hydra`` itself)."""
+    return override.is_hydra_override() or override.key_or_group == "hydra"
 
-    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        key = (id(master_config), tuple(sweep_overrides))
-        if key not in cache:
-            cache[key] = compose(master_config, sweep_overrides)
-        return copy.deepcopy(cache[key])
 
-    loader.load_sweep_config = load_sweep_config
+def _compose_from_selection(loader: ConfigLoaderImpl, master_config: DictConfig,
+                            sweep_overrides: list[str]) -> DictConfig:
+    """One job's config: Hydra's composition of its defaults-list selection, made once, then its value overrides."""
+    config_name = master_config.hydra.job.config_name
+    master_overrides = [str(line) for line in master_config.hydra.overrides.hydra]
+    parsed = parse(sweep_overrides)
+    repository = _repository(loader, config_name,
+                              master_overrides + [o.input_line for o in parsed if o.is_hydra_override()])
+    # Hydra's rule for a config override (defaults_list.Overrides); the rest choose the defaults list
+    values = [not _about_hydra(o) and not o.is_sweep_override()
+              and (isinstance(o.value(), dict) or not repository.group_exists(o.key_or_group)) for o in parsed]
+    selection = [line for line, value in zip(sweep_overrides, values) if not value]
+    key = (config_name, tuple(master_overrides), tuple(selection))
+    compositions: dict[Any, DictConfig] = loader.__dict__.setdefault(_COMPOSITIONS, {})
+    if key not in compositions:
+        compositions[key] = _HYDRA_LOAD_SWEEP_CONFIG(loader, master_config, selection)
+    cfg = copy.deepcopy(compositions[key])
+    ConfigLoaderImpl._apply_overrides_to_config([o for o, value in zip(parsed, values) if value], cfg)
+
+    app_overrides = [o for o in parsed if not o.is_hydra_override()]
+    task = cfg.hydra.overrides.task
+    task.clear()
+    task.extend([o.input_line for o in app_overrides])
+    with open_dict(cfg.hydra):
+        for name in cfg.hydra.job.env_copy:
+            cfg.hydra.job.env_set[name] = os.environ[name]
+    cfg.hydra.runtime.cwd = os.getcwd()
+    dirname = cfg.hydra.job.config.override_dirname
+    cfg.hydra.job.override_dirname = get_overrides_dirname(overrides=app_overrides, kv_sep=dirname.kv_sep,
+                                                           item_sep=dirname.item_sep,
+                                                           exclude_keys=dirname.exclude_keys)
+    OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
+    return cfg
+
+
+def _load_sweep_config(self: ConfigLoaderImpl, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+    """Hydra's ``ConfigLoaderImpl.load_sweep_config``, composing once per defaults-list selection. A job's config is
+    handed out twice, the same object: a sweeper composes every job to check its batch and drops the result, then
+    its launcher composes the job again to run it."""
+    key = (id(master_config), tuple(sweep_overrides))
+    composed: dict[Any, DictConfig] = self.__dict__.setdefault(_HANDED_OUT, {})
+    if key in composed:
+        return composed.pop(key)
+    try:
+        cfg = _compose_from_selection(self, master_config, list(sweep_overrides))
+    except Exception:  # noqa: BLE001 - Hydra composes the job itself, to report the mistake as Hydra does
+        return _HYDRA_LOAD_SWEEP_CONFIG(self, master_config, sweep_overrides)
+    composed[key] = cfg
+    return cfg
+
+
+def compose_once() -> None:
+    """A sweep's sweeper composes every job to check the batch and its launcher composes it again, ~0.1-0.3 s each
+    time, though jobs differ mostly in values (``optimizer.lr=0.01``). Hydra's composition is made once per
+    defaults-list selection (config-group choices and ``hydra.*`` overrides) and kept in the loader; each job
+    gets a copy with its value overrides applied by Hydra's own ``_apply_overrides_to_config``, and the ``hydra``
+    node's per-job entries set as Hydra sets them. A job that fails this way is composed by Hydra itself."""
+    ConfigLoaderImpl.load_sweep_config = _load_sweep_config
+
+
+def _save_config(cfg: Any, filename: str, output_dir: Path) -> None:
+    """Hydra's ``hydra.core.utils._save_config``: the same file, through ``files.yaml_text``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(str(output_dir / filename), "w", encoding="utf-8") as file:
+        file.write(yaml_text(OmegaConf.to_container(cfg, enum_to_str=True)))
+
+
+def write_records_once() -> None:
+    """Hydra's ``run_job`` writes each job's config.yaml, hydra.yaml and overrides.yaml with PyYAML's pure-Python
+    emitter (~7 ms a job); ``files.yaml_text`` writes the same text and emits an entry once per process."""
+    hydra_core_utils._save_config = _save_config

@@ -104,6 +104,13 @@ def boolean(key: str, value: Any) -> bool:
     return value
 
 
+def figures(key: str, value: Any) -> bool | str:
+    """true (the first and last probe), every, or false."""
+    if value != "every" and not isinstance(value, bool):
+        raise ConfigError(f"{key}={_show(value)} must be true (the first and last probe's figures), every or false")
+    return value
+
+
 def text(key: str, value: Any) -> str:
     """A string (a folder, a file name)."""
     if not isinstance(value, str) or not value:
@@ -165,7 +172,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "checkpoint_every": whole(1, "steps", optional=True), "resume": boolean, "fail_on_divergence": boolean},
     "probe": {"every": whole(1, "steps"), "bins": whole(2, "bins"),
               "histogram_sample": whole(2, "count", optional=True),
-              "saturation_margin": number(0.0, 0.5, low_open=True, high_open=True), "figures": boolean},
+              "saturation_margin": number(0.0, 0.5, low_open=True, high_open=True), "figures": figures},
     "loss": {"name": choice(LOSSES), "alpha": number(0.0, 1.0), "gamma": number(0.0), "beta": RATE},
     "optimizer": {"name": choice(OPTIMIZERS), "lr": RATE, "mu": DECAY, "rho": DECAY, "delta": RATE,
                   "bias_correction": boolean},

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import io
 from pathlib import Path
 
 import numpy as np
-from matplotlib import rc_context
+from matplotlib import rc_context, rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 from PIL import Image
 
 from layerscope.files import replacing
-from layerscope.probe.measure import Histogram, ProbeRecord
+from layerscope.probe.measure import LECTURE_HISTOGRAMS, Histogram, ProbeRecord
 
 TICKS = 8  # pt: the smallest text in every figure
 LABELS = 9
 
 # activations share one x-range, as in the lecture; the backward signal can span orders of
 # magnitude across layers, so each of its panels has its own range (σ in the title).
-_ROWS = (("activation", "activation a", "tab:blue", True), ("backward", "backward signal dL/da", "tab:red", False))
-LECTURE_HISTOGRAMS = tuple(row[0] for row in _ROWS)
-"""The histograms the lecture figure draws (probes.jsonl keeps these, so a finished run can be drawn again)."""
+_ROWS = tuple(zip(LECTURE_HISTOGRAMS, ("activation a", "backward signal dL/da"), ("tab:blue", "tab:red"), (True, False)))
 SPIKE = 3.0  # a bin at 0 holding this many times its neighbour's count is a spike (a rectifier's zeros)
 
 
@@ -45,84 +45,133 @@ def _spread(h: Histogram) -> float:
     return float(np.sqrt(max(h.sum_squares / h.num - (h.sum / h.num) ** 2, 0.0)))
 
 
-def _histogram_panel(ax, h: Histogram, layer: int, color: str, rectifier: bool) -> None:
-    """One layer's histogram (share of values per bin); a rectifier's spike at 0 is stated, not drawn."""
-    if not (h.finite and h.num > 0):
-        ax.set_title(f"layer {layer}\nnon-finite", fontsize=LABELS, color="crimson")
-        return
-    counts = np.asarray(h.counts, dtype=float)
-    spike = zero_spike(h) if rectifier else None
-    if spike is not None:
-        counts[spike[0]] -= spike[1] * h.num  # what the neighbours suggest lies near 0; the rest is at 0
-        where = "at 0" if h.min == 0.0 else "near 0"  # ReLU's zeros; a leaky ReLU's small negatives
-        ax.text(0.97, 0.95, f"{spike[1]:.0%} {where}", transform=ax.transAxes, ha="right", va="top", fontsize=TICKS,
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "lw": 0.5})
-    if h.max > h.min:
-        ax.stairs(counts / h.num, h.edges, fill=True, color=color, alpha=0.8)
-    elif spike is None:  # every value equal (zero init): no width to draw
-        ax.text(0.5, 0.5, f"all {h.min:.3g}", transform=ax.transAxes, ha="center", va="center", fontsize=TICKS)
-    ax.set_title(f"layer {layer}\nσ={_spread(h):.2g}", fontsize=LABELS)
+class _HistogramPanel:
+    """One layer's histogram (share of values per bin), redrawn per record; a rectifier's spike at 0 is stated, not
+    drawn."""
+
+    def __init__(self, ax, color: str) -> None:
+        self.ax = ax
+        self.bars = ax.stairs([0.0], [0.0, 1.0], fill=True, color=color, alpha=0.8)
+        self.spike = ax.text(0.97, 0.95, "", transform=ax.transAxes, ha="right", va="top", fontsize=TICKS,
+                             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "lw": 0.5})
+        self.flat = ax.text(0.5, 0.5, "", transform=ax.transAxes, ha="center", va="center", fontsize=TICKS)
+
+    def update(self, h: Histogram, layer: int, rectifier: bool) -> bool:
+        """Show ``h``; whether it drew bars (a non-finite or empty histogram, or one value, draws none)."""
+        ax, drawn = self.ax, h.finite and h.num > 0
+        spike = zero_spike(h) if drawn and rectifier else None
+        self.bars.set_visible(drawn and h.max > h.min)
+        self.spike.set_visible(spike is not None)
+        self.flat.set_visible(drawn and h.max <= h.min and spike is None)  # every value equal (zero init)
+        if not drawn:
+            ax.set_title(f"layer {layer}\nnon-finite", fontsize=LABELS, color="crimson")
+            return False
+        counts = np.asarray(h.counts, dtype=float)
+        if spike is not None:
+            counts[spike[0]] -= spike[1] * h.num  # what the neighbours suggest lies near 0; the rest is at 0
+            where = "at 0" if h.min == 0.0 else "near 0"  # ReLU's zeros; a leaky ReLU's small negatives
+            self.spike.set_text(f"{spike[1]:.0%} {where}")
+        if h.max > h.min:
+            self.bars.set_data(counts / h.num, h.edges)
+        self.flat.set_text(f"all {h.min:.3g}")
+        ax.set_title(f"layer {layer}\nσ={_spread(h):.2g}", fontsize=LABELS, color=rcParams["text.color"])
+        return h.max > h.min
 
 
-def _histogram_row(fig: Figure, grid, row: int, record: ProbeRecord, quantity: str, label: str, color: str,
-                   shared: bool, rectifier: bool) -> None:
-    hists = record.histograms[quantity]
-    finite = [h for h in hists if h.finite]
-    low = min((h.min for h in finite), default=-1.0)
-    high = max((h.max for h in finite), default=1.0)
-    first = None
-    for layer, h in enumerate(hists):
-        ax = fig.add_subplot(grid[row, layer], sharex=first if shared else None)
-        first = first or ax
-        _histogram_panel(ax, h, layer + 1, color, rectifier and quantity == "activation")
-        ax.set_yticks([])
-        ax.set_xlabel(label.split()[-1], fontsize=TICKS, labelpad=1)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
-        ax.xaxis.get_offset_text().set_fontsize(TICKS)
-        ax.tick_params(axis="x", labelsize=TICKS)
-        if shared and high > low:
-            ax.set_xlim(low, high)
-        if layer == 0:
-            ax.set_ylabel(f"{label}\nshare per bin", fontsize=LABELS)
+class _HistogramRow:
+    """A row of histogram panels, one per layer: activations share one x-range, the backward signal's panels
+    each have their own."""
+
+    def __init__(self, fig: Figure, grid, row: int, depth: int, label: str, color: str, shared: bool) -> None:
+        self.shared, self.panels, first = shared, [], None
+        for layer in range(depth):
+            ax = fig.add_subplot(grid[row, layer], sharex=first if shared else None)
+            first = first or ax
+            self.panels.append(_HistogramPanel(ax, color))
+            ax.set_yticks([])
+            ax.set_xlabel(label.split()[-1], fontsize=TICKS, labelpad=1)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+            ax.xaxis.get_offset_text().set_fontsize(TICKS)
+            ax.tick_params(axis="x", labelsize=TICKS)
+            if layer == 0:
+                ax.set_ylabel(f"{label}\nshare per bin", fontsize=LABELS)
+
+    def update(self, hists: list[Histogram], rectifier: bool) -> None:
+        finite = [h for h in hists if h.finite]
+        low = min((h.min for h in finite), default=-1.0)
+        high = max((h.max for h in finite), default=1.0)
+        for layer, (panel, h) in enumerate(zip(self.panels, hists)):
+            ax = panel.ax
+            if panel.update(h, layer + 1, rectifier):
+                ax.relim(visible_only=True)
+                ax.set_autoscalex_on(True)
+                ax.autoscale_view()
+            else:  # as an empty panel's
+                ax.set_xlim(0.0, 1.0)
+        if self.shared and high > low:
+            for panel in self.panels:
+                panel.ax.set_xlim(low, high)
 
 
-def _by_layer_panels(left, right, record: ProbeRecord, full: bool = True) -> None:
+class _ByLayerPanels:
     """Activation std by layer on ``left`` (``full``: also its mean and the saturated or dead fraction), the backward
     signal's std on ``right`` (log; ``full``: also the weight-gradient norm), the mean-field prediction dashed."""
-    depth = len(record.histograms["activation"])
-    layers = np.arange(1, depth + 1)
-    stats = {k: np.array([np.nan if v is None else v for v in vs], dtype=float) for k, vs in record.stats.items()}
-    theory = record.theory or {}
-    if full:
-        left.plot(layers, stats["activation_mean"], "o-", color="C0", label="activation mean")
-    left.plot(layers, stats["activation_std"], "s-", color="C1", label="activation std" if full else "measured")
-    if theory:
-        left.plot(layers, theory["activation_std"], "k--", lw=1,
-                  label="activation std, mean-field theory" if full else "mean-field theory")
-    for key, style in (("saturated_fraction", "^--C2"), ("dead_fraction", "v--C3")) if full else ():
-        if np.isfinite(stats[key]).any():
-            left.plot(layers, stats[key], style, label=key.replace("_", " "))
-    left.set_ylabel("activation mean, std;\nshare of units" if full else "activation std")
-    for key, marker in (("backward_std", "o-C0"), ("weight_grad_norm", "s-C1"))[:2 if full else 1]:
-        values = stats[key]
-        if (values > 0).any():
-            right.semilogy(layers, np.where(values > 0, values, np.nan), marker, label=key.replace("_", " "))
-    if theory and all(v is not None and v > 0 for v in theory["backward_std"]):
-        right.semilogy(layers, theory["backward_std"], "k--", lw=1, label="backward std, mean-field theory")
-    right.set_ylabel("backward std, ‖dL/dW‖ (log)" if full else "backward signal std (log)")
-    _log_ticks(right)
-    if not right.get_legend_handles_labels()[0]:
-        right.text(0.5, 0.5, "backward signal and weight\ngradients are exactly 0", ha="center", va="center",
-                   transform=right.transAxes, fontsize=TICKS)
-    for ax in (left, right):
-        ax.set_xlabel("layer")
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True))
-        ax.tick_params(labelsize=TICKS)
-        ax.grid(alpha=0.3, which="both")
-    for ax in (left, right) if full else (left,):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=TICKS)
+
+    def __init__(self, left, right, full: bool = True) -> None:
+        self.left, self.right, self.full = left, right, full
+        plot = lambda ax, style, **kw: ax.plot([], [], style, **kw)[0]  # noqa: E731 - one line per curve
+        self.lines = {"activation_mean": plot(left, "o-", color="C0", label="activation mean"),
+                      "activation_std": plot(left, "s-", color="C1", label="activation std" if full else "measured"),
+                      "theory_activation_std": plot(left, "k--", lw=1, label="activation std, mean-field theory"
+                                                    if full else "mean-field theory"),
+                      "saturated_fraction": plot(left, "^--C2", label="saturated fraction"),
+                      "dead_fraction": plot(left, "v--C3", label="dead fraction"),
+                      "backward_std": plot(right, "o-C0", label="backward std"),
+                      "weight_grad_norm": plot(right, "s-C1", label="weight grad norm"),
+                      "theory_backward_std": plot(right, "k--", lw=1, label="backward std, mean-field theory")}
+        left.set_ylabel("activation mean, std;\nshare of units" if full else "activation std")
+        right.set_ylabel("backward std, ‖dL/dW‖ (log)" if full else "backward signal std (log)")
+        self.zero = right.text(0.5, 0.5, "backward signal and weight\ngradients are exactly 0", ha="center",
+                               va="center", transform=right.transAxes, fontsize=TICKS)
+        for ax in (left, right):
+            ax.set_xlabel("layer")
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True))
+            ax.tick_params(labelsize=TICKS)
+            ax.grid(alpha=0.3, which="both")
+
+    def update(self, record: ProbeRecord) -> None:
+        depth = len(record.histograms["activation"])
+        layers = np.arange(1, depth + 1)
+        stats = {k: np.array([np.nan if v is None else v for v in vs], dtype=float) for k, vs in record.stats.items()}
+        theory = record.theory or {}
+        shown = {"activation_std": stats["activation_std"], "activation_mean": stats["activation_mean"] if self.full
+                 else None, "theory_activation_std": np.asarray(theory["activation_std"], float) if theory else None}
+        for key in ("saturated_fraction", "dead_fraction"):
+            shown[key] = stats[key] if self.full and np.isfinite(stats[key]).any() else None
+        for key in ("backward_std", "weight_grad_norm")[:2 if self.full else 1]:
+            shown[key] = np.where(stats[key] > 0, stats[key], np.nan) if (stats[key] > 0).any() else None
+        if theory and all(v is not None and v > 0 for v in theory["backward_std"]):
+            shown["theory_backward_std"] = np.asarray(theory["backward_std"], float)
+        for key, line in self.lines.items():
+            values = shown.get(key)
+            line.set_visible(values is not None)
+            if values is not None:
+                line.set_data(layers, values)
+        logged = any(shown.get(k) is not None for k in ("backward_std", "weight_grad_norm", "theory_backward_std"))
+        self.right.set_yscale("log" if logged else "linear")
+        self.zero.set_visible(not logged)
+        for ax in (self.left, self.right):
+            ax.relim(visible_only=True)
+            ax.autoscale_view()
+        if logged:
+            _log_ticks(self.right)
+        for ax in (self.left, self.right) if self.full else (self.left,):
+            handles = [line for line in self.lines.values() if line.axes is ax and line.get_visible()]
+            if handles:
+                ax.legend(handles=handles, fontsize=TICKS)
+            elif ax.get_legend() is not None:
+                ax.get_legend().remove()
 
 
 def _log_ticks(ax) -> None:
@@ -142,40 +191,94 @@ def _rectifier(record: ProbeRecord) -> bool:
     return bool(np.isfinite(np.array(record.stats.get("dead_fraction", []), dtype=float)).any())
 
 
+class _Drawing:
+    """A figure built once and drawn again for each record: only its data, texts and ranges change. Its first draw
+    lays it out (constrained layout); later draws keep that layout, which is most of what a fresh figure costs."""
+
+    def __init__(self, fig: Figure) -> None:
+        self.figure, self.canvas = fig, FigureCanvasAgg(fig)
+
+    def render(self, path: Path | None = None) -> np.ndarray:
+        """Draw the figure as it is now, save it as PNG at ``path`` (when given); its (H, W, 3) pixels."""
+        pixels = render(self.figure, path, self.canvas)
+        self.figure.set_layout_engine("none")
+        return pixels
+
+
+class LectureFigure(_Drawing):
+    """Histograms per layer (activations, backward signal) above the mean/std-by-layer curves, for ``depth`` layers."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(Figure(figsize=(max(11.0, 1.6 * depth), 8.5), layout="constrained"))
+        grid = self.figure.add_gridspec(3, depth, height_ratios=(1, 1, 1.5))
+        self.rows = [_HistogramRow(self.figure, grid, row, depth, label, color, shared)
+                     for row, (_, label, color, shared) in enumerate(_ROWS)]
+        half = depth // 2
+        with rc_context({"axes.labelsize": LABELS + 1}):
+            self.curves = _ByLayerPanels(self.figure.add_subplot(grid[2, :half]),
+                                         self.figure.add_subplot(grid[2, half:]))
+
+    def update(self, record: ProbeRecord, title: str) -> "LectureFigure":
+        """Show ``record``, titled ``title``."""
+        for row, (quantity, *_) in zip(self.rows, _ROWS):
+            row.update(record.histograms[quantity], _rectifier(record) and quantity == "activation")
+        self.curves.update(record)
+        self.figure.suptitle(f"{title} — step {record.step}", fontsize=12)
+        return self
+
+
+class CompactFigure(_Drawing):
+    """The lecture figure's two by-layer curves alone, for TensorBoard's image cards (shown about 330 px wide):
+    3.6 inches wide with 8-9 pt text, so its text is about 10 px tall there (rendered at 200 dpi, 720 px)."""
+
+    def __init__(self) -> None:
+        with rc_context({"font.size": LABELS, "axes.labelsize": LABELS, "lines.markersize": 4}):
+            super().__init__(Figure(figsize=(3.6, 4.0), dpi=200, layout="constrained"))
+            axes = self.figure.subplots(2, 1)
+            self.curves = _ByLayerPanels(*axes, full=False)
+            for ax in axes:
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+
+    def update(self, record: ProbeRecord, title: str) -> "CompactFigure":
+        """Show ``record``, titled ``title``."""
+        with rc_context({"font.size": LABELS, "axes.labelsize": LABELS, "lines.markersize": 4}):
+            self.curves.update(record)
+            self.figure.suptitle(f"{title}\nstep {record.step}", fontsize=TICKS)
+        return self
+
+
+@functools.lru_cache(maxsize=8)
+def drawings(depth: int) -> tuple[LectureFigure, CompactFigure]:
+    """The lecture and compact figures of a ``depth``-layer run, built once per process and reused for every probe
+    of every run of that depth."""
+    return LectureFigure(depth), CompactFigure()
+
+
 def lecture_figure(record: ProbeRecord, title: str) -> Figure:
-    """Histograms per layer (activations, backward signal) above the mean/std-by-layer curves."""
-    depth = len(record.histograms["activation"])
-    fig = Figure(figsize=(max(11.0, 1.6 * depth), 8.5), layout="constrained")
-    grid = fig.add_gridspec(3, depth, height_ratios=(1, 1, 1.5))
-    for row, (quantity, label, color, shared) in enumerate(_ROWS):
-        _histogram_row(fig, grid, row, record, quantity, label, color, shared, _rectifier(record))
-    half = depth // 2
-    with rc_context({"axes.labelsize": LABELS + 1}):
-        _by_layer_panels(fig.add_subplot(grid[2, :half]), fig.add_subplot(grid[2, half:]), record)
-    fig.suptitle(f"{title} — step {record.step}", fontsize=12)
-    return fig
+    """A new lecture figure of ``record``."""
+    return LectureFigure(len(record.histograms["activation"])).update(record, title).figure
 
 
 def compact_figure(record: ProbeRecord, title: str) -> Figure:
-    """The lecture figure's two by-layer curves alone, for TensorBoard's image cards (shown about 330 px wide):
-    3.6 inches wide with 8-9 pt text, so its text is about 10 px tall there (rendered at 200 dpi, 720 px)."""
-    with rc_context({"font.size": LABELS, "axes.labelsize": LABELS, "lines.markersize": 4}):
-        fig = Figure(figsize=(3.6, 4.0), dpi=200, layout="constrained")
-        axes = fig.subplots(2, 1)
-        _by_layer_panels(*axes, record, full=False)
-        for ax in axes:
-            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
-        fig.suptitle(f"{title}\nstep {record.step}", fontsize=TICKS)
-    return fig
+    """A new compact figure of ``record`` (TensorBoard's image)."""
+    return CompactFigure().update(record, title).figure
 
 
-def render(fig: Figure, path: Path | None = None) -> np.ndarray:
-    """Draw ``fig`` once, save it as PNG at ``path`` (when given) and return its (H, W, 3) pixels."""
-    canvas = FigureCanvasAgg(fig)
+def render(fig: Figure, path: Path | None = None, canvas: FigureCanvasAgg | None = None) -> np.ndarray:
+    """Draw ``fig`` once (on ``canvas``, or a new one), save it as PNG at ``path`` (when given); its (H, W, 3) pixels."""
+    canvas = canvas or FigureCanvasAgg(fig)
     canvas.draw()
     pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with replacing(path) as tmp:
-            Image.fromarray(pixels).save(tmp, format="PNG")
+            tmp.write_bytes(png(pixels))
     return pixels
+
+
+def png(pixels: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 pixels as PNG bytes, compressed at zlib level 1: written 1.5x faster than at PIL's default
+    level, for files about 15% larger."""
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
+    return out.getvalue()

@@ -18,6 +18,8 @@ from layerscope.nets.stacked import Captured
 
 HISTOGRAMS = ("preactivation", "activation", "backward", "weight_grad", "weight")
 """Histogrammed quantities; ``backward`` is dL/d(activation), the backward signal."""
+LECTURE_HISTOGRAMS = ("activation", "backward")
+"""The histograms the lecture figure draws (probes.jsonl keeps these, so a finished run can be drawn again)."""
 
 STATS = ("preactivation_mean", "preactivation_std", "activation_mean", "activation_std",
          "unit_spread", "saturated_fraction", "dead_fraction", "backward_norm", "backward_std",

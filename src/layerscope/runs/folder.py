@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import OmegaConf
 
-from layerscope.files import truncate_jsonl, write_json_atomic, write_text
+from layerscope.files import truncate_jsonl, write_json_atomic, write_text, yaml_text
 
 SUMMARY, CONFIG, METRICS, PROBES, CHECKPOINT, TRAIN_LOG = (
     "summary.json", "config.yaml", "metrics.jsonl", "probes.jsonl", "checkpoint.pt", "train.log")
@@ -31,24 +31,6 @@ FINAL = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 def probe_figure(run_dir: Path, step: int) -> Path:
     """Where the lecture figure of the probe at ``step`` is drawn: figures/probe_000050.png."""
     return run_dir / "figures" / f"probe_{step:06d}.png"
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def restart_logs(run_dir: Path) -> int | None:
@@ -107,7 +89,7 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
 def write_config(run_dir: Path, cfg: Any) -> None:
     """Write the run's resolved config to its config.yaml."""
-    write_text(run_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    write_text(run_dir / CONFIG, yaml_text(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)))
 
 
 def read_config(run_dir: Path) -> dict:

@@ -19,6 +19,7 @@ This module imports nothing heavy: Hydra loads it at start-up (``hydra_plugins/l
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sys
@@ -26,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from layerscope.config.overrides import parse
 from layerscope.errors import ConfigError
 from layerscope.files import write_text
 
@@ -75,7 +76,7 @@ register_resolver()
 
 
 def _parsed(lines: list[str]) -> list:
-    return OverridesParser.create().parse_overrides(lines)
+    return parse(lines)
 
 
 def _values(override) -> list[str]:
@@ -119,10 +120,18 @@ class SweptNames(Callback):
 
 
 def _load_record(folder: Path, name: str) -> Any:
-    """A file Hydra recorded in a job folder's ``.hydra/`` (hydra.yaml, overrides.yaml), None when it has none."""
+    """A file Hydra recorded in a job folder's ``.hydra/`` (hydra.yaml, overrides.yaml), None when it has none;
+    read once while it is unchanged (a sweep's report asks each job's several times). Not to be modified."""
     path = folder / ".hydra" / name
-    if not path.exists():
+    try:
+        stat = path.stat()
+    except OSError:
         return None
+    return _read_record(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _read_record(path: str, mtime_ns: int, size: int) -> Any:
     with open(path) as stream:  # the C loader: ~1 ms a file, against ~30 ms for OmegaConf.load
         return yaml.load(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 

@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams.metadata import EXPERIMENT_TAG
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
@@ -22,8 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars, histogram_raw, hparams
 
 from layerscope.files import JsonLines
-from layerscope.probe.figures import LECTURE_HISTOGRAMS
-from layerscope.probe.measure import Histogram, ProbeRecord
+from layerscope.probe.measure import LECTURE_HISTOGRAMS, Histogram, ProbeRecord
 from layerscope.runs.folder import METRICS, PROBES
 
 SHARED_RANGE = ("preactivation", "activation")
@@ -87,7 +88,8 @@ class RunWriter:
         self.tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
         # the one private call to TensorBoard: SummaryWriter has no public way to write a prepared Summary, which
         # is what one event per probe (every layer's histograms and scalars), the custom-scalars layout of the
-        # measured statistics, and hparams in this folder (add_hparams would make a sub-folder, a second run) need
+        # measured statistics, hparams in this folder (add_hparams would make a sub-folder, a second run) and an
+        # image already encoded need
         self.events = self.tb._get_file_writer()
         self._metrics, self._probes = JsonLines(run_dir / METRICS), JsonLines(run_dir / PROBES)
         self.activation_range = activation_range
@@ -152,9 +154,13 @@ class RunWriter:
         for tag, value in metrics.items():
             self.tb.add_scalar(tag, value, step)
 
-    def figure(self, tag: str, figure: Any, step: int) -> None:
-        """Log a matplotlib figure as a TensorBoard image (closes it)."""
-        self.tb.add_figure(tag, figure, step, close=True)
+    def image(self, tag: str, pixels: np.ndarray, step: int) -> None:
+        """Log an (H, W, 3) uint8 image (as ``add_image`` does, encoded once as PNG)."""
+        from layerscope.probe.figures import png
+
+        height, width, channels = pixels.shape
+        image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png(pixels))
+        self.events.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def close(self) -> None:
         """Flush and close every file."""

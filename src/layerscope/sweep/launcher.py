@@ -10,23 +10,24 @@ one submitit job per chunk (``submitit_local``, or ``slurm`` to spread a sweep o
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, env_override, setup_globals
+from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from layerscope.config.validate import GB, free_bytes, run_bytes, validate, whole
 from layerscope.data.datasets import load_data
 from layerscope.errors import ConfigError
+from layerscope.files import yaml_text
 from layerscope.runs.folder import failure, finished, objective, read_summary, stopped_by, write_summary
 from layerscope.runs.results import RunResult
 from layerscope.train.finish import describe
-from layerscope.train.group import group_key, train_group
+from layerscope.train.group import data_key, group_key, train_group
 from layerscope.train.interrupt import Stopped
 
 log = logging.getLogger("layerscope")
@@ -41,8 +42,8 @@ def _fits(cfg: DictConfig, loaded: dict) -> int | None:
     invalid (its members then fail one by one, with their own error)."""
     try:
         device = validate(cfg)
-        key = (repr(OmegaConf.to_container(cfg.data, resolve=True)), cfg.trainer.seed)
-        data = loaded.setdefault(key, load_data(cfg.data, cfg.trainer.seed))
+        key = data_key(cfg)
+        data = loaded[key] if key in loaded else loaded.setdefault(key, load_data(cfg.data, cfg.trainer.seed))
     except ConfigError:
         return None
     need, free = run_bytes(cfg, data), free_bytes(device)
@@ -52,18 +53,25 @@ def _fits(cfg: DictConfig, loaded: dict) -> int | None:
     return int(MEMORY_SHARE * free // need)
 
 
-def plan(cfgs: list[DictConfig], max_members: int, fit_memory: bool = True) -> list[list[int]]:
+def plan(cfgs: list[DictConfig], max_members: int, fit_memory: bool = True,
+         loaded: dict | None = None) -> list[list[int]]:
     """Job indices per stacked model: jobs of one shape, at most ``max_members`` and (``fit_memory``)
-    what fits this machine's device memory."""
+    what fits this machine's device memory, for which each shape's data is loaded (into ``loaded``, by
+    ``group.data_key``, when given). A job's config may still hold its ``hydra`` node."""
     groups: dict[str, list[int]] = {}
     for index, cfg in enumerate(cfgs):
         groups.setdefault(group_key(cfg), []).append(index)
-    chunks, loaded = [], {}
+    chunks, loaded = [], {} if loaded is None else loaded
     for indices in groups.values():
-        fits = _fits(cfgs[indices[0]], loaded) if fit_memory else None
+        fits = _fits(_task_view(cfgs[indices[0]]), loaded) if fit_memory else None
         size = min(max_members, fits or max_members)
         chunks += [indices[i:i + size] for i in range(0, len(indices), size)]
     return chunks
+
+
+def _task_view(config: DictConfig) -> DictConfig:
+    """A copy of a job's config without its ``hydra`` node (what its task will get)."""
+    return OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
 
 
 def check_launcher(max_members: Any, dispatch: Any) -> None:
@@ -83,17 +91,43 @@ def reproducible_matmuls() -> None:
 
 
 def _output_dir(config: DictConfig) -> Path:
-    """The job's folder, as Hydra's ``run_job`` computes it."""
-    HydraConfig.instance().set_config(config)
+    """The job's folder, as Hydra's ``run_job`` computes it; with the job's ``HydraConfig`` set first where the sweep's
+    folder reads it (``${hydra:...}``), which takes a copy of the config."""
+    if "${hydra:" in str(OmegaConf.to_container(config.hydra.sweep, resolve=False)):
+        HydraConfig.instance().set_config(config)
     return Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / str(OmegaConf.select(config, "hydra.sweep.subdir"))
 
 
-def _task(config: DictConfig) -> DictConfig:
-    """The job's config without the ``hydra`` node, as the task function would get it."""
-    task = copy.deepcopy(config)
-    with read_write(task), open_dict(task):
-        del task["hydra"]
-    return task
+def _begin_job(hydra_context: HydraContext, config: DictConfig, folder: Path) -> tuple[DictConfig, JobReturn]:
+    """What Hydra's ``run_job`` leaves of a job before its task runs, made in one pass over the config: the folder, its
+    ``.hydra/`` records (config.yaml, hydra.yaml, overrides.yaml, as ``run_job`` writes them) and the job's start
+    and end callbacks; the job's task config (``config`` itself, less its ``hydra`` node) and its JobReturn. Unlike
+    ``run_job`` it neither configures the job's logging (each member logs to its own train.log) nor sets
+    ``HydraConfig`` to the job's (the launcher sets it once)."""
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = os.path.abspath(folder)
+    plain = OmegaConf.to_container(config, enum_to_str=True)
+    hydra = plain.pop("hydra")
+    folder.mkdir(parents=True, exist_ok=True)
+    if config.hydra.output_subdir is not None:
+        records = folder / str(config.hydra.output_subdir)
+        records.mkdir(parents=True, exist_ok=True)
+        for name, text in (("config.yaml", yaml_text(plain)), ("hydra.yaml", yaml_text({"hydra": hydra})),
+                           ("overrides.yaml", yaml_text(hydra["overrides"]["task"]))):
+            (records / name).write_text(text, encoding="utf-8")
+    ret = JobReturn(overrides=list(hydra["overrides"]["task"]), working_dir=os.getcwd(),
+                    task_name=str(config.hydra.job.name), status=JobStatus.COMPLETED)
+    with env_override(dict(config.hydra.job.env_set)):
+        hydra_context.callbacks.on_job_start(config=config, task_function=_no_task)
+    hydra_context.callbacks.on_job_end(config=config, job_return=ret)
+    with read_write(config), open_dict(config):
+        del config["hydra"]
+    ret.cfg = config
+    return config, ret
+
+
+def _no_task(cfg: DictConfig) -> None:
+    """The task the callbacks are told of: the launcher trains the jobs itself, in stacks."""
 
 
 def _submitit(work: list[tuple[list[DictConfig], list[str]]], dispatch: str, options: DictConfig) -> list:
@@ -122,15 +156,15 @@ def _submitit(work: list[tuple[list[DictConfig], list[str]]], dispatch: str, opt
     return results
 
 
-def _local(work: list[tuple[list[DictConfig], list[str]]]) -> list[list[dict]]:
-    """Train the stacks one after another. A group that fails fails its members (each says why) and the next
-    group trains; after a SIGINT/SIGTERM the groups not begun are marked interrupted."""
+def _local(work: list[tuple[list[DictConfig], list[str]]], loaded: dict | None = None) -> list[list[dict]]:
+    """Train the stacks one after another (with the datasets ``plan`` loaded). A group that fails fails its members
+    (each says why) and the next group trains; after a SIGINT/SIGTERM the groups not begun are marked interrupted."""
     results: list[list[dict]] = []
     stopped = None
     for cfgs, run_dirs in work:
         if stopped is None:
             try:
-                results.append(train_group(cfgs, run_dirs))
+                results.append(train_group(cfgs, run_dirs, loaded))
             except Stopped as stop:  # outside the training loop (data, figures): its members say interrupted
                 stopped = stop.name
                 results.append([read_summary(Path(d)) for d in run_dirs])
@@ -174,29 +208,30 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         with open_dict(config):
             config.hydra.job.id = config.hydra.job.num = number
         configs.append(config)
-    tasks = [_task(c) for c in configs]
     folders = [_output_dir(c) for c in configs]
-    skipped = {i for i, task in enumerate(tasks) if task.get("skip_completed") and finished(folders[i])}
+    HydraConfig.instance().set_config(configs[-1])  # as after run_job: ${hydra:...} in a job's config reads it
+    loaded: dict = {}  # the datasets plan loads, for the groups trained here
+    skipped = {i for i, config in enumerate(configs) if config.get("skip_completed") and finished(folders[i])}
     todo = [i for i in range(len(configs)) if i not in skipped]
     try:
         chunks = [[todo[i] for i in chunk]  # on SLURM the nodes' GPUs are not this machine's: max_members alone
-                  for chunk in plan([tasks[i] for i in todo], launcher.max_members, launcher.dispatch != "slurm")]
+                  for chunk in plan([configs[i] for i in todo], launcher.max_members, launcher.dispatch != "slurm",
+                                    loaded)]
     except ConfigError:
         _forget_sweep(Path(str(hydra_cfg.sweep.dir)))
         raise
     Path(str(hydra_cfg.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    returns = {i: run_job(hydra_context=launcher.hydra_context, task_function=lambda cfg: None, config=configs[i],
-                          job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-               for i in todo}  # each job's folder and .hydra/, as every launcher writes them
-    configure_log(hydra_cfg.hydra_logging, hydra_cfg.verbose)
+    tasks, returns = {}, {}
+    for i in todo:  # each job's folder and .hydra/, as every launcher writes them
+        tasks[i], returns[i] = _begin_job(launcher.hydra_context, configs[i], folders[i])
     for i in skipped:
-        returns[i] = JobReturn(overrides=list(job_overrides[i]), cfg=tasks[i], status=JobStatus.COMPLETED,
+        returns[i] = JobReturn(overrides=list(job_overrides[i]), cfg=_task_view(configs[i]), status=JobStatus.COMPLETED,
                                _return_value=objective(RunResult.load(folders[i]).summary))
     log.info("stacked launcher: %d jobs, %d skipped as finished, stacked as %s", len(configs), len(skipped),
              _stacks(chunks))
     work = [([tasks[i] for i in chunk], [str(folders[i]) for i in chunk]) for chunk in chunks]
     if launcher.dispatch == "local":
-        results = _local(work)
+        results = _local(work, loaded)
     else:
         results = _submitit(work, launcher.dispatch, launcher.submitit)
     for chunk, result in zip(chunks, results):

@@ -19,7 +19,8 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from layerscope.files import write_text
 from layerscope.probe.figures import render
-from layerscope.runs.folder import FINAL, SUMMARY
+from layerscope.errors import ConfigError
+from layerscope.runs.folder import FINAL, PROBES, SUMMARY
 from layerscope.runs.job_names import job_number, recorded_overrides
 from layerscope.runs.results import RunResult
 from layerscope.runs.tables import cell, write_csv
@@ -357,17 +358,35 @@ def tally(jobs: list[Job]) -> str:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """Console entry point ``layerscope-report <sweep folder>``."""
-    parser = argparse.ArgumentParser(prog="layerscope-report", description="Rebuild a sweep's table and figures.")
-    parser.add_argument("sweep_dir", type=Path, help="a folder under outputs/sweeps/ (finished or partial)")
+    """Console entry point ``layerscope-report <sweep folder>`` (the sweep's table and figures) or
+    ``layerscope-report <run folder> [--step N ...]`` (a run's lecture figures, drawn from its probes)."""
+    parser = argparse.ArgumentParser(prog="layerscope-report",
+                                     description="Rebuild a sweep's table and figures, or draw a run's lecture figures.")
+    parser.add_argument("folder", type=Path, help="a sweep folder (outputs/sweeps/...) or a run folder (outputs/runs/...)")
+    parser.add_argument("--step", type=int, action="append", metavar="N",
+                        help="a run folder: draw the lecture figure of the probe at step N (repeatable; default: the "
+                             "first and last probe)")
     args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        sys.exit(f"layerscope-report: error: {args.sweep_dir} is not a folder; pass a sweep folder such as "
-                 f"outputs/sweeps/<date>/<time>")
-    if not collect(args.sweep_dir):
-        sys.exit(f"layerscope-report: error: {args.sweep_dir} holds no job folders; pass the sweep's own folder")
+    folder = args.folder
+    if not folder.is_dir():
+        _exit(f"{folder} is not a folder; pass a sweep folder such as outputs/sweeps/<date>/<time> or a run folder")
     try:
-        path = write_sweep_report(args.sweep_dir)
+        if (folder / PROBES).exists():
+            from layerscope.train.finish import redraw
+
+            print("\n".join(str(path) for path in redraw(folder, args.step)))
+            return
+        if args.step:
+            _exit(f"{folder} holds no probes.jsonl: --step draws a run's figures; pass a run folder")
+        if not collect(folder):
+            _exit(f"{folder} holds no job folders; pass the sweep's own folder")
+        print(write_sweep_report(folder))
+    except ConfigError as err:
+        _exit(str(err))
     except OSError as err:
-        sys.exit(f"layerscope-report: error: cannot write into {args.sweep_dir}: {err.strerror}")
-    print(path)
+        _exit(f"cannot write into {folder}: {err.strerror}")
+
+
+def _exit(message: str) -> None:
+    print(f"layerscope-report: error: {message}", file=sys.stderr)
+    sys.exit(2)

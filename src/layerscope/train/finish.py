@@ -10,9 +10,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from layerscope.probe.figures import compact_figure, lecture_figure, render
+from layerscope.errors import ConfigError
+from layerscope.files import read_jsonl
 from layerscope.probe.measure import ProbeRecord
-from layerscope.runs.folder import probe_figure, write_summary
+from layerscope.runs.folder import PROBES, probe_figure, read_config, write_summary
 from layerscope.runs.job_names import swept_overrides
 from layerscope.runs.writer import RunWriter
 
@@ -68,8 +69,9 @@ def dashboard_hparams(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], l
 def finish_run(cfg: DictConfig, summary: dict[str, Any], records: list[ProbeRecord], writer: RunWriter,
                steps: int, logger: logging.Logger = log, figures: bool = True) -> None:
     """The end of every run: its figures, hparams and summary.json, and a closing log line."""
-    if cfg.probe.figures and figures:
-        draw_figures(records, describe(cfg), writer.run_dir, writer)
+    drawn = figure_records(records, cfg.probe.figures) if figures else []
+    if drawn:
+        draw_figures(drawn, describe(cfg), writer.run_dir, writer)
     params, listed, varied = dashboard_hparams(cfg, writer.run_dir)
     writer.hparams(params, {**summary["final"], "steps": steps, "diverged": float(summary["status"] == "diverged")},
                    steps, listed, varied)
@@ -79,9 +81,40 @@ def finish_run(cfg: DictConfig, summary: dict[str, Any], records: list[ProbeReco
                 ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished")
 
 
-def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: RunWriter) -> None:
-    """The lecture figure for every probe, figures/probe_<step>.png, and its compact form as a TensorBoard image
-    (legible at the size TensorBoard shows an image)."""
-    for record in tqdm(records, desc="figures", unit="fig", disable=None, leave=False):
-        render(lecture_figure(record, title), probe_figure(run_dir, record.step))
-        writer.tb.add_image("lecture/probe", render(compact_figure(record, title)), record.step, dataformats="HWC")
+def figure_records(records: list[ProbeRecord], figures: bool | str) -> list[ProbeRecord]:
+    """The probes whose figures ``probe.figures`` asks for: the first and the last (true), every one ("every"),
+    none (false)."""
+    if figures == "every":
+        return records
+    return list({id(r): r for r in (records[:1] + records[-1:])}.values()) if figures else []
+
+
+def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: RunWriter | None = None) -> list[Path]:
+    """The lecture figure of each of ``records``, figures/probe_<step>.png, and (with ``writer``) its compact form as
+    a TensorBoard image, legible at the size TensorBoard shows an image; the PNGs' paths."""
+    from layerscope.probe.figures import drawings  # matplotlib: only for a run that draws
+
+    paths = []
+    for record in tqdm(records, desc="figures", unit="fig", disable=None if len(records) > 2 else True, leave=False):
+        lecture, compact = drawings(len(record.histograms["activation"]))
+        paths.append(probe_figure(run_dir, record.step))
+        lecture.update(record, title).render(paths[-1])
+        if writer is not None:
+            writer.image("lecture/probe", compact.update(record, title).render(), record.step)
+    return paths
+
+
+def redraw(run_dir: Path, steps: list[int] | None = None) -> list[Path]:
+    """Draw a run's lecture figures again from its probes.jsonl: of the probes at ``steps`` (the first and the last
+    when None), as figures/probe_<step>.png; their paths. A step the run did not probe is a ConfigError."""
+    records = [ProbeRecord.from_json(row) for row in read_jsonl(run_dir / PROBES)]
+    cfg = OmegaConf.create(read_config(run_dir))
+    if not records or not cfg:
+        raise ConfigError(f"{run_dir} holds no probes to draw (no probes.jsonl or config.yaml); pass a run's folder")
+    by_step = {r.step: r for r in records}
+    missing = [s for s in steps or () if s not in by_step]
+    if missing:
+        listed = ", ".join(map(str, by_step)) if len(by_step) <= 12 else f"{', '.join(map(str, list(by_step)[:12]))}, ..."
+        raise ConfigError(f"{run_dir} has no probe at step {missing[0]}; its probes are at steps {listed}")
+    chosen = figure_records(records, True) if steps is None else [by_step[s] for s in dict.fromkeys(steps)]
+    return draw_figures(chosen, describe(cfg), run_dir)

@@ -45,8 +45,10 @@ MEMBER_KEYS = {"init": None, "optimizer": None, "scheduler": None,
 
 
 def group_key(cfg: DictConfig) -> str:
-    """Configs with equal keys train as one stacked model: the config less what members may differ in."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    """Configs with equal keys train as one stacked model: the config less what members may differ in (and less a
+    sweep job's ``hydra`` node)."""
+    plain = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+             for key in cfg if key != "hydra"}
     for group, keys in MEMBER_KEYS.items():
         if keys is None:
             plain.pop(group, None)
@@ -60,17 +62,24 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     An invalid config raises its ConfigError (the CLI's one line) before anything is written there."""
     member = Member(cfg, Path(run_dir))
     member.run_dir.mkdir(parents=True, exist_ok=True)
-    _train([member])
+    _train([member], {})
     if member.error is not None:
         raise member.error
     return member.summary
 
 
-def train_group(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[dict[str, Any]]:
+def data_key(cfg: DictConfig) -> tuple[str, int]:
+    """What a run's dataset depends on: its ``data`` config and (for a seeded draw or split) its seed."""
+    return repr(OmegaConf.to_container(cfg.data, resolve=True)), int(cfg.trainer.seed)
+
+
+def train_group(cfgs: list[DictConfig], run_dirs: list[Path], loaded: dict[tuple[str, int], Data] | None = None
+                ) -> list[dict[str, Any]]:
     """Train configs that share a model shape as one stacked model; each member's summary, in order.
 
     Members are stacked in optimizer order (each rule updates a block of rows); summaries come back in the
-    order given. A member whose folder another process holds fails without writing there.
+    order given. A member whose folder another process holds fails without writing there. ``loaded``: datasets
+    this process loaded before (``data_key``: dataset), taken from it when used.
     """
     order = sorted(range(len(cfgs)), key=lambda i: str(cfgs[i].optimizer.get("name")))
     members = [Member(cfgs[i], Path(run_dirs[i])) for i in order]
@@ -81,7 +90,7 @@ def train_group(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[dict[str, 
             except FolderInUse as err:  # another process's folder: nothing is written there
                 m.summary, m.done, m.error = failure(str(err)), True, err
         try:
-            _train(members)
+            _train(members, loaded or {})
         finally:
             for m in members:
                 if m.error is not None and not isinstance(m.error, FolderInUse):
@@ -90,11 +99,11 @@ def train_group(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[dict[str, 
     return [by_input[i].summary for i in range(len(cfgs))]
 
 
-def _train(members: list[Member]) -> None:
+def _train(members: list[Member], loaded: dict[tuple[str, int], Data]) -> None:
     """Check and build the members, then train them a stack per starting step. However this ends, every
     member's folder says how: a crash fails the members it stopped, a signal outside the loop interrupts them."""
     try:
-        stacks = _build(members)
+        stacks = _build(members, loaded)
         for stack in stacks:
             Trainer(stack).run()
     except (Exception, Stopped) as err:
@@ -111,7 +120,7 @@ def _train(members: list[Member]) -> None:
         raise
 
 
-def _build(members: list[Member]) -> list[Stack]:
+def _build(members: list[Member], loaded: dict[tuple[str, int], Data]) -> list[Stack]:
     """Check and build every member that owns its folder (a bad config fails that member alone); the stacks."""
     device = None
     for m in members:
@@ -128,7 +137,7 @@ def _build(members: list[Member]) -> list[Stack]:
         torch.cuda.set_device(device)  # streams and graphs (trainer.cuda_graph) belong to the current device
     if trained[0].cfg.trainer.threads:  # part of the group's shape: every member asks for the same
         torch.set_num_threads(trained[0].cfg.trainer.threads)
-    datasets = _datasets(trained, device)
+    datasets = _datasets(trained, device, loaded)
     for m, label in zip(trained, differences([m.cfg for m in trained], [m.run_dir for m in trained])):
         m.label, m.log = label, member_log(m.run_dir, console=len(members) == 1)
         if not m.done:
@@ -144,15 +153,17 @@ def _build(members: list[Member]) -> list[Stack]:
     return [_stack(list(group), [datasets[i] for i in used], device) for _, group in by_step]
 
 
-def _datasets(members: list[Member], device: torch.device) -> list[Data]:
-    """Load each distinct dataset once: members share one unless a seeded draw or split differs."""
+def _datasets(members: list[Member], device: torch.device, loaded: dict[tuple[str, int], Data]) -> list[Data]:
+    """Load each distinct dataset once (taking those in ``loaded``, loaded before): members share one unless a
+    seeded draw or split differs."""
     fixed: dict[str, Data] = {}  # datasets that do not depend on the seed, by config
     seeded: dict[tuple[str, int], Data] = {}
     out: list[Data] = []
     for m in members:
-        key, seed = repr(OmegaConf.to_container(m.cfg.data, resolve=True)), m.cfg.trainer.seed
+        key, seed = data_key(m.cfg)
         try:
-            data = fixed.get(key) or seeded.get((key, seed)) or load_data(m.cfg.data, seed)
+            data = (fixed.get(key) or seeded.get((key, seed)) or loaded.pop((key, seed), None)
+                    or load_data(m.cfg.data, seed))
             (seeded.__setitem__((key, seed), data) if data.seeded else fixed.__setitem__(key, data))
             check_against_data(m.cfg, data, device)
         except ConfigError as err:

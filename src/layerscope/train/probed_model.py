@@ -25,7 +25,7 @@ def initialized_model(cfg: DictConfig, data: Data, device: torch.device | str = 
     generator = torch.Generator().manual_seed(cfg.trainer.seed)
     with torch.device("meta"):
         model = build_model(cfg.model, cfg.activation, cfg.bn, data.input_dim, data.num_classes)
-    model.to_empty(device="cpu")
+    _materialize(model)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.Linear):
@@ -34,6 +34,16 @@ def initialized_model(cfg: DictConfig, data: Data, device: torch.device | str = 
                 module.reset_parameters()  # norms and PReLU: constants, no draws
     initialize(model, cfg.init, cfg.activation.name, cfg.activation, generator)
     return model.to(device=device, dtype=DTYPES[cfg.trainer.dtype])
+
+
+def _materialize(model: nn.Module) -> None:
+    """Give a model built on the meta device uninitialized CPU tensors, as ``Module.to_empty`` would (which takes torch's
+    meta-tensor path and imports sympy, ~0.5 s of a process's start)."""
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            setattr(module, name, nn.Parameter(torch.empty(param.shape, dtype=param.dtype), param.requires_grad))
+        for name, buffer in module.named_buffers(recurse=False):
+            setattr(module, name, torch.empty(buffer.shape, dtype=buffer.dtype))
 
 
 def probe_measure(cfg: DictConfig) -> Measure:
