@@ -11,10 +11,10 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 ONLY ?=
-.PHONY: help venv run test test-slow bench bench-sweep reproduce tensorboard clean
+.PHONY: help venv run test test-slow bench bench-sweep bench-overhead reproduce tensorboard clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 	@echo "  variables: ARGS='<hydra overrides>'  TORCH='$(TORCH)'  TORCH_INDEX=  PYTHON=$(PYTHON)  PORT=$(PORT)"
 
 $(STAMP): pyproject.toml
@@ -41,6 +41,9 @@ bench: $(STAMP)  ## throughput: plain PyTorch loop vs the layerscope trainer, sa
 
 bench-sweep: $(STAMP)  ## one sweep three ways: one after another, basic launcher, stacked launcher (ARGS='--ks 16')
 	$(BIN)/python benchmarks/sweep.py $(ARGS)
+
+bench-overhead: $(STAMP)  ## what a run, a stacked member and a sweep job cost beyond their arithmetic (ARGS='--repeats 3')
+	$(BIN)/python benchmarks/overhead.py $(ARGS)
 
 reproduce: $(STAMP)  ## run every lecture experiment, check its claim, write outputs/reproduce/REPORT.md (ONLY=<name>)
 	$(BIN)/python -m layerscope.lecture.reproduce $(if $(ONLY),--only $(ONLY))

@@ -42,7 +42,7 @@ CATEGORIES = {  # what a profiled function's time (with its callees) is charged 
     "set-up": [("config/hydra_hooks.py", "_save_config"), ("hydra/core/utils.py", "configure_log"),
                ("sweep/launcher.py", "_output_dir"), ("sweep/launcher.py", "_begin_job"), ("train/group.py", "_build")],
     "probes": [("train/loop.py", "_keep")],
-    "figures": [("train/finish.py", "draw_figures")],
+    "figures": [("train/finish.py", "start_figures"), ("concurrent/futures/_base.py", "result")],
     "files": [("train/loop.py", "_begin"), ("train/loop.py", "_checkpoint"), ("runs/writer.py", "hparams"),
               ("runs/writer.py", "close"), ("runs/writer.py", "epoch"), ("runs/folder.py", "write_summary")],
     "report": [("sweep/report.py", "write_sweep_report")],

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from layerscope.lecture.claims import CHECKS
 from layerscope.lecture.reproduce import Experiment, load_experiments, run_experiment
 from layerscope.paths import config_dir
-from layerscope.probe.measure import ProbeRecord
+from layerscope.probe.record import ProbeRecord
 from layerscope.runs.results import RunResult
 from layerscope.train.group import run
 

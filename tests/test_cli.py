@@ -14,7 +14,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from layerscope.api import load_run
-from layerscope.probe.measure import HISTOGRAMS, STATS
+from layerscope.probe.record import HISTOGRAMS, STATS
 
 CLI = str(Path(sys.executable).with_name("layerscope"))
 SMALL = ["model.depth=3", "model.width=32", "trainer.batch_size=64", "probe.every=5", "trainer.progress=false"]

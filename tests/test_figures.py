@@ -3,13 +3,18 @@ spike at 0 stated as a share, and a compact image that TensorBoard's cards show 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
 from matplotlib.text import Text
+from PIL import Image
 
+from layerscope.probe import figure_workers
 from layerscope.probe.figures import CompactFigure, LectureFigure, compact_figure, lecture_figure, render, zero_spike
-from layerscope.probe.measure import STATS, Histogram, ProbeRecord, histogram_summary
+from layerscope.probe.measure import histogram_summary
+from layerscope.probe.record import LECTURE_HISTOGRAMS, STATS, Histogram, ProbeRecord
 from layerscope.train.finish import figure_records
 
 DEPTH = 10
@@ -141,3 +146,16 @@ def test_figures_of_a_run_are_its_first_and_last_probe_unless_asked_for_every_on
     assert [r.step for r in figure_records(records, "every")] == [0, 50, 100, 119]
     assert figure_records(records, False) == [] and figure_records([], True) == []
     assert [r.step for r in figure_records(records[:1], True)] == [0]  # a probe-only run: one figure
+
+
+def test_worker_processes_draw_the_figures_this_process_would(tmp_path):
+    """A stack's members hand their figures to worker processes: the PNG a worker writes and the TensorBoard image it
+    returns are, pixel for pixel, the figures this process draws from the same record (as probes.jsonl keeps it)."""
+    kept = ProbeRecord.from_json(record(np.tanh).to_json(LECTURE_HISTOGRAMS))
+    [future] = figure_workers.draw([kept], "10x500 tanh", [tmp_path / "probe.png"], many=True)
+    step, data, shape = future.result(timeout=120)
+    assert step == kept.step and shape == (800, 720, 3)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "probe.png").convert("RGB")),
+                          render(lecture_figure(kept, "10x500 tanh")))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")),
+                          render(compact_figure(kept, "10x500 tanh")))

@@ -13,7 +13,8 @@ from layerscope.nets.init import initialize
 from layerscope.nets.mlp import build_model
 from layerscope.nets.stacked import Captured, StackedMLP
 from layerscope.optim.rules import Optimizer
-from layerscope.probe.measure import HISTOGRAMS, STATS, Histogram, Measure, ProbeRecord, histogram_summary
+from layerscope.probe.measure import Measure, histogram_summary
+from layerscope.probe.record import HISTOGRAMS, STATS, Histogram, ProbeRecord
 
 
 @pytest.mark.parametrize("sample", [None, 1000])

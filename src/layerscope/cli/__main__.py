@@ -2,4 +2,5 @@
 
 from layerscope.cli.main import cli
 
-cli()
+if __name__ == "__main__":  # a worker process (figures) imports this module again: it must not run the command
+    cli()

@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 from PIL import Image
 
 from layerscope.files import replacing
-from layerscope.probe.measure import LECTURE_HISTOGRAMS, Histogram, ProbeRecord
+from layerscope.probe.record import LECTURE_HISTOGRAMS, Histogram, ProbeRecord
 
 TICKS = 8  # pt: the smallest text in every figure
 LABELS = 9

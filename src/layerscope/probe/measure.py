@@ -7,26 +7,11 @@ probe brings them all to the host as one ``ProbeRecord`` per member.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
-import numpy as np
 import torch
 
 from layerscope.nets.activations import Activation
 from layerscope.nets.stacked import Captured
-
-HISTOGRAMS = ("preactivation", "activation", "backward", "weight_grad", "weight")
-"""Histogrammed quantities; ``backward`` is dL/d(activation), the backward signal."""
-LECTURE_HISTOGRAMS = ("activation", "backward")
-"""The histograms the lecture figure draws (probes.jsonl keeps these, so a finished run can be drawn again)."""
-
-STATS = ("preactivation_mean", "preactivation_std", "activation_mean", "activation_std",
-         "unit_spread", "saturated_fraction", "dead_fraction", "backward_norm", "backward_std",
-         "weight_grad_norm", "weight_norm", "update_ratio")
-"""Per-layer scalars; unit_spread is the std across a layer's units (mean over up to 64 samples):
-0 when all units are identical, as after zero init; saturated_fraction is NaN unless the activation is bounded (tanh, sigmoid),
-dead_fraction NaN unless it is a rectifier, update_ratio NaN when no update followed the probe."""
+from layerscope.probe.record import Histogram, ProbeRecord
 
 UNIT_SPREAD_ROWS = 64  # unit_spread averages the across-unit std over the batch's first 64 samples
 
@@ -61,77 +46,6 @@ def _norm(summary: torch.Tensor) -> torch.Tensor:
     """L2 norms from histogram summaries (last dim): √(num·mean² + (num-1)·std²)."""
     num, mean, std = summary[..., 2], summary[..., 3], summary[..., 4]
     return (num * mean.square() + (num - 1) * std.square()).sqrt()
-
-
-@dataclass
-class Histogram:
-    """One binned tensor, in the fields ``SummaryWriter.add_histogram_raw`` takes."""
-
-    min: float
-    max: float
-    num: float
-    sum: float
-    sum_squares: float
-    counts: list[float]
-
-    @classmethod
-    def from_moments(cls, low: float, high: float, num: float, mean: float, std: float,
-                     counts: list[float]) -> "Histogram":
-        """Build from min, max, count, mean and (unbiased) std."""
-        return cls(low, high, num, mean * num, (num - 1) * std * std + num * mean * mean, counts)
-
-    @property
-    def edges(self) -> np.ndarray:
-        """The bins+1 bin edges from min to max."""
-        return np.linspace(self.min, self.max, len(self.counts) + 1)
-
-    def to_json(self) -> dict:
-        """Strict-JSON fields (a non-finite moment becomes null)."""
-        head = {k: (v if math.isfinite(v) else None) for k, v in
-                (("min", self.min), ("max", self.max), ("num", self.num), ("sum", self.sum),
-                 ("sum_squares", self.sum_squares))}
-        return {**head, "counts": [round(c, 2) for c in self.counts]}
-
-    @property
-    def finite(self) -> bool:
-        """Whether every value that went into it was finite."""
-        values = [self.min, self.max, self.sum, self.sum_squares]
-        return all(v is not None for v in values) and bool(np.isfinite(values).all())
-
-
-def _nulls(table: dict[str, list[float]]) -> dict[str, list[float | None]]:
-    return {k: [v if v is not None and math.isfinite(v) else None for v in vs] for k, vs in table.items()}
-
-
-@dataclass
-class ProbeRecord:
-    """Everything one probe measured, on the host: per-layer stats and histograms."""
-
-    step: int
-    stats: dict[str, list[float]]
-    histograms: dict[str, list[Histogram]] = field(default_factory=dict)
-    theory: dict[str, list[float]] | None = None  # mean-field prediction, at step 0
-
-    @property
-    def finite(self) -> bool:
-        """False when a gradient, activation or weight held NaN or inf."""
-        return all(h.finite for hs in self.histograms.values() for h in hs)
-
-    def to_json(self, quantities: tuple[str, ...] | None = None) -> dict:
-        """A strict-JSON dict (NaN/inf as null; counts to 0.01) with the histograms of ``quantities`` (all)."""
-        keep = self.histograms if quantities is None else {q: self.histograms[q] for q in quantities}
-        return {"step": self.step, "stats": _nulls(self.stats), "theory": _nulls(self.theory or {}) or None,
-                "histograms": {q: [h.to_json() for h in hs] for q, hs in keep.items()}}
-
-    @classmethod
-    def from_json(cls, row: dict) -> "ProbeRecord":
-        """Inverse of ``to_json``."""
-        nan = float("nan")
-        histograms = {q: [Histogram(**{k: nan if v is None else v for k, v in h.items()}) for h in hs]
-                      for q, hs in row["histograms"].items()}
-        stats = {k: [nan if v is None else v for v in vs] for k, vs in row["stats"].items()}
-        theory = {k: [nan if v is None else v for v in vs] for k, vs in row["theory"].items()} if row.get("theory") else None
-        return cls(row["step"], stats, histograms, theory)
 
 
 class Measure:

@@ -19,7 +19,6 @@ This module imports nothing heavy: Hydra loads it at start-up (``hydra_plugins/l
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import sys
@@ -32,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from layerscope.config.overrides import parse
 from layerscope.errors import ConfigError
-from layerscope.files import write_text
+from layerscope.files import read_yaml, write_text
 
 MAX_NAME = 120
 """Longest job folder name (file systems allow 255 bytes; TensorBoard shows it as the run's name)."""
@@ -120,20 +119,8 @@ class SweptNames(Callback):
 
 
 def _load_record(folder: Path, name: str) -> Any:
-    """A file Hydra recorded in a job folder's ``.hydra/`` (hydra.yaml, overrides.yaml), None when it has none;
-    read once while it is unchanged (a sweep's report asks each job's several times). Not to be modified."""
-    path = folder / ".hydra" / name
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return _read_record(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=1024)
-def _read_record(path: str, mtime_ns: int, size: int) -> Any:
-    with open(path) as stream:  # the C loader: ~1 ms a file, against ~30 ms for OmegaConf.load
-        return yaml.load(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    """A file Hydra recorded in a job folder's ``.hydra/`` (hydra.yaml, overrides.yaml), None when it has none."""
+    return read_yaml(folder / ".hydra" / name)
 
 
 def _hydra_record(folder: Path) -> dict:

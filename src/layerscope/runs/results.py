@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from layerscope.files import read_jsonl
-from layerscope.probe.measure import ProbeRecord
+from layerscope.probe.record import ProbeRecord
 from layerscope.runs.folder import CHECKPOINT, METRICS, PROBES, has_ended, read_config, read_summary
 from layerscope.runs.ownership import holder
 

@@ -15,8 +15,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams.metadata import EXPERIMENT_TAG
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
@@ -24,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars, histogram_raw, hparams
 
 from layerscope.files import JsonLines
-from layerscope.probe.measure import LECTURE_HISTOGRAMS, Histogram, ProbeRecord
+from layerscope.probe.record import LECTURE_HISTOGRAMS, Histogram, ProbeRecord
 from layerscope.runs.folder import METRICS, PROBES
 
 SHARED_RANGE = ("preactivation", "activation")
@@ -154,12 +152,10 @@ class RunWriter:
         for tag, value in metrics.items():
             self.tb.add_scalar(tag, value, step)
 
-    def image(self, tag: str, pixels: np.ndarray, step: int) -> None:
-        """Log an (H, W, 3) uint8 image (as ``add_image`` does, encoded once as PNG)."""
-        from layerscope.probe.figures import png
-
-        height, width, channels = pixels.shape
-        image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png(pixels))
+    def image(self, tag: str, data: bytes, shape: tuple[int, int, int], step: int) -> None:
+        """Log a PNG image of ``shape`` (height, width, channels), as ``add_image`` would after encoding it."""
+        height, width, channels = shape
+        image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=data)
         self.events.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def close(self) -> None:

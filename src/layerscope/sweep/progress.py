@@ -7,7 +7,8 @@ import json
 import time
 from pathlib import Path
 
-from layerscope.files import write_json_atomic
+from layerscope.config.overrides import parse
+from layerscope.files import read_yaml, write_json_atomic
 from layerscope.runs.folder import SUMMARY, has_ended, read_summary
 
 TIMINGS = ".timings.json"  # beside the work's outputs: the seconds each piece took last time
@@ -51,10 +52,8 @@ class Estimate:
 
 def sweep_size(overrides: list[str]) -> int | None:
     """How many jobs a sweep's overrides make (None where that is not known in advance: intervals, globs)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     size = 1
-    for override in OverridesParser.create().parse_overrides(overrides):
+    for override in parse(overrides):
         if override.is_sweep_override():
             try:
                 size *= len(list(override.sweep_string_iterator()))
@@ -68,8 +67,6 @@ def sweep_line(sweep_dir: Path, job: str, seconds: float) -> str:
 
     The folder, not this process, knows how far the sweep is: joblib's workers each see only their own jobs.
     """
-    from omegaconf import OmegaConf
-
     from layerscope.runs.results import run_status
 
     folders = [p for p in sweep_dir.iterdir() if (p / SUMMARY).exists()]
@@ -77,7 +74,8 @@ def sweep_line(sweep_dir: Path, job: str, seconds: float) -> str:
     done = sum(has_ended(read_summary(p)) for p in folders)
     line = f"sweep: job {job} {status} in {duration(seconds)}"
     multirun = sweep_dir / "multirun.yaml"
-    total = sweep_size(list(OmegaConf.load(multirun).hydra.overrides.task)) if multirun.exists() else None
+    record = read_yaml(multirun)
+    total = sweep_size([str(o) for o in record["hydra"]["overrides"]["task"]]) if record else None
     if total is None:
         return f"{line}; {done} jobs done"
     elapsed = max(seconds, time.time() - multirun.stat().st_mtime)

@@ -4,15 +4,15 @@ HPARAMS dashboard, summary.json and its closing log line."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from layerscope.errors import ConfigError
 from layerscope.files import read_jsonl
-from layerscope.probe.measure import ProbeRecord
+from layerscope.probe.record import ProbeRecord
 from layerscope.runs.folder import PROBES, probe_figure, read_config, write_summary
 from layerscope.runs.job_names import swept_overrides
 from layerscope.runs.writer import RunWriter
@@ -66,12 +66,13 @@ def dashboard_hparams(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], l
     return params, list(dict.fromkeys([*varied, *ESSENTIAL])), tuple(varied)
 
 
-def finish_run(cfg: DictConfig, summary: dict[str, Any], records: list[ProbeRecord], writer: RunWriter,
-               steps: int, logger: logging.Logger = log, figures: bool = True) -> None:
-    """The end of every run: its figures, hparams and summary.json, and a closing log line."""
-    drawn = figure_records(records, cfg.probe.figures) if figures else []
-    if drawn:
-        draw_figures(drawn, describe(cfg), writer.run_dir, writer)
+def finish_run(cfg: DictConfig, summary: dict[str, Any], writer: RunWriter, steps: int,
+               logger: logging.Logger = log, figures: list[Future] = ()) -> None:
+    """The end of every run: its figures' TensorBoard images (``start_figures``), hparams and summary.json, and a
+    closing log line."""
+    for future in figures:
+        step, data, shape = future.result()
+        writer.image("lecture/probe", data, shape, step)
     params, listed, varied = dashboard_hparams(cfg, writer.run_dir)
     writer.hparams(params, {**summary["final"], "steps": steps, "diverged": float(summary["status"] == "diverged")},
                    steps, listed, varied)
@@ -89,19 +90,15 @@ def figure_records(records: list[ProbeRecord], figures: bool | str) -> list[Prob
     return list({id(r): r for r in (records[:1] + records[-1:])}.values()) if figures else []
 
 
-def draw_figures(records: list[ProbeRecord], title: str, run_dir: Path, writer: RunWriter | None = None) -> list[Path]:
-    """The lecture figure of each of ``records``, figures/probe_<step>.png, and (with ``writer``) its compact form as
-    a TensorBoard image, legible at the size TensorBoard shows an image; the PNGs' paths."""
-    from layerscope.probe.figures import drawings  # matplotlib: only for a run that draws
+def start_figures(records: list[ProbeRecord], title: str, run_dir: Path, many: bool = False) -> list[Future]:
+    """Draw the lecture figure of each of ``records``, figures/probe_<step>.png, and its compact form, TensorBoard's
+    image (legible at the size TensorBoard shows it): here, or on worker processes (``figure_workers``; ``many``:
+    one of several runs drawn together). A Future of each image."""
+    if not records:
+        return []
+    from layerscope.probe import figure_workers  # matplotlib: only for a run that draws
 
-    paths = []
-    for record in tqdm(records, desc="figures", unit="fig", disable=None if len(records) > 2 else True, leave=False):
-        lecture, compact = drawings(len(record.histograms["activation"]))
-        paths.append(probe_figure(run_dir, record.step))
-        lecture.update(record, title).render(paths[-1])
-        if writer is not None:
-            writer.image("lecture/probe", compact.update(record, title).render(), record.step)
-    return paths
+    return figure_workers.draw(records, title, [probe_figure(run_dir, r.step) for r in records], many)
 
 
 def redraw(run_dir: Path, steps: list[int] | None = None) -> list[Path]:
@@ -117,4 +114,6 @@ def redraw(run_dir: Path, steps: list[int] | None = None) -> list[Path]:
         listed = ", ".join(map(str, by_step)) if len(by_step) <= 12 else f"{', '.join(map(str, list(by_step)[:12]))}, ..."
         raise ConfigError(f"{run_dir} has no probe at step {missing[0]}; its probes are at steps {listed}")
     chosen = figure_records(records, True) if steps is None else [by_step[s] for s in dict.fromkeys(steps)]
-    return draw_figures(chosen, describe(cfg), run_dir)
+    for future in start_figures(chosen, describe(cfg), run_dir, many=len(chosen) > 2):
+        future.result()
+    return [probe_figure(run_dir, r.step) for r in chosen]

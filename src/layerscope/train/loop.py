@@ -27,14 +27,14 @@ from layerscope.config.validate import EVAL_CHUNK
 from layerscope.files import truncate_jsonl
 from layerscope.nets.stacked import Captured
 from layerscope.optim.schedules import learning_rate
-from layerscope.probe.measure import ProbeRecord
+from layerscope.probe.record import ProbeRecord
 from layerscope.runs.checkpoint import save_checkpoint
 from layerscope.runs.folder import CHECKPOINT, FINAL, METRICS, PROBES, restart_logs, write_config, write_summary
 from layerscope.runs.writer import RunWriter
 from layerscope.theory.prediction import compare
 from layerscope.train.cuda_graph import CapturedStep
 from layerscope.train.epoch_log import EpochLog
-from layerscope.train.finish import describe, finish_run
+from layerscope.train.finish import describe, figure_records, finish_run, start_figures
 from layerscope.train.interrupt import Interrupt
 from layerscope.train.members import Member, Stack, close_log
 
@@ -136,12 +136,14 @@ class Trainer:
                 m.summary["status"] = "completed"
                 if s.total:  # the final state, for resuming a longer run or reading the weights
                     self._checkpoint(k, self.epochs, 0, s.order[k].get_state(), [])
-            for m in s.members:
+            figures = [start_figures(figure_records(m.records, m.cfg.probe.figures), describe(m.cfg), m.run_dir,
+                                     many=not self.alone) if m.summary["status"] != "interrupted" else []
+                       for m in s.members]  # all drawn at once, on worker processes when several
+            for m, drawn in zip(s.members, figures):
                 steps = m.summary["steps"]
                 m.summary.update(train_seconds=seconds, probes=len(m.records),
                                  samples_per_second=steps * self.batch / seconds if steps else None)
-                finish_run(m.cfg, m.summary, m.records, m.writer, steps, m.log,
-                           figures=m.summary["status"] != "interrupted")
+                finish_run(m.cfg, m.summary, m.writer, steps, m.log, drawn)
         finally:
             for m in s.members:
                 if m.writer is not None:

@@ -16,7 +16,8 @@ from layerscope.nets.mlp import MLP
 from layerscope.nets.stacked import StackedMLP
 from layerscope.optim.rules import Optimizer
 from layerscope.paths import preset
-from layerscope.probe.measure import Measure, ProbeRecord
+from layerscope.probe.measure import Measure
+from layerscope.probe.record import ProbeRecord
 from layerscope.runs.folder import TRAIN_LOG, failure
 from layerscope.runs.writer import RunWriter
 from layerscope.theory.prediction import Prediction
