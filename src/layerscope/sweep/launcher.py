@@ -3,8 +3,9 @@
 The launcher composes every job's config, groups jobs by ``group.group_key`` (depth, width,
 activation, BN, dropout, data, loss, batch size, steps, probes, device: everything but what members
 may differ in), splits each group into chunks of at most ``max_members`` and of what fits the
-device's memory, writes each job's folder through Hydra (``.hydra/``, as any launcher does), and
-trains each chunk with ``group.train_group``: here, one after another (``dispatch: local``), or as
+device's memory (loading each shape's data once, for the group that trains here), writes each job's
+folder and its ``.hydra/`` records as Hydra's ``run_job`` does (in one pass over the config: ``_begin_job``),
+and trains each chunk with ``group.train_group``: here, one after another (``dispatch: local``), or as
 one submitit job per chunk (``submitit_local``, or ``slurm`` to spread a sweep over a cluster).
 """
 
