@@ -18,10 +18,10 @@ from typing import Any
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams.metadata import EXPERIMENT_TAG
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import custom_scalars, histogram_raw, hparams
 
 from layerscope.files import JsonLines
+from layerscope.runs.events import EventFile
 from layerscope.probe.record import LECTURE_HISTOGRAMS, Histogram, ProbeRecord
 from layerscope.runs.folder import METRICS, PROBES
 
@@ -83,12 +83,7 @@ class RunWriter:
                  activation_range: tuple[float, float] | None = None) -> None:
         self.run_dir = run_dir
         # purge_step: after a resume, TensorBoard drops earlier events at steps >= the checkpoint's
-        self.tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
-        # the one private call to TensorBoard: SummaryWriter has no public way to write a prepared Summary, which
-        # is what one event per probe (every layer's histograms and scalars), the custom-scalars layout of the
-        # measured statistics, hparams in this folder (add_hparams would make a sub-folder, a second run) and an
-        # image already encoded need
-        self.events = self.tb._get_file_writer()
+        self.events = EventFile(run_dir, purge_step)
         self._metrics, self._probes = JsonLines(run_dir / METRICS), JsonLines(run_dir / PROBES)
         self.activation_range = activation_range
         self._layout_written = False
@@ -96,10 +91,9 @@ class RunWriter:
     def epoch(self, row: dict[str, Any]) -> None:
         """Log one epoch's metrics (loss/accuracy on train and test, lr) at its last step."""
         step = row["step"]
-        for split in ("train", "test"):
-            self.tb.add_scalar(f"loss/{split}", row[f"{split}_loss"], step)
-            self.tb.add_scalar(f"accuracy/{split}", row[f"{split}_accuracy"], step)
-        self.tb.add_scalar("lr", row["lr"], step)
+        values = [Summary.Value(tag=f"{name}/{split}", simple_value=row[f"{split}_{name}"])
+                  for split in ("train", "test") for name in ("loss", "accuracy")]
+        self.events.add(Summary(value=[*values, Summary.Value(tag="lr", simple_value=row["lr"])]), step)
         self._metrics.append(row)
 
     def probe(self, record: ProbeRecord) -> None:
@@ -107,7 +101,7 @@ class RunWriter:
         the first probe also writes the custom-scalars layout (with the statistics it measured)."""
         if not self._layout_written:
             measured = [name for name, values in record.stats.items() if any(math.isfinite(v) for v in values)]
-            self.events.add_summary(custom_scalars(scalars_layout(measured)))
+            self.events.add(custom_scalars(scalars_layout(measured)))
             self._layout_written = True
         values = []  # what add_histogram_raw and add_scalar write, gathered into one event per probe
         for quantity, hists in record.histograms.items():
@@ -121,7 +115,7 @@ class RunWriter:
             for layer, value in enumerate(per_layer, start=1):
                 if math.isfinite(value):
                     values.append(Summary.Value(tag=layer_tag(name, layer), simple_value=value))
-        self.events.add_summary(Summary(value=values), record.step)
+        self.events.add(Summary(value=values), record.step)
         self._probes.append(record.to_json(LECTURE_HISTOGRAMS))  # TensorBoard gets all five
 
     def _shared_span(self, quantity: str, hists: list[Histogram]) -> tuple[float, float] | None:
@@ -148,19 +142,19 @@ class RunWriter:
         for summary in hparams(clean, metrics):
             if summary.value[0].tag == EXPERIMENT_TAG:
                 _columns(summary, clean if listed is None else listed, varied)
-            self.events.add_summary(summary)
+            self.events.add(summary)
         for tag, value in metrics.items():
-            self.tb.add_scalar(tag, value, step)
+            self.events.scalar(tag, value, step)
 
     def image(self, tag: str, data: bytes, shape: tuple[int, int, int], step: int) -> None:
         """Log a PNG image of ``shape`` (height, width, channels), as ``add_image`` would after encoding it."""
         height, width, channels = shape
         image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=data)
-        self.events.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+        self.events.add(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def close(self) -> None:
         """Flush and close every file."""
-        self.tb.close()
+        self.events.close()
         self._metrics.close()
         self._probes.close()
 
