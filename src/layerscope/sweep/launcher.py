@@ -44,7 +44,9 @@ def _fits(cfg: DictConfig, loaded: dict) -> int | None:
     try:
         device = validate(cfg)
         key = data_key(cfg)
-        data = loaded[key] if key in loaded else loaded.setdefault(key, load_data(cfg.data, cfg.trainer.seed))
+        if key not in loaded:
+            loaded[key] = load_data(cfg.data, cfg.trainer.seed)
+        data = loaded[key]
     except ConfigError:
         return None
     need, free = run_bytes(cfg, data), free_bytes(device)

@@ -87,7 +87,7 @@ def figure_records(records: list[ProbeRecord], figures: bool | str) -> list[Prob
     none (false)."""
     if figures == "every":
         return records
-    return list({id(r): r for r in (records[:1] + records[-1:])}.values()) if figures else []
+    return records[:1] + records[1:][-1:] if figures else []
 
 
 def start_figures(records: list[ProbeRecord], title: str, run_dir: Path, many: bool = False) -> list[Future]:
