@@ -130,3 +130,31 @@ def test_a_sweep_writes_each_job_config_as_hydra_composes_it(tmp_path, launcher)
             written = yaml.safe_load((records / "hydra.yaml").read_text())["hydra"]
             assert written["overrides"]["task"] == job and written["runtime"]["choices"] == hydra["runtime"]["choices"]
             assert written["job"]["override_dirname"] == f"optimizer.lr={lr},optimizer={optimizer}"
+
+
+VARIANTS = [job for job in JOBS if not any(line.startswith("hydra") for line in job)] + [
+    ["experiment=layernorm_vs_batchnorm", "bn=ln_before", "trainer.batch_size=2", "optimizer.lr=0.005"],
+    ["experiment=l1_vs_l2", "trainer.l1=3e-4"], ["experiment=dropout", "~model.dropout"]]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS, ids=" ".join)
+def test_compose_is_hydra_compose(overrides):
+    """``hydra_hooks.compose`` (the lecture experiments' variants) gives what ``hydra.compose`` gives, an error
+    included, and composes each defaults-list selection once."""
+    from hydra import compose as hydra_compose
+
+    from layerscope.paths import configs_context
+
+    with configs_context():
+        try:
+            expected = hydra_compose("train", overrides=overrides)
+        except Exception as err:  # noqa: BLE001 - the same error, then
+            with pytest.raises(type(err)):
+                hydra_hooks.compose("train", overrides)
+            return
+        with mock.patch("hydra.compose", wraps=hydra_compose) as composed:
+            first = hydra_hooks.compose("train", overrides)
+            again = hydra_hooks.compose("train", [*overrides, "trainer.seed=5"])
+        same(first, expected)
+        assert again.trainer.seed == 5 and first.trainer.seed != 5
+        assert composed.call_count <= 1

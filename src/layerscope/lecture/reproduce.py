@@ -17,9 +17,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose
 from omegaconf import OmegaConf
 
+from layerscope.config.hydra_hooks import compose
 from layerscope.errors import ConfigError
 from layerscope.files import write_text
 from layerscope.lecture import ravine, saddle
@@ -92,16 +92,16 @@ def _fresh(run_dir: Path) -> Path:
 def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
     """Run every variant into ``out/<name>/<label>``: variants that share a model shape as one stacked group.
 
-    Trained variants draw no per-probe lecture figures (the report shows the check's comparison
-    figures; ``layerscope experiment=<name>`` still draws them). A variant's config is ``experiment=<name>``
-    plus its overrides. A run that fails is a result: its check sees the status (a stacked member with an
+    Trained variants draw no lecture figures, and of a probe-only experiment only the first variant draws one:
+    the report shows it beside the check's comparison figures (``layerscope-report <run>`` draws any other).
+    A variant's config is ``experiment=<name>`` plus its overrides. A run that fails is a result: its check sees the status (a stacked member with an
     invalid config is ``failed`` with its error).
     """
     labels = list(experiment.variants)
     cfgs = [compose("train", overrides=[f"experiment={experiment.name}", "trainer.progress=false", *overrides])
             for overrides in experiment.variants.values()]
-    for cfg in cfgs:  # the report shows a lecture figure only for step 0 of a probe-only run
-        cfg.probe.figures = cfg.probe.figures and cfg.trainer.max_steps == 0
+    for index, cfg in enumerate(cfgs):  # the report shows a lecture figure only of a probe-only experiment's first run
+        cfg.probe.figures = cfg.probe.figures and cfg.trainer.max_steps == 0 and index == 0
     dirs = [_fresh(out / experiment.name / label) for label in labels]
     groups: dict[str, list[int]] = {}
     for index, cfg in enumerate(cfgs):

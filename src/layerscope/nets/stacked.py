@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from layerscope.nets.activations import build_activation
 from layerscope.nets.mlp import BATCH_NORMS, MLP
@@ -151,22 +152,17 @@ class StackedMLP:
         return self._batch_norm(h, name) if module.startswith("bn") else self._layer_norm(h, name)
 
     def _layer_norm(self, h: torch.Tensor, name: str) -> torch.Tensor:
-        mean, var = h.mean(-1, keepdim=True), h.var(-1, unbiased=False, keepdim=True)
         weight, bias = self.params[f"{name}.weight"].unsqueeze(1), self.params[f"{name}.bias"].unsqueeze(1)
-        return (h - mean) * torch.rsqrt(var + LN_EPS) * weight + bias
+        return torch.addcmul(bias, F.layer_norm(h, h.shape[-1:], eps=LN_EPS), weight)
 
     def _batch_norm(self, h: torch.Tensor, name: str) -> torch.Tensor:
-        mean_name, var_name = f"{name}.running_mean", f"{name}.running_var"
-        if self.training:
-            mean, var = h.mean(1, keepdim=True), h.var(1, unbiased=False, keepdim=True)
-            with torch.no_grad():
-                n = h.shape[1]
-                self.buffers[mean_name].lerp_(mean.squeeze(1), BN_MOMENTUM)
-                self.buffers[var_name].lerp_(var.squeeze(1) * (n / (n - 1)), BN_MOMENTUM)
-        else:
-            mean, var = self.buffers[mean_name].unsqueeze(1), self.buffers[var_name].unsqueeze(1)
-        weight, bias = self.params[f"{name}.weight"].unsqueeze(1), self.params[f"{name}.bias"].unsqueeze(1)
-        return (h - mean) * torch.rsqrt(var + BN_EPS) * weight + bias
+        """torch's batch norm over (B, K·width): each member's units are channels of their own, normalized over
+        that member's batch (its running statistics updated in place, as ``nn.BatchNorm1d`` updates them)."""
+        k, b, width = h.shape
+        flat = F.batch_norm(h.transpose(0, 1).reshape(b, k * width), self.buffers[f"{name}.running_mean"].view(-1),
+                            self.buffers[f"{name}.running_var"].view(-1), self.params[f"{name}.weight"].reshape(-1),
+                            self.params[f"{name}.bias"].reshape(-1), self.training, BN_MOMENTUM, BN_EPS)
+        return flat.view(b, k, width).transpose(0, 1)
 
     def _dropout_noise(self, batch: int) -> torch.Tensor:
         """Each member's uniform draws for this pass's masks, (K, depth, B, width), from its own generator."""

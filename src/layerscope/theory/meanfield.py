@@ -5,6 +5,7 @@ critical line χ₁ = 1 in the (σ_w², σ_b²) plane. q follows q_l = σ_w² ·
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -266,8 +267,18 @@ def critical_sigma_w2(activation: str, params: Mapping[str, Any] | None, sigma_b
 def phase_diagram(activation: str, params: Mapping[str, Any] | None, sigma_w2_grid: Sequence[float],
                   sigma_b2_grid: Sequence[float]) -> dict[str, np.ndarray]:
     """q* and χ₁ = σ_w² E_z[φ'(√q* z)²] on a grid, shape (len(σ_b²), len(σ_w²)); critical σ_w² per σ_b²."""
-    phi = activation_fn(activation, params)
-    w2, b2 = np.asarray(sigma_w2_grid, dtype=float), np.asarray(sigma_b2_grid, dtype=float)
+    w2, b2 = (tuple(np.asarray(grid, dtype=float).tolist()) for grid in (sigma_w2_grid, sigma_b2_grid))
+    diagram = _phase_diagram(activation, tuple(sorted((params or {}).items())), w2, b2)
+    return {key: value.copy() for key, value in diagram.items()}
+
+
+@functools.lru_cache(maxsize=16)
+def _phase_diagram(activation: str, params: tuple, sigma_w2: tuple[float, ...],
+                   sigma_b2: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """``phase_diagram``, computed once per process for each activation and grid (~1 s of quadrature): the
+    lecture's experiments draw the same diagram for several initializations."""
+    phi = activation_fn(activation, dict(params))
+    w2, b2 = np.array(sigma_w2), np.array(sigma_b2)
     q = np.array([[_q_star(phi, w, b) for w in w2] for b in b2])
     chi = np.array([[_chi_1(phi, w, qq) for w, qq in zip(w2, row)] for row in q])
     critical = np.array([_critical(phi, b) for b in b2])
