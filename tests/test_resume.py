@@ -197,3 +197,66 @@ def test_write_json_atomic_turns_non_finite_numbers_into_null(tmp_path):
     data = json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} is not JSON"))
     assert data["final"]["train_loss"] is None and data["rates"] == [None, None, 1.5]
     assert np.isnan(RunResult.load(tmp_path).final("train_loss"))  # null reads back as NaN
+
+
+FIGURE_ARGS = ["model.depth=2", "model.width=16", "trainer.epochs=6", "probe.every=2", "probe.figures=every",
+               "trainer.progress=false"]
+
+
+def test_a_signal_while_the_figures_are_drawn_loses_no_epoch(tmp_path):
+    """SIGINT after training, while the figures of its 34 probes are drawn: summary.json records the step, and the
+    resumed run keeps all 6 epochs and the training time of both processes."""
+    env = {**os.environ, "LAYERSCOPE_OUTPUTS": str(tmp_path)}
+    proc = subprocess.Popen([CLI, *FIGURE_ARGS], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob("runs/*/*/figures/*.png")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)  # the first of 34 figures is drawn: the others are being drawn
+    _, stderr = proc.communicate(timeout=120)
+    run = next((tmp_path / "runs").glob("*/*"))
+    stopped = json.loads((run / "summary.json").read_text())
+    assert proc.returncode == 130 and len(list((run / "figures").glob("*.png"))) < 34, stderr
+    assert (stopped["status"], stopped["signal"], stopped["interrupted_at_step"]) == ("interrupted", "SIGINT", 66)
+    metrics = (run / "metrics.jsonl").read_text()
+    assert [json.loads(line)["epoch"] for line in metrics.splitlines()] == [1, 2, 3, 4, 5, 6]
+
+    resumed = layerscope(tmp_path, *FIGURE_ARGS, "trainer.resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from the checkpoint at step 66 (the run was interrupted by SIGINT after step 66)" in resumed.stderr
+    assert (run / "metrics.jsonl").read_text() == metrics  # no epoch lost, none written twice
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["train_seconds"] >= stopped["train_seconds"] > 0
+    assert summary["samples_per_second"] == pytest.approx(66 * 128 / summary["train_seconds"])
+    accumulator = EventAccumulator(str(run))
+    accumulator.Reload()
+    assert [e.step for e in accumulator.Scalars("loss/test")][-1] == 66
+    assert len(list((run / "figures").glob("*.png"))) == 34
+
+
+def _file_size_limit(limit: int):
+    """A subprocess whose files may not grow past ``limit`` bytes: a write beyond it fails (EFBIG), as on a full
+    disk, instead of killing the process (SIGXFSZ ignored)."""
+    def limited() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limited
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_is_one_line_and_keeps_the_last_one(tmp_path):
+    run = tmp_path / "run"
+    args = ["model.depth=2", "model.width=256", "probe.every=50", "probe.figures=false", "trainer.progress=false",
+            "trainer.max_steps=20", "trainer.checkpoint_every=null", f"hydra.run.dir={run}"]
+    assert layerscope(tmp_path, *args).returncode == 0
+    before = (run / "checkpoint.pt").read_bytes()
+    assert len(before) > 300_000  # the next one cannot be written under the limit; every other file can
+
+    full = layerscope(tmp_path, *args, "trainer.resume=true",  # writes its final checkpoint again
+                      preexec_fn=_file_size_limit(250_000))
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert lines[-1].startswith(f"layerscope: error: cannot write {run / 'checkpoint.pt'}: File too large; make room")
+    assert (run / "checkpoint.pt").read_bytes() == before  # the last good checkpoint, whole
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"

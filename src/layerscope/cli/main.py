@@ -90,7 +90,8 @@ def main(cfg: DictConfig) -> float:
     summary: dict[str, Any] = {"status": "failed"}
     try:
         with owned(run_dir), stopping():
-            write_summary(run_dir, {"status": "running"})
+            if not (cfg.trainer.get("resume") and has_ended(read_summary(run_dir))):  # a run to resume keeps its
+                write_summary(run_dir, {"status": "running"})  # record of how it ended until it goes on
             summary = (_grid() if cfg.get("grid") else run)(cfg, run_dir)
     except Stopped as stop:
         _stopped(run_dir, stop)
@@ -139,7 +140,8 @@ def _stopped(run_dir: Path, stop: Stopped) -> None:
     summary = read_summary(run_dir)
     if not has_ended(summary):
         with contextlib.suppress(OSError):
-            write_summary(run_dir, {**summary, "status": "interrupted", "signal": stop.name})
+            write_summary(run_dir, {**summary, "status": "interrupted", "signal": stop.name,
+                                    "interrupted_at_step": summary.get("steps", 0)})
     print(f"layerscope: {stop.name}: the run stopped in {run_dir}; {_again(run_dir)}", file=sys.stderr)
     sys.exit(exit_status(stop.signum))
 

@@ -8,6 +8,7 @@ is its single run's. It is loaded with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,16 @@ from layerscope.files import replacing
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to a temporary file, then rename it over ``path``."""
-    with replacing(path) as tmp:
-        torch.save(state, tmp)
+    """Write ``state`` to a temporary file, then rename it over ``path``: the previous checkpoint stays whole until
+    then. Serialized in memory first, so that a full disk is the OSError (ENOSPC) any other write of the run
+    raises, naming ``path``, not a RuntimeError from torch's zip writer."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    try:
+        with replacing(path) as tmp:
+            tmp.write_bytes(buffer.getbuffer())
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

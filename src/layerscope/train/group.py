@@ -200,11 +200,18 @@ def _checkpoint(m: Member) -> dict[str, Any] | None:
     except ConfigError as err:
         m.log.warning("%s: starting over at step 0", err)
         return None
-    ended = {"running": "was left incomplete (its process ended without a status)",
-             "interrupted": f"was interrupted by {state['summary'].get('signal')}"}.get(
-                 state["summary"].get("status"), "")
-    m.log.info("resuming from the checkpoint at step %d%s", state["step"], f" (the run {ended})" if ended else "")
+    m.log.info("resuming from the checkpoint at step %d (%s)", state["step"], _recorded(read_summary(m.run_dir)))
     return state
+
+
+def _recorded(summary: dict[str, Any]) -> str:
+    """How the run's summary.json says it ended, for the resume message."""
+    status = summary.get("status")
+    if status in (None, "running"):
+        return "the run was left incomplete: its process ended without a status"
+    if status == "interrupted":
+        return f"the run was interrupted by {summary.get('signal')} after step {summary.get('interrupted_at_step')}"
+    return f"the run {status} after step {summary.get('steps')}"
 
 
 def _stack(members: list[Member], datasets: list[Data], device: torch.device) -> Stack:

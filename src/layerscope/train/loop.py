@@ -105,6 +105,8 @@ class Trainer:
         self.l1 = torch.tensor(l1, device=s.device, dtype=s.data.x_train.dtype) if any(l1) else None
         self.fast = CapturedStep(self._train_step, s.model.zero_grad, s.model.generators) if cfg.trainer.cuda_graph else None
         self.interrupt = Interrupt()
+        self.started = time.perf_counter()
+        self.finished: float | None = None  # when the loop ended: the final checkpoint and the summary share it
 
     @property
     def active(self) -> list[tuple[int, Member]]:
@@ -121,7 +123,7 @@ class Trainer:
             if s.total and self.resumed is None:  # the test curve's step 0: the initial weights
                 for m, initial in zip(s.members, evaluate(s.model, s.loss_fn, *s.data.test()).T.tolist()):
                     m.summary["initial"] = test_metrics(initial)
-            started = time.perf_counter()
+            self.started = time.perf_counter()
             with self.interrupt, logging_redirect_tqdm(), tqdm(
                     total=s.total, initial=self.step, unit="step", leave=False,
                     desc="train" if self.alone else f"{len(s.members)} stacked",
@@ -131,19 +133,20 @@ class Trainer:
                 for epoch in range(self.resumed["epoch"] if self.resumed else 0, self.epochs):
                     if self._epoch(epoch):
                         break
-            seconds = time.perf_counter() - started
+            self.finished = time.perf_counter()
             for k, m in self.active:
                 m.summary["status"] = "completed"
                 if s.total:  # the final state, for resuming a longer run or reading the weights
                     self._checkpoint(k, self.epochs, 0, s.order[k].get_state(), [])
+            for m in s.members:
+                steps, seconds = m.summary["steps"], self._seconds(m)
+                m.summary.update(train_seconds=seconds, probes=len(m.records),
+                                 samples_per_second=steps * self.batch / seconds if steps and seconds else None)
             figures = [start_figures(figure_records(m.records, m.cfg.probe.figures), describe(m.cfg), m.run_dir,
                                      many=not self.alone) if m.summary["status"] != "interrupted" else []
                        for m in s.members]  # all drawn at once, on worker processes when several
             for m, drawn in zip(s.members, figures):
-                steps = m.summary["steps"]
-                m.summary.update(train_seconds=seconds, probes=len(m.records),
-                                 samples_per_second=steps * self.batch / seconds if steps else None)
-                finish_run(m.cfg, m.summary, m.writer, steps, m.log, drawn)
+                finish_run(m.cfg, m.summary, m.writer, m.summary["steps"], m.log, drawn)
         finally:
             for m in s.members:
                 if m.writer is not None:
@@ -156,8 +159,8 @@ class Trainer:
         if m.start:
             m.summary = {**m.start["summary"], "status": "running"}
             m.records = [ProbeRecord.from_json(r) for r in truncate_jsonl(m.run_dir / PROBES, self.step)]
-            truncate_jsonl(m.run_dir / METRICS, self.step)
-            purge = self.step
+            purge = self.step + (m.start["position"] == 0)  # written as an epoch began: after the last one's row
+            truncate_jsonl(m.run_dir / METRICS, purge)
         else:
             m.summary = new_summary(self.s.data.classes, self.s.device)
             if len(self.s.members) > 1:
@@ -322,7 +325,12 @@ class Trainer:
         save_checkpoint(m.run_dir / CHECKPOINT, {
             "step": self.step, "epoch": epoch, "position": position, "epoch_generator": epoch_generator,
             "sums": sums, "model": s.model.member_state(k), "optimizer": s.optimizer.member_state(k, s.model.unstack),
-            "dropout": s.model.generators[k].get_state(), "summary": m.summary})
+            "dropout": s.model.generators[k].get_state(), "summary": {**m.summary, "train_seconds": self._seconds(m)}})
+
+    def _seconds(self, m: Member) -> float:
+        """The member's training time so far: this process's and, for a resumed run, what its checkpoint recorded."""
+        before = m.start["summary"].get("train_seconds", 0.0) if m.start else 0.0
+        return before + (self.finished or time.perf_counter()) - self.started
 
     def _interrupted(self, epoch: int, position: int, epoch_generators: list[torch.Tensor]) -> bool:
         """SIGINT/SIGTERM: checkpoint every healthy member, mark each active one interrupted; True (the loop ends)."""
