@@ -77,6 +77,8 @@ def test_load_sweep_has_a_row_per_job_and_a_column_per_swept_key(tmp_path, rows)
     sweep = layerscope.load_sweep(tmp_path)
     assert [(j["job"], j["trainer.seed"], j["status"]) for j in sweep.jobs] == [("0", 0, "completed"), ("1", 1, "completed")]
     assert sweep.jobs[1]["test_loss"] == sweep.runs["1"].summary["final"]["test_loss"]
+    assert sweep.runs[0] is sweep.runs["0"] and sweep.runs[-1].path == tmp_path / "1"  # an int is a position
+    assert list(sweep.runs) == ["0", "1"]
     assert {(m["job"], m["trainer.seed"], m["step"]) for m in sweep.metrics} == {("0", 0, 5), ("1", 1, 5)}
     (seeds,) = sweep.seeds
     assert seeds["completed"] == 2 and seeds["test_loss_mean"] == pytest.approx(

@@ -1,15 +1,15 @@
 """layerscope: see why a deep fully-connected network trains or fails.
 
-``load_run``, ``load_sweep`` and ``run`` (see ``layerscope.api``) load on first use, so that importing the
-package (as the console scripts do) stays free of torch and matplotlib.
+``load_run``, ``load_sweep``, ``load_model`` and ``run`` (see ``layerscope.api``) load on first use, so that
+importing the package (as the console scripts do) stays free of torch and matplotlib.
 """
 
 from importlib.metadata import version
 
 __version__ = version("layerscope")  # pyproject.toml's
-__all__ = ["load_run", "load_sweep", "run", "__version__"]
+__all__ = ["load_run", "load_sweep", "load_model", "run", "__version__"]
 
-_API = ("load_run", "load_sweep", "run")
+_API = ("load_run", "load_sweep", "load_model", "run")
 
 
 def __getattr__(name: str):

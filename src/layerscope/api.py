@@ -1,4 +1,5 @@
-"""Runs and sweeps in Python: ``load_run``, ``load_sweep`` and ``run``, with what they recorded as tidy tables.
+"""Runs and sweeps in Python: ``load_run``, ``load_sweep`` and ``run``, with what they recorded as tidy tables,
+and ``load_model``, a run's trained network.
 
 A table is a pandas DataFrame when pandas is installed (``pip install 'layerscope[pandas]'``), else a list of
 rows (dicts with the same columns). Tables of a run:
@@ -22,14 +23,17 @@ import importlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from layerscope.config.overrides import parse
 from layerscope.errors import ConfigError
-from layerscope.runs.folder import CONFIG, holds_run
+from layerscope.runs.folder import CHECKPOINT, CONFIG, holds_run, read_config
 from layerscope.runs.job_names import record_overrides
 from layerscope.runs.results import RunResult
 from layerscope.sweep.report import LAYER_STATS, Job, collect, configurations, row, seed_row, varies_seed
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _pandas():
@@ -138,9 +142,48 @@ def load_run(path: str | Path) -> Run:
     return Run(RunResult.load(folder))
 
 
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The run's trained MLP: its config.yaml's model with its checkpoint.pt's weights, in eval mode on ``device``."""
+    import torch
+
+    from layerscope.nets.mlp import build_model
+    from layerscope.runs.checkpoint import load_checkpoint
+
+    folder = _folder(path, "a run folder such as outputs/runs/<date>/<time>")
+    missing = [name for name in (CONFIG, CHECKPOINT) if not (folder / name).is_file()]
+    if missing:
+        hint = "; for a sweep's folder pass one job's folder (load_sweep(path).runs[0].path)" if collect(folder) else ""
+        raise FileNotFoundError(f"{folder} has no {' and no '.join(missing)}; pass the folder of a run that trained, "
+                                f"such as outputs/runs/<date>/<time> (a run writes checkpoint.pt as it trains and when "
+                                f"it ends; a probe-only run, trainer.max_steps=0, writes none){hint}")
+    cfg = read_config(folder)
+    state = load_checkpoint(folder / CHECKPOINT).get("model")
+    if not state:
+        raise ValueError(f"{folder / CHECKPOINT} holds no model; pass the folder of a run that trained")
+    with torch.device("meta"):  # draws no initial weights (torch's global generator stays untouched)
+        model = build_model(cfg["model"], cfg["activation"], cfg["bn"], state["blocks.0.linear.weight"].shape[1],
+                            state["head.weight"].shape[0])
+    try:
+        model.load_state_dict(state, assign=True)
+    except RuntimeError:
+        raise ValueError(f"{folder / CHECKPOINT} does not fit the model {folder / CONFIG} describes; pass a run folder "
+                         f"whose files were written by one run") from None
+    return model.to(device).eval()
+
+
 def parsed(overrides: list[str]) -> dict[str, Any]:
     """Command-line overrides as {key: value}, with Hydra's types (``optimizer.lr=1e-3`` -> 0.001)."""
     return {o.key_or_group: o.value() for o in parse(overrides)}
+
+
+class Runs(dict):
+    """A sweep's runs by job number (a string, ``runs["3"]``), in job order; an int is a position in that order,
+    as in a list (``runs[0]``, ``runs[-1]``)."""
+
+    def __getitem__(self, key: str | int) -> Run:
+        if isinstance(key, int):
+            return list(self.values())[key]
+        return super().__getitem__(key)
 
 
 class Sweep:
@@ -151,9 +194,9 @@ class Sweep:
         self._jobs = jobs
 
     @cached_property
-    def runs(self) -> dict[str, Run]:
-        """Job number -> its run, in job order."""
-        return {job.number: Run(job.result) for job in self._jobs}
+    def runs(self) -> Runs:
+        """Job number -> its run, in job order; ``runs[0]`` is the first job's run (see ``Runs``)."""
+        return Runs((job.number, Run(job.result)) for job in self._jobs)
 
     @cached_property
     def _keys(self) -> dict[str, dict[str, Any]]:

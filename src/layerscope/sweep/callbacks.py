@@ -46,11 +46,11 @@ class SweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        from layerscope.sweep.report import collect, tally, write_sweep_report  # matplotlib and torch: only now
+        from layerscope.sweep.report import collect, failures, tally, write_sweep_report  # matplotlib, torch: only now
 
         path = write_sweep_report(sweep_dir)
         jobs = collect(sweep_dir)
-        print(f"{tally(jobs)}; see {path}", file=sys.stderr)
+        print(*failures(jobs), f"{tally(jobs)}; see {path}", sep="\n", file=sys.stderr)
         stopped = stopped_by(job.result.summary for job in jobs)
         if stopped:
             print(f"layerscope: {stopped}: the sweep stopped; continue it with the same command and "

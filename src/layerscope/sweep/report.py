@@ -29,7 +29,7 @@ LAYER_STATS = ("activation_std", "backward_norm")
 LAYER_LABELS = {"activation_std": "activation std", "backward_norm": "backward signal ‖dL/da‖"}
 MAX_LEGEND = 16
 SEED = "trainer.seed"
-SEED_COLUMNS = sorted(FINAL, key=lambda metric: metric.endswith("accuracy"))  # losses, then accuracies, as the jobs
+COLUMNS = sorted(FINAL, key=lambda metric: metric.endswith("accuracy"))  # losses, then accuracies (SWEEP.md)
 
 
 @dataclass
@@ -44,6 +44,20 @@ class Job:
     def label(self) -> str:
         """The overrides that name this job (or its number)."""
         return " ".join(self.overrides) or f"job {self.number}"
+
+    @property
+    def diverged(self) -> bool:
+        """Whether its loss became NaN or inf: then its curves do not set a figure's y-range."""
+        return self.result.status == "diverged"
+
+    @property
+    def note(self) -> str:
+        """Why it did not complete, in one line: its error's first line, or 'diverged at step N'; '' otherwise."""
+        summary = self.result.summary
+        if summary.get("error"):
+            return str(summary["error"]).splitlines()[0]
+        step = summary.get("diverged_at_step")
+        return "" if step is None else f"diverged at step {step}"
 
 
 def common_overrides(sweep_dir: Path) -> list[str]:
@@ -108,18 +122,17 @@ def markdown(jobs: list[Job], sweep_dir: Path, seeds: list[dict[str, Any]] | Non
     common = " ".join(common_overrides(sweep_dir)) or "none"
     lines = [f"# Sweep {sweep_dir}", "", tally(jobs),
              "", f"Overrides shared by every job: `{common}`", "",
-             "| job | overrides | status | steps | train loss | test loss | test acc | activation std L1 → Ln, "
-             "first probe | last probe | backward norm L1 → Ln, first | last | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| job | overrides | status | steps | " + " | ".join(_heading(key) for key in COLUMNS)
+             + " | activation std L1 → Ln, first probe | last probe | backward norm L1 → Ln, first | last | note |",
+             "|---|---|---|---|" + "---|" * len(COLUMNS) + "---|---|---|---|---|"]
     for job in jobs:
-        r, s = job.result, job.result.summary
-        note = s.get("error", "") or (f"diverged at step {s['diverged_at_step']}" if s.get("diverged_at_step") is not None else "")
+        r = job.result
         lines.append(
-            f"| {job.number} | `{' '.join(job.overrides)}` | {r.status} | {cell(s.get('steps'))} | "
-            f"{cell(r.final('train_loss'))} | {cell(r.final('test_loss'))} | {cell(r.final('test_accuracy'))} | "
+            f"| {job.number} | `{' '.join(job.overrides)}` | {r.status} | {cell(r.summary.get('steps'))} | "
+            + " | ".join(cell(r.final(key)) for key in COLUMNS) + " | "
             f"{_span(_layers(r, 'activation_std', 0))} | {_span(_layers(r, 'activation_std', -1))} | "
             f"{_span(_layers(r, 'backward_norm', 0))} | {_span(_layers(r, 'backward_norm', -1))} | "
-            f"{note.replace('|', '/')} |")
+            f"{job.note.replace('|', '/')} |")
     lines += ["", *seeds_markdown(seeds)] if seeds else []
     lines += ["", "![per-layer statistics](sweep_layers.png)", "", "![loss curves](sweep_loss.png)", ""]
     return "\n".join(lines)
@@ -152,10 +165,17 @@ class Configuration:
         return [job for job in self.jobs if job.result.status == "completed"]
 
     @property
+    def diverged(self) -> list[Job]:
+        """Its jobs that diverged: drawn over the y-range that the others set (``_clipped``)."""
+        return [job for job in self.jobs if job.diverged]
+
+    @property
     def drawn(self) -> tuple[list[Job], list[Job]]:
-        """(jobs drawn as one line, or mean and band; jobs drawn alone): a lone job is its own line."""
-        members = self.jobs if len(self.jobs) == 1 else self.completed
-        return members, [job for job in self.jobs if job not in members]
+        """(jobs drawn as one line, or mean and band; jobs drawn alone), the diverged in neither: a lone job is its
+        own line."""
+        kept = [job for job in self.jobs if not job.diverged]
+        members = kept if len(self.jobs) == 1 else self.completed
+        return members, [job for job in kept if job not in members]
 
 
 def configurations(jobs: list[Job]) -> list[Configuration]:
@@ -198,11 +218,11 @@ def seeds_markdown(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["## Over seeds", "",
              "Each configuration's final metrics over the seeds that completed: mean ± sample std [min–max] "
              "(a diverged or failed seed is left out; see its row above).", "",
-             "| configuration | completed / seeds | " + " | ".join(_heading(key) for key in SEED_COLUMNS) + " |",
-             "|---|---|" + "---|" * len(SEED_COLUMNS)]
+             "| configuration | completed / seeds | " + " | ".join(_heading(key) for key in COLUMNS) + " |",
+             "|---|---|" + "---|" * len(COLUMNS)]
     for r in rows:
         lines.append(f"| `{r['overrides']}` | {r['completed']} / {r['seeds']} | "
-                     + " | ".join(_over_seeds(r, key) for key in SEED_COLUMNS) + " |")
+                     + " | ".join(_over_seeds(r, key) for key in COLUMNS) + " |")
     return lines
 
 
@@ -226,13 +246,59 @@ def _line(ax, curves: list[tuple[np.ndarray, np.ndarray]], color: str, label: st
 
 
 def _draw(ax, config: Configuration, color: str, curve, style: str, status: bool = False) -> None:
-    """A configuration's line (a band over its completed seeds) and, dotted, each seed that did not complete."""
+    """A configuration's line (a band over its completed seeds) and, dotted, each seed that did not complete; not
+    its diverged jobs, which ``_panel`` draws once the others have set the y-range."""
     members, alone = config.drawn
-    suffix = f" ({members[0].result.status})" if status and len(config.jobs) == 1 else ""
+    suffix = f" ({config.jobs[0].result.status})" if status and len(config.jobs) == 1 else ""
     label = config.label + (f": mean ± std over seeds (n={len(members)})" if len(config.jobs) > 1 else suffix)
     _line(ax, [curve(job.result) for job in members], color, label, style)
     for job in alone:
         _line(ax, [curve(job.result)], color, f"{job.label} ({job.result.status})", ":")
+
+
+HEADROOM = 0.04
+"""The share of a log y-axis above the jobs that did not diverge, where the diverged ones are drawn clipped."""
+
+
+def _ceiling(ax) -> float:
+    """Fix ``ax``'s y-range to what it holds so far, plus HEADROOM above; the top of what it holds (inf: nothing)."""
+    if not np.isfinite(ax.dataLim.intervaly).all():
+        return math.inf
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high * (high / low) ** HEADROOM)
+    return high
+
+
+def _clipped(ax, x: np.ndarray, y: np.ndarray, ceiling: float, color: str, label: str, step: int | None) -> None:
+    """A diverged job's curve, dotted, drawn at ``ceiling`` where it is above it (or NaN, inf), and a ▲ on the
+    ceiling where it first leaves the plot, or at x = ``step`` (where its loss became NaN or inf) if it never does."""
+    off = ~(y <= ceiling) if math.isfinite(ceiling) else np.zeros(len(y), dtype=bool)
+    _line(ax, [(x, np.where(off, ceiling, y))], color, "_nolegend_", ":")
+    at = x[off][0] if off.any() else step
+    marked = at is not None and math.isfinite(ceiling)
+    mark = {"marker": "^", "ms": 7, "clip_on": False} if marked else {}  # unclipped: a ▲ at x = 0 shows whole
+    ax.plot([at] if marked else [], [ceiling] if marked else [], ":", lw=1, color=color, label=label, **mark)
+
+
+def _panel(ax, configs: list[Configuration], curve, style: str, status: bool = False, theory: str | None = None,
+           steps: bool = False) -> None:
+    """Every configuration on ``ax`` (``theory``: with the mean-field prediction of that statistic), in a y-range
+    that the jobs that did not diverge set; then each diverged job, clipped at its top (``steps``: marked at the
+    step where it diverged when its curve stays inside)."""
+    colors = [f"C{index % 10}" for index in range(len(configs))]
+    for config, color in zip(configs, colors):
+        _draw(ax, config, color, curve, style, status)
+        if theory and len(config.diverged) < len(config.jobs):
+            _theory_line(ax, config, theory, color)
+    if not any(config.diverged for config in configs):
+        return
+    ceiling = _ceiling(ax)
+    for config, color in zip(configs, colors):
+        if theory and len(config.diverged) == len(config.jobs):
+            _theory_line(ax, config, theory, color, ceiling)
+        for job in config.diverged:
+            _clipped(ax, *curve(job.result), ceiling, color, f"{job.label} ({job.note or 'diverged'})",
+                     job.result.summary.get("diverged_at_step") if steps else None)
 
 
 THEORY = {"activation_std": "activation_std", "backward_norm": "backward_std"}
@@ -249,13 +315,15 @@ def _theory(result: RunResult, stat: str) -> np.ndarray:
     return predicted
 
 
-def _theory_line(ax, config: Configuration, stat: str, color: str) -> None:
-    """The mean-field prediction at step 0, dashed, where the theory makes one (mean over the seeds)."""
+def _theory_line(ax, config: Configuration, stat: str, color: str, ceiling: float = math.inf) -> None:
+    """The mean-field prediction at step 0, dashed, where the theory makes one (mean over the seeds), not above
+    ``ceiling``."""
     members = [job.result for job in config.jobs if job.result.probes and job.result.probes[0].step == 0]
     predicted = [_theory(r, stat) for r in members]
     depth = len(members[0].probes[0].stats[stat]) if members else 0
     if predicted and all(len(p) == depth and np.isfinite(p).all() and (p > 0).all() for p in predicted):
-        ax.plot(np.arange(1, depth + 1), np.mean(predicted, 0), "--", lw=1, color=color)
+        mean = np.mean(predicted, 0)
+        ax.plot(np.arange(1, depth + 1), np.where(mean <= ceiling, mean, np.nan), "--", lw=1, color=color)
 
 
 def _by_layer(stat: str, probe: int):
@@ -286,44 +354,40 @@ def _axes_style(ax, xlabel: str, ylabel: str) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
-def layers_figure(jobs: list[Job], path: Path) -> Path:
+def layers_figure(jobs: list[Job], path: Path) -> Figure:
     """Activation std and backward-signal norm by layer, first and last probe: a line per job (a band per
-    configuration over seeds), the mean-field prediction dashed at the first probe."""
+    configuration over seeds), the mean-field prediction dashed at the first probe; saved as PNG at ``path``."""
     fig = Figure(figsize=(13, 8), layout="constrained")
     axes = fig.subplots(2, 2)
-    for index, config in enumerate(configurations(jobs)):
-        color = f"C{index % 10}"
-        for row_index, stat in enumerate(LAYER_STATS):
-            for col, probe in enumerate((0, -1)):
-                _draw(axes[row_index, col], config, color, _by_layer(stat, probe), ".-")
-            _theory_line(axes[row_index, 0], config, stat, color)
+    configs = configurations(jobs)
     for (row_index, col), ax in np.ndenumerate(axes):
         stat = LAYER_STATS[row_index]
         when = "first probe (step 0; dashed: mean-field theory)" if col == 0 else "last probe"
         ax.set_title(f"{stat.replace('_', ' ')} by layer, {when}", fontsize=10)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         _axes_style(ax, "layer", LAYER_LABELS[stat])
+        _panel(ax, configs, _by_layer(stat, (0, -1)[col]), ".-", theory=stat if col == 0 else None)
     _legend(fig, axes[0, 0])
     render(fig, path)
-    return path
+    return fig
 
 
-def loss_figure(jobs: list[Job], path: Path) -> Path:
+def loss_figure(jobs: list[Job], path: Path) -> Figure:
     """Train loss of every step's batch from step 0 and test loss per epoch: a line per job (a band per
-    configuration over seeds)."""
+    configuration over seeds); saved as PNG at ``path``."""
     fig = Figure(figsize=(13, 4.5), layout="constrained")
     axes = fig.subplots(1, 2)
-    for index, config in enumerate(configurations(jobs)):
-        for ax, curve in zip(axes, (RunResult.batch_losses, lambda r: r.test_curve("test_loss"))):
-            _draw(ax, config, f"C{index % 10}", curve, "-", status=True)
+    configs = configurations(jobs)
     axes[0].set_title("train loss of each step's batch (step 0: the initial weights)", fontsize=10)
     axes[1].set_title("test loss at step 0 and at the end of each epoch", fontsize=10)
-    for ax, split in zip(axes, ("train", "test")):
-        ax.set_xlim(left=0)
+    curves = (RunResult.batch_losses, lambda r: r.test_curve("test_loss"))
+    for ax, split, curve in zip(axes, ("train", "test"), curves):
         _axes_style(ax, "step", f"{split} loss")
+        _panel(ax, configs, curve, "-", status=True, steps=True)
+        ax.set_xlim(left=0)
     _legend(fig, axes[0])
     render(fig, path)
-    return path
+    return fig
 
 
 def _legend(fig: Figure, ax) -> None:
@@ -355,6 +419,12 @@ def tally(jobs: list[Job]) -> str:
     """'8 jobs: 6 completed, 1 diverged, 1 failed'."""
     counts = Counter(job.result.status for job in jobs)
     return f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def failures(jobs: list[Job]) -> list[str]:
+    """A line per failed job: 'job 2 (<its overrides>) failed: <its error's first line>'."""
+    return [f"job {job.number}" + (f" ({job.label})" if job.overrides else "")
+            + f" failed: {job.note or 'no error recorded'}" for job in jobs if job.result.status == "failed"]
 
 
 def cli(argv: list[str] | None = None) -> None:
