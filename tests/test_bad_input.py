@@ -23,7 +23,7 @@ CASES = [
     (["model.depth=0"], "model.depth=0 must be a whole number >= 1"),
     (["optimizer.lr=nan"], "optimizer.lr=nan must be a finite number > 0"),
     (["probe.figures=maybe"], "probe.figures='maybe' must be true (the first and last probe's figures), every or false"),
-    (["++unknown.key=1"], "unknown is not a key of the config"),
+    (["++unknown.key=1"], "unknown.key is not a key of the config"),
     (["+optimizer.mu=0.5"], "optimizer.mu is not a key of optimizer=sgd"),
     (["experiment=small_gausian_init"], "experiment=small_gausian_init is not an experiment; did you mean"),
     (["-m", "experiment=he_relu,xavier_rleu"], "experiment=xavier_rleu is not an experiment"),

@@ -4,6 +4,7 @@ spike at 0 stated as a share, and a compact image that TensorBoard's cards show 
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from matplotlib.text import Text
 from PIL import Image
 
 from layerscope.probe import figure_workers
-from layerscope.probe.figures import CompactFigure, LectureFigure, compact_figure, lecture_figure, render, zero_spike
+from layerscope.probe.figures import CompactFigure, LectureFigure, compact_figure, lecture_figure, number, render, zero_spike
 from layerscope.probe.measure import histogram_summary
 from layerscope.probe.record import LECTURE_HISTOGRAMS, STATS, Histogram, ProbeRecord
 from layerscope.train.finish import figure_records
@@ -159,3 +160,74 @@ def test_worker_processes_draw_the_figures_this_process_would(tmp_path):
                           render(lecture_figure(kept, "10x500 tanh")))
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")),
                           render(compact_figure(kept, "10x500 tanh")))
+
+
+def collapsed_record() -> ProbeRecord:
+    """A tanh net with small init: activations shrink 5x per layer (layers 3-10 collapse), backward signals span
+    1e-11 to 1e8 with one layer far from 0 (an offset), as `init=normal init.std=0.01` and worse give."""
+    rng = np.random.default_rng(2)
+    stats = {name: [float("nan")] * DEPTH for name in STATS}
+    stats.update(activation_mean=[0.0] * DEPTH, activation_std=[0.2 * 0.2 ** k for k in range(DEPTH)],
+                 backward_std=[10.0 ** (k - 11) for k in range(DEPTH)], weight_grad_norm=[1e-7] * DEPTH)
+    acts = [histogram(np.tanh(rng.normal(scale=0.2 * 0.2 ** k, size=5000))) for k in range(DEPTH)]
+    scales = [1e-11, 1e-9, 1e-7, 1e-5, 1e-3, 0.1, 10.0, 1e3, 1e6, 1e8]
+    back = [histogram(rng.normal(scale=s, size=5000) + (1e6 if k == 8 else 0.0)) for k, s in enumerate(scales)]
+    return ProbeRecord(0, stats, {"activation": acts, "backward": back})
+
+
+def _bars_width(ax) -> float:
+    """The share of the panel's x-range that its visible bars span (0 when none are drawn)."""
+    bars = [p for p in ax.patches if p.get_visible()]
+    if not bars:
+        return 0.0
+    x = np.concatenate([p.get_path().vertices[:, 0] for p in bars])
+    low, high = ax.get_xlim()
+    return (x.max() - x.min()) / (high - low)
+
+
+def test_a_collapsed_layer_is_drawn_on_its_own_range_and_said_to_be_collapsed():
+    rec = collapsed_record()
+    fig = lecture_figure(rec, "10x500 tanh, init normal(std=0.01)")
+    render(fig)
+    activations, backward = fig.axes[:DEPTH], fig.axes[DEPTH:2 * DEPTH]
+    for ax in activations + backward:  # no empty panel: bars across a fair part of it, or a note
+        assert _bars_width(ax) > 0.05 or shown(ax), ax.get_title()
+    spans = [h.max - h.min for h in rec.histograms["activation"]]
+    widest = max(h.max for h in rec.histograms["activation"]) - min(h.min for h in rec.histograms["activation"])
+    collapsed = [s < 0.05 * widest for s in spans]
+    assert collapsed[:2] == [False, False] and all(collapsed[3:])
+    for ax, small, h in zip(activations, collapsed, rec.histograms["activation"]):
+        notes = [t.get_text() for t in shown(ax)]
+        if small:  # its own range, shaded, the range it spans stated
+            assert _bars_width(ax) > 0.8 and notes and notes[0].startswith("collapsed")
+            assert "zoomed" in notes[0] and ax.get_facecolor() != activations[0].get_facecolor()
+        else:  # the lecture's shared range
+            assert not notes and ax.get_xlim() == activations[0].get_xlim()
+    for ax in backward:
+        assert _bars_width(ax) > 0.8 and not shown(ax)
+    for ax in activations + backward:  # σ written as 3e-7, not 3e-07 or 0.0000003
+        sigma = ax.get_title().split("σ=")[1]
+        assert re.fullmatch(r"\d{1,3}(\.\d+)?|\d(\.\d)?e-?[1-9]\d?", sigma) and len(sigma) <= 7, sigma
+    assert_no_overlap(fig)
+
+
+def test_backward_tick_labels_are_few_short_and_apart_across_the_row():
+    fig = lecture_figure(collapsed_record(), "10x500 tanh")
+    render(fig)
+    renderer = fig.canvas.get_renderer()
+    row = fig.axes[DEPTH:2 * DEPTH]
+    boxes = []
+    for ax in row:
+        low, high = ax.get_xlim()
+        labels = [t for t in ax.xaxis.get_ticklabels() if t.get_visible() and t.get_text()
+                  and low <= t.get_position()[0] <= high]  # the labels drawn
+        assert 2 <= len(labels) <= 3 and all(len(t.get_text()) <= 5 for t in labels), [t.get_text() for t in labels]
+        assert not ax.xaxis.get_offset_text().get_visible()  # the power of ten is in the x label instead
+        boxes += [t.get_window_extent(renderer) for t in labels] + [ax.xaxis.label.get_window_extent(renderer)]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert row[0].get_xlabel() == "dL/da (×1e-11)" and row[8].get_xlabel() == "dL/da (×1e6)"
+
+
+def test_numbers_in_the_figure_are_short():
+    assert [number(x) for x in (0.21, 0.0024, 5.4e-4, 3e-7, 1.23e5, 0.0, -2.5e-11)] == [
+        "0.21", "0.0024", "5.4e-4", "3e-7", "1.2e5", "0", "-2.5e-11"]

@@ -159,6 +159,7 @@ def test_a_signal_stops_cleanly_and_resume_is_bit_identical(tmp_path, uninterrup
     run = next((outputs / "runs").glob("*/*"))
     summary = json.loads((run / "summary.json").read_text())
     assert proc.returncode == status and "trainer.resume=true" in stderr.strip().splitlines()[-1], stderr
+    assert stderr.count("trainer.resume=true") == 1  # the hint once, in the last line
     assert summary["status"] == "interrupted" and summary["signal"] == signal.Signals(sig).name
     stopped_at = summary["interrupted_at_step"]
     assert 0 < stopped_at < 1500 and torch.load(run / "checkpoint.pt", weights_only=True)["step"] == stopped_at

@@ -6,10 +6,12 @@ import math
 import numpy as np
 import pytest
 
+from hydra.core.utils import setup_globals
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from layerscope.config.hydra_hooks import config_loader
+import layerscope.runs.job_names  # noqa: F401 - registers ${layerscope.run_name:}
 from layerscope.files import JsonLines, read_jsonl, replacing, truncate_jsonl, yaml_text
 from layerscope.runs.folder import METRICS, finished, holds_run, read_summary, restart_logs, write_summary
 
@@ -86,3 +88,26 @@ def test_yaml_text_is_what_omegaconf_writes_also_when_it_reuses_entries(override
             assert yaml_text(OmegaConf.to_container(node, enum_to_str=True)) == OmegaConf.to_yaml(node)
     assert yaml_text({}) == OmegaConf.to_yaml(OmegaConf.create({}))
     assert yaml_text({"hydra": {}}) == OmegaConf.to_yaml(OmegaConf.create({"hydra": {}}))
+
+
+@pytest.mark.parametrize("overrides, name", [
+    (["activation=relu", "init=he_normal"], "_activation=relu,init=he_normal"),
+    (["trainer.progress=false", "trainer.resume=true"], ""),  # how a run runs, not what it is
+    ([], ""),
+])
+def test_a_single_run_is_named_by_its_time_and_overrides(overrides, name):
+    """``hydra.run.dir``: runs/<date>/<time><name>, the overrides as Hydra orders them (TensorBoard's run name)."""
+    setup_globals()  # ${now:}, as Hydra's main registers it
+    cfg = config_loader().load_configuration(config_name="train", overrides=overrides, run_mode=RunMode.RUN)
+    folder = OmegaConf.select(cfg, "hydra.run.dir").rsplit("/", 1)[-1]
+    time, _, rest = folder.partition("_")
+    assert len(time) == len("07-21-26-467555") and (f"_{rest}" if rest else "") == name
+
+
+def test_a_long_run_name_is_cut_readably_with_a_hash():
+    setup_globals()
+    long = ["model.width=16"] + [f"+tag{i}=some_long_value_{i}" for i in range(12)]
+    cfg = config_loader().load_configuration(config_name="train", overrides=long, run_mode=RunMode.RUN)
+    folder = OmegaConf.select(cfg, "hydra.run.dir").rsplit("/", 1)[-1]
+    assert folder.split("_", 1)[1].startswith("+tag0=some_long_value_0,+tag10=")  # as Hydra sorts them
+    assert len(folder) <= len("07-21-26-467555_") + 120 and "~" in folder

@@ -104,7 +104,7 @@ CASES = [
     (["data.name=imagenet"], "data.name='imagenet' is unknown"),
     (["activation.name=swishh"], "activation='swishh' is unknown"),
     # keys nobody reads
-    (["++unknown.key=1"], "unknown is not a key of the config"),
+    (["++unknown.key=1"], "unknown.key is not a key of the config"),
     (["++trainer.epoch=5"], "trainer.epoch is not a key of trainer; did you mean trainer.epochs?"),
     (["++model.heads=4"], "model.heads is not a key of model"),
     (["+optimizer.mu=0.5"], "optimizer.mu is not a key of optimizer=sgd; its keys: lr, name"),

@@ -35,6 +35,8 @@ def _first_line(text: str) -> str:
 
 
 def _unknown_key(err: ConfigKeyError | ConfigAttributeError) -> str:
+    from layerscope.config.validate import key_hint  # torch: only once a key is refused
+
     key = err.full_key or str(err.key)
     parent = err.parent_node
     known = [str(k) for k in parent.keys()] if parent is not None and hasattr(parent, "keys") else []
@@ -42,9 +44,8 @@ def _unknown_key(err: ConfigKeyError | ConfigAttributeError) -> str:
     close = difflib.get_close_matches(str(err.key), known, n=1)
     hint = f"did you mean {prefix}{close[0]}? " if close else ""
     keys = f"keys here: {', '.join(prefix + k for k in known)}" if known else "see layerscope --help"
-    return f"{key} is not a config key; {hint}{keys} (+{key}=... adds a new key)"
-
-
+    where = key_hint(key, parent.get("name") if "name" in known else None)
+    return f"{key} is not a config key; {hint}{keys}" + (f"; {where}" if where else "")
 
 
 def check_command_line(argv: Sequence[str]) -> None:

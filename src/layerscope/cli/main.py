@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from layerscope.cli.errors import check_command_line
 from layerscope.cli.errors import install as install_error_lines
 from layerscope.config.hydra_hooks import compose_once, reuse_group_repositories, write_records_once
+from layerscope.config.overrides import parse, quoted
 from layerscope.errors import ConfigError
 from layerscope.paths import HYDRA_VERSION_BASE, config_dir, outputs
 from layerscope.runs.folder import (
@@ -184,7 +185,7 @@ def _target(argv: list[str]) -> Path | None:
         return None
     same = _task_overrides(argv)
     resume = any(a.lstrip("+").lower() == "trainer.resume=true" for a in argv)
-    explicit = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("hydra.run.dir=")]
+    explicit = [_value(a) for a in argv if a.lstrip("+").startswith("hydra.run.dir=")]
     if explicit and "${" not in explicit[-1]:
         folder = Path(explicit[-1])
         check_target(folder, same, _earlier_overrides(folder), resume)
@@ -192,8 +193,16 @@ def _target(argv: list[str]) -> Path | None:
     folder = _resume_target(same) if resume else None
     if folder is not None:
         check_target(folder, same, None, resume)
-        sys.argv.append(f"hydra.run.dir={folder}")
+        sys.argv.append(f"hydra.run.dir={quoted(folder)}")
     return folder
+
+
+def _value(override: str) -> str:
+    """An override's value as Hydra reads it (quotes removed); as typed when Hydra cannot parse it (it says why)."""
+    try:
+        return str(parse([override])[0].value())
+    except Exception:  # noqa: BLE001 - Hydra reports the mistake itself, in one line
+        return override.split("=", 1)[1]
 
 
 def _thread_error(args: threading.ExceptHookArgs) -> None:

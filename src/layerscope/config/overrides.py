@@ -4,6 +4,7 @@ millisecond a line, and a sweep's jobs, and the report that reads their folders,
 from __future__ import annotations
 
 import functools
+import re
 from typing import Iterable
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -18,3 +19,10 @@ def parse(lines: Iterable[str]) -> list[Override]:
 @functools.lru_cache(maxsize=4096)
 def _parse(line: str) -> Override:
     return OverridesParser.create().parse_overrides([line])[0]
+
+
+def quoted(value: object) -> str:
+    """``value`` as an override's value that Hydra reads back as it is: quoted when it holds anything Hydra would
+    parse (a run's folder name holds ``,`` and ``=``)."""
+    text = str(value)
+    return text if re.fullmatch(r"[\w./~+-]*", text) else "'" + text.replace("'", "\\'") + "'"

@@ -28,6 +28,7 @@ from layerscope.nets.losses import LOSSES
 from layerscope.nets.mlp import BATCH_NORMS, BN_PLACEMENTS, hidden_fans
 from layerscope.optim.rules import OPTIMIZERS
 from layerscope.optim.schedules import SCHEDULERS
+from layerscope.paths import choices, preset
 
 BOUNDS = {
     "depth": (1000, "100 times the lecture's 10 layers"),
@@ -223,11 +224,48 @@ def _reads(group: str, name: str) -> tuple[str, ...]:
     return READS.get(group, {}).get(name, tuple(k for k in RULES[group] if k != "name"))
 
 
+SETTINGS_ELSEWHERE = {"output_dir": "the run's folder is set by hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)"}
+"""Keys people expect, and the setting that does what they name."""
+
+
+def holders(group: str, key: str) -> list[str]:
+    """The choices of config group ``group`` that read ``key`` (optimizer, mu: adam, momentum, nesterov)."""
+    if group not in READS and group != "activation":
+        return []
+    return [c for c in choices(group) if key in _reads(group, preset(group, c).get("name", c))]
+
+
+def key_hint(key: str, chosen: str | None = None) -> str:
+    """How to set ``key``, which the config lacks, as an override that works; "" when nothing sets it. ``chosen``:
+    the group's choice, whose file lacks ``key`` (then ``+key`` adds it, if that choice reads it)."""
+    if key in SETTINGS_ELSEWHERE:
+        return SETTINGS_ELSEWHERE[key]
+    group, _, leaf = key.partition(".")
+    have = holders(group, leaf) if leaf and "." not in leaf else []
+    if chosen in have:
+        return f"{group}={chosen} reads it but its file does not set it: add it with +{key}=..."
+    if not have:
+        return ""
+    plus = "" if leaf in preset(group, have[0]) else "+"
+    return (f"{key} is a key of {group}={', '.join(have)}; choose one of those, "
+            f"e.g. {group}={have[0]} {plus}{key}=...")
+
+
 def _unknown(key: str, known: Iterable[str], owner: str) -> ConfigError:
     known = sorted(known)
     close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
     hint = f"did you mean {key.rsplit('.', 1)[0]}.{close[0]}? " if close and "." in key else ""
-    return ConfigError(f"{key} is not a key of {owner}; {hint}its keys: {', '.join(known) or 'none'}")
+    where = key_hint(key)
+    return ConfigError(f"{key} is not a key of {owner}; {hint}its keys: {', '.join(known) or 'none'}"
+                       + (f"; {where}" if where else ""))
+
+
+def _as_typed(key: str, value: Any) -> str:
+    """The key a nested value came from as the user typed it: ``unknown.key`` for ``++unknown.key=1``."""
+    while isinstance(value, Mapping) and len(value) == 1:
+        (sub, value), = value.items()
+        key = f"{key}.{sub}"
+    return key
 
 
 def check_group(group: str, values: Mapping[str, Any]) -> None:
@@ -256,7 +294,7 @@ def validate(cfg: Mapping[str, Any]) -> torch.device:
         elif key in TOP_LEVEL:
             TOP_LEVEL[key](key, value)
         elif key not in SECTIONS_CHECKED_ELSEWHERE:
-            raise _unknown(key, [*RULES, *TOP_LEVEL], "the config")
+            raise _unknown(_as_typed(key, value), [*RULES, *TOP_LEVEL], "the config")
     missing = [g for g in RULES if g not in cfg]
     if missing:
         raise ConfigError(f"the config has no {', '.join(missing)} group; pick one, e.g. {missing[0]}=<choice>")

@@ -226,11 +226,13 @@ def _check_labels(labels: np.ndarray, classes: int, path: Path | str) -> None:
                           f"classes 0..{classes - 1}; replace it with the dataset's original file")
 
 
-def _check_shapes(data: Data) -> None:
-    """Train and test inputs of one width, finite; labels within the classes."""
+def _check_shapes(data: Data, root: Any = None) -> None:
+    """Train and test inputs of one width, finite; labels within the classes. ``root``: the folder of the files."""
     if data.x_train.shape[1:] != data.x_test.shape[1:]:
+        fix = f"; put one dataset's files in {Path(str(root)).resolve()} or set data.root=<a folder that holds them>"
         raise ConfigError(f"data={data.name}: train inputs have {tuple(data.x_train.shape[1:])} features but test "
-                          f"inputs {tuple(data.x_test.shape[1:])}; the files come from different datasets")
+                          f"inputs {tuple(data.x_test.shape[1:])}; the files come from different datasets"
+                          + (fix if root is not None else ""))
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
         if not bool(torch.isfinite(x).all()):
             raise ConfigError(f"data={data.name}: the {split} inputs hold NaN or inf values")
@@ -262,7 +264,7 @@ def load_data(cfg: Mapping[str, Any], seed: int) -> Data:
     generator = torch.Generator().manual_seed(seed)
     untouched = generator.get_state()
     data = replace(loader(cfg, generator), seeded=not torch.equal(generator.get_state(), untouched))
-    _check_shapes(data)
+    _check_shapes(data, cfg.get("root"))
     limit = cfg.get("max_train")
     if limit is not None:
         data = replace(data, x_train=data.x_train[:limit], y_train=data.y_train[:limit])

@@ -45,6 +45,21 @@ def _spread(h: Histogram) -> float:
     return float(np.sqrt(max(h.sum_squares / h.num - (h.sum / h.num) ** 2, 0.0)))
 
 
+COLLAPSED = 0.05
+"""A layer of a shared-range row whose values span less than this share of the row's range is collapsed: on the
+shared range it would be a one-bin spike, so its panel is drawn on its own range, shaded and with a note."""
+ZOOMED = "#fff4d6"  # the background of a panel drawn on its own range within a shared-range row
+
+
+def number(x: float) -> str:
+    """``x`` in at most two significant digits, readable at 8 pt: 0.21, 0.0024, 5.4e-4, 3e-7, 1.2e5 (no "e-07")."""
+    if x == 0 or not np.isfinite(x):
+        return f"{x:g}"
+    text = f"{x:.2g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.1e}".replace(".0e", "e")
+    mantissa, _, exponent = text.partition("e")
+    return mantissa if not exponent else f"{mantissa}e{int(exponent)}"
+
+
 class _HistogramPanel:
     """One layer's histogram (share of values per bin), redrawn per record; a rectifier's spike at 0 is stated, not
     drawn."""
@@ -55,6 +70,8 @@ class _HistogramPanel:
         self.spike = ax.text(0.97, 0.95, "", transform=ax.transAxes, ha="right", va="top", fontsize=TICKS,
                              bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "lw": 0.5})
         self.flat = ax.text(0.5, 0.5, "", transform=ax.transAxes, ha="center", va="center", fontsize=TICKS)
+        self.collapsed = ax.text(0.03, 0.95, "", transform=ax.transAxes, ha="left", va="top", fontsize=TICKS,
+                                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "darkorange", "lw": 0.8})
 
     def update(self, h: Histogram, layer: int, rectifier: bool) -> bool:
         """Show ``h``; whether it drew bars (a non-finite or empty histogram, or one value, draws none)."""
@@ -73,9 +90,33 @@ class _HistogramPanel:
             self.spike.set_text(f"{spike[1]:.0%} {where}")
         if h.max > h.min:
             self.bars.set_data(counts / h.num, h.edges)
-        self.flat.set_text(f"all {h.min:.3g}")
-        ax.set_title(f"layer {layer}\nσ={_spread(h):.2g}", fontsize=LABELS, color=rcParams["text.color"])
+        self.flat.set_text(f"all {number(h.min)}")
+        ax.set_title(f"layer {layer}\nσ={number(_spread(h))}", fontsize=LABELS, color=rcParams["text.color"])
         return h.max > h.min
+
+    def zoom(self, h: Histogram | None) -> None:
+        """Mark the panel as drawn on its own range (``h``: the collapsed layer's histogram), or as on the row's
+        shared range (None): a shaded background, the x label saying so, and a note of the range it spans."""
+        ax = self.ax
+        self.collapsed.set_visible(h is not None)
+        ax.set_facecolor(ZOOMED if h is not None else rcParams["axes.facecolor"])
+        if h is not None:
+            spread = (f"±{number(max(abs(h.min), abs(h.max)))}" if h.min < 0 < h.max
+                      else f"{number((h.min + h.max) / 2)}±{number((h.max - h.min) / 2)}")
+            self.collapsed.set_text(f"collapsed: all\nin {spread}\nx-axis zoomed in")
+
+    def label(self, name: str) -> None:
+        """The x label ``name`` with the tick labels' shared power of ten and offset, which would otherwise stand in
+        the corner beside it: "dL/da (×1e-11)", "a − 0.5 (×1e-6)"."""
+        ax, formatter = self.ax, self.ax.xaxis.get_major_formatter()
+        formatter.set_locs([t for t in ax.xaxis.get_majorticklocs()])
+        shift, power = formatter.offset, getattr(formatter, "_orderOfMagnitude", None)
+        if power is None:  # matplotlib before 3.11
+            power = formatter.orderOfMagnitude
+        if shift:
+            name = f"{name} {'−' if shift > 0 else '+'} {number(abs(shift))}"
+        ax.xaxis.get_offset_text().set_visible(False)
+        ax.set_xlabel(f"{name} (×1e{power})" if power else name, fontsize=TICKS, labelpad=1)
 
 
 class _HistogramRow:
@@ -83,14 +124,14 @@ class _HistogramRow:
     each have their own."""
 
     def __init__(self, fig: Figure, grid, row: int, depth: int, label: str, color: str, shared: bool) -> None:
-        self.shared, self.panels, first = shared, [], None
+        self.shared, self.panels, self.name = shared, [], label.split()[-1]
         for layer in range(depth):
-            ax = fig.add_subplot(grid[row, layer], sharex=first if shared else None)
-            first = first or ax
-            self.panels.append(_HistogramPanel(ax, color))
+            ax = fig.add_subplot(grid[row, layer])  # a shared row sets one range on every panel but a collapsed one
             ax.set_yticks([])
             ax.set_xlabel(label.split()[-1], fontsize=TICKS, labelpad=1)
-            ax.xaxis.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
+            self.panels.append(_HistogramPanel(ax, color))
+            # two or three ticks, their labels short: a power of ten beyond 1e-2..1e3 is one offset in the corner
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=2, steps=[1, 2, 2.5, 5, 10], min_n_ticks=2))
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
             ax.xaxis.get_offset_text().set_fontsize(TICKS)
             ax.tick_params(axis="x", labelsize=TICKS)
@@ -102,16 +143,21 @@ class _HistogramRow:
         low = min((h.min for h in finite), default=-1.0)
         high = max((h.max for h in finite), default=1.0)
         for layer, (panel, h) in enumerate(zip(self.panels, hists)):
-            ax = panel.ax
-            if panel.update(h, layer + 1, rectifier):
+            ax, drawn = panel.ax, panel.update(h, layer + 1, rectifier)
+            # collapsed: on the shared range a one-bin spike, so drawn on its own range and marked as such
+            collapsed = self.shared and drawn and high > low and h.max - h.min < COLLAPSED * (high - low)
+            panel.zoom(h if collapsed else None)
+            if drawn:
                 ax.relim(visible_only=True)
-                ax.set_autoscalex_on(True)
-                ax.autoscale_view()
+                ax.autoscale_view(scalex=False)
+            if self.shared and high > low and not collapsed:
+                ax.set_xlim(low, high)
+            elif drawn:  # the bars fill the panel, a margin keeps the labels of neighbouring panels apart
+                margin = 0.05 * (h.max - h.min)
+                ax.set_xlim(h.min - margin, h.max + margin)
             else:  # as an empty panel's
                 ax.set_xlim(0.0, 1.0)
-        if self.shared and high > low:
-            for panel in self.panels:
-                panel.ax.set_xlim(low, high)
+            panel.label(self.name)
 
 
 class _ByLayerPanels:

@@ -37,6 +37,7 @@ MAX_NAME = 120
 """Longest job folder name (file systems allow 255 bytes; TensorBoard shows it as the run's name)."""
 UNSAFE = re.compile(r"[^A-Za-z0-9._,=+-]")
 RESOLVER = "layerscope.job_name"
+RUN_RESOLVER = "layerscope.run_name"
 EXCLUDE_KEYS = "hydra.job.config.override_dirname.exclude_keys"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 """Hydra's own sweeper: it lists every job before the first runs, so a repeated value is refused up front."""
@@ -64,11 +65,19 @@ def job_name(*, _root_: DictConfig) -> str:
     return safe_name(dirname) if planned else f"{number}-{safe_name(dirname)}"
 
 
+def run_name(*, _root_: DictConfig) -> str:
+    """A single run's folder name after its time: ``_`` and its overrides (``hydra.job.override_dirname``, less
+    ``trainer.resume`` and ``trainer.progress``) made safe, ``_activation=relu,init=he_normal``; '' without any."""
+    dirname = str(OmegaConf.select(_root_, "hydra.job.override_dirname", default="") or "")
+    return f"_{safe_name(dirname)}" if dirname else ""
+
+
 def register_resolver() -> None:
-    """Make ``${layerscope.job_name:}`` resolvable (idempotent); done on import, so that a joblib or submitit
-    worker that unpickles ``SweptNames`` with the sweep's Hydra context has it too."""
-    if not OmegaConf.has_resolver(RESOLVER):
-        OmegaConf.register_new_resolver(RESOLVER, job_name)
+    """Make ``${layerscope.job_name:}`` and ``${layerscope.run_name:}`` resolvable (idempotent); done on import, so
+    that a joblib or submitit worker that unpickles ``SweptNames`` with the sweep's Hydra context has them too."""
+    for name, resolver in ((RESOLVER, job_name), (RUN_RESOLVER, run_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 register_resolver()

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from layerscope.config.overrides import quoted
 from layerscope.errors import ConfigError
 from layerscope.runs.folder import holds_run
 
@@ -119,9 +120,9 @@ def check_target(folder: Path, overrides: list[str], earlier: list[str] | None, 
     if not holds_run(folder):
         return
     if not resume:
-        raise ConfigError(f"hydra.run.dir={folder} already holds a run; choose a new folder, or continue that run "
+        raise ConfigError(f"hydra.run.dir={quoted(folder)} already holds a run; choose a new folder, or continue that run "
                           f"with its own overrides and trainer.resume=true")
     if earlier is not None and sorted(earlier) != sorted(overrides):
         theirs = " ".join(earlier) or "(none)"
-        raise ConfigError(f"hydra.run.dir={folder} holds a run of other overrides ({theirs}); resume it with "
+        raise ConfigError(f"hydra.run.dir={quoted(folder)} holds a run of other overrides ({theirs}); resume it with "
                           f"exactly those, or choose a new folder")

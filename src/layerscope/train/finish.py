@@ -70,16 +70,27 @@ def finish_run(cfg: DictConfig, summary: dict[str, Any], writer: RunWriter, step
                logger: logging.Logger = log, figures: list[Future] = ()) -> None:
     """The end of every run: its figures' TensorBoard images (``start_figures``), hparams and summary.json, and a
     closing log line."""
+    drawn = []
     for future in figures:
         step, data, shape = future.result()
         writer.image("lecture/probe", data, shape, step)
+        drawn.append(probe_figure(writer.run_dir, step).relative_to(writer.run_dir).as_posix())
     params, listed, varied = dashboard_hparams(cfg, writer.run_dir)
     writer.hparams(params, {**summary["final"], "steps": steps, "diverged": float(summary["status"] == "diverged")},
                    steps, listed, varied)
     writer.close()
     write_summary(writer.run_dir, summary)
-    logger.info("%s after %d steps: %s", summary["status"], steps,
-                ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished")
+    for line in closing_lines(summary, steps, writer.run_dir, drawn):
+        logger.info("%s", line)
+
+
+def closing_lines(summary: dict[str, Any], steps: int, run_dir: Path, drawn: list[str]) -> list[str]:
+    """The two lines that end a run's log: how it ended and its figures; where its files are and how to view them."""
+    state = "stopped" if summary["status"] == "diverged" else summary["status"]  # the loop logged the divergence
+    result = ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items()) or "no epoch finished"
+    figures = f"; figures: {', '.join(drawn[:2])}" + (f" and {len(drawn) - 2} more" if len(drawn) > 2 else "")
+    return [f"{state} after {steps} steps: {result}" + (figures if drawn else ""),
+            f"files in {run_dir}; view them with: tensorboard --logdir {run_dir}"]
 
 
 def figure_records(records: list[ProbeRecord], figures: bool | str) -> list[ProbeRecord]:

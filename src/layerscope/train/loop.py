@@ -339,8 +339,7 @@ class Trainer:
             m.summary.update(status="interrupted", interrupted_at_step=self.step, signal=self.interrupt.name,
                              steps=self.step)
             m.done = True
-            m.log.warning("%s: stopped after step %d; continue with the same command and trainer.resume=true",
-                          self.interrupt.name, self.step)
+            m.log.warning("%s: stopped after step %d, its checkpoint written", self.interrupt.name, self.step)
         if not self.alone:
             log.warning("%s: the stacked group stopped after step %d", self.interrupt.name, self.step)
         return True
