@@ -18,6 +18,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import layerscope
+from layerscope.files import read_jsonl
 from layerscope.paths import config_dir
 from layerscope.runs.job_names import (
     BASIC_SWEEPER,
@@ -29,7 +30,7 @@ from layerscope.runs.job_names import (
     swept_overrides,
 )
 from layerscope.runs.writer import RunWriter
-from layerscope.train.finish import ESSENTIAL, dashboard_hparams
+from layerscope.runs.hparams import dashboard_hparams
 
 TINY = ["data=spirals", "model.depth=3", "model.width=8", "trainer.max_steps=4", "probe.every=2",
         "probe.figures=false", "trainer.progress=false"]
@@ -55,14 +56,28 @@ def test_every_run_writes_a_custom_scalars_layout_whose_charts_match_its_tags(ta
     scalars = acc.Tags()["scalars"]
     matched = {title: sorted(t for t in scalars if any(re.search(r, t) for r in regexes))
                for title, regexes in charts.items()}
-    assert matched["loss (train, test)"] == ["loss/test", "loss/train"]
+    assert matched["loss (train per step, train per epoch, test)"] == ["loss/test", "loss/train", "loss/train_step"]
     assert matched["accuracy (train, test)"] == ["accuracy/test", "accuracy/train"]
-    assert matched["activation_std by layer"] == ["activation_std/layer_01", "activation_std/layer_02",
-                                                  "activation_std/layer_03"]  # not theory_activation_std/...
-    assert "saturated_fraction by layer" in charts and "dead_fraction by layer" not in charts  # tanh: no rectifier
-    per_layer = [title for title in charts if title.endswith(" by layer")]
-    assert len(per_layer) == 11 and all(len(matched[title]) == 3 for title in per_layer)  # every layer, no other tag
-    assert [c.title for c in layout.category][0] == "training"
+    assert matched["activation_std: all layers (hover a line for its layer)"] == [
+        "activation_std/layer_01", "activation_std/layer_02", "activation_std/layer_03"]  # not theory_...
+    assert matched["activation_std: layer 02"] == ["activation_std/layer_02"]  # a chart of its own per layer
+    categories = {c.title: c for c in layout.category}
+    per_stat = [c for title, c in categories.items() if title != "training"]
+    assert len(per_stat) == 11 and all(len(c.chart) == 1 + 3 for c in per_stat)  # all layers, then each of 3
+    assert all(len(matched[chart.title]) == (3 if "all layers" in chart.title else 1)
+               for c in per_stat for chart in c.chart)  # every chart finds its tags, and no other
+    assert "saturated_fraction, layer by layer (forward signal)" in categories
+    assert not any(t.startswith("dead_fraction") for t in categories)  # tanh: no rectifier, no chart
+    assert [c.closed for c in layout.category][:3] == [False, False, True]  # training and the first statistic open
+
+
+def test_each_steps_training_loss_is_a_scalar_of_its_own(tanh_run):
+    steps = events(tanh_run).Scalars("loss/train_step")
+    rows = read_jsonl(tanh_run / "metrics.jsonl")
+    assert [e.step for e in steps] == [1, 2, 3, 4]  # TINY: 4 steps
+    assert [e.value for e in steps] == pytest.approx([loss for row in rows for loss in row["step_losses"]])
+    [epoch] = events(tanh_run).Scalars("loss/train")
+    assert epoch.value == pytest.approx(sum(e.value for e in steps) / 4, rel=1e-5)
 
 
 def test_forward_histograms_share_one_range_per_probe_and_gradients_keep_their_own(tanh_run):
@@ -90,24 +105,56 @@ def _sweep_job(folder: Path, task: list[str], exclude: list[str], number: int = 
     return folder
 
 
-def test_hparams_list_the_swept_keys_first_and_mark_them_as_differing(tmp_path):
+def _experiment(folder: Path):
+    content = events(folder).PluginTagToContent("hparams")
+    data = plugin_data_pb2.HParamsPluginData
+    return (data.FromString(content["_hparams_/experiment"]).experiment,
+            data.FromString(content["_hparams_/session_start_info"]).session_start_info)
+
+
+def test_hparams_offer_every_setting_and_mark_the_swept_keys_as_differing(tmp_path):
     job = _sweep_job(tmp_path / "job", ["model.width=8", "init=he_normal", "experiment=he_relu"], ["model.width"])
     assert swept_overrides(job) == {"init": "he_normal", "experiment": "he_relu"} and job_number(job) == 3
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("train", overrides=TINY)
-    params, listed, varied = dashboard_hparams(cfg, job)
+    params, varied = dashboard_hparams(cfg, job)
     assert varied == ("init", "experiment") and params["experiment"] == "he_relu"
-    assert listed[:2] == ["init", "experiment"] and set(ESSENTIAL) <= set(listed) and len(params) > len(listed)
     writer = RunWriter(job)
-    writer.hparams(params, {"test_loss": 0.5}, 4, listed, varied)
+    writer.hparams(params, {"test_loss": 0.5}, 4, varied)
     writer.close()
-    content = events(job).PluginTagToContent("hparams")
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    experiment, start = _experiment(job)
     assert [(h.name, h.differs) for h in experiment.hparam_infos][:3] == [
         ("init", True), ("experiment", True), ("activation", False)]
-    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
-    assert start.hparams["model.width"].number_value == 8  # every setting is still logged
+    assert {h.name for h in experiment.hparam_infos} == set(params)  # every setting is a column
+    assert start.hparams["model.width"].number_value == 8
     assert swept_overrides(tmp_path) == {} and job_number(tmp_path) is None  # not a sweep job
+
+
+def test_every_key_that_differs_between_jobs_is_a_column_named_by_choice(tmp_path):
+    """init=normal,normal_1 differ in init.std too: a column marked as differing, in HPARAMS and in load_sweep;
+    a group is named by its choice (normal_1), not by its name key (normal for both)."""
+    sweep = tmp_path / "sweep"
+    done = subprocess.run([CLI, "-m", *TINY, "init=normal,normal_1", "activation=relu,tanh", "trainer.seed=3",
+                           f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
+        experiment, start = _experiment(job)
+        differing = [h.name for h in experiment.hparam_infos if h.differs]
+        assert sorted(differing) == ["activation", "init", "init.std"], job.name
+        assert start.hparams["init"].string_value == ("normal_1" if "normal_1" in job.name else "normal")
+        assert start.hparams["init.std"].number_value == (1.0 if "normal_1" in job.name else 0.01)
+    jobs = layerscope.load_sweep(sweep).jobs
+    rows = jobs.to_dict("records") if hasattr(jobs, "to_dict") else jobs
+    assert [(r["init"], r["init.std"]) for r in rows] == [("normal", 0.01), ("normal", 0.01),
+                                                          ("normal_1", 1.0), ("normal_1", 1.0)]
+    assert "trainer.seed" not in rows[0]  # the same in every job
+
+
+def test_a_single_runs_overrides_are_its_differing_columns(tanh_run):
+    experiment, start = _experiment(tanh_run)
+    assert {h.name for h in experiment.hparam_infos if h.differs} == {
+        "data", "model.depth", "model.width", "trainer.max_steps", "probe.every", "probe.figures", "activation"}
+    assert start.hparams["probe.every"].string_value == "2"  # a key outside the config sections, as written
 
 
 def test_job_names_are_safe_file_names_bounded_and_distinct():

@@ -20,6 +20,7 @@ in front.
 from __future__ import annotations
 
 import importlib
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from layerscope.config.overrides import parse
 from layerscope.errors import ConfigError
 from layerscope.runs.folder import CHECKPOINT, CONFIG, holds_run, read_config
+from layerscope.runs.hparams import dashboard_hparams
 from layerscope.runs.job_names import record_overrides
 from layerscope.runs.results import RunResult
 from layerscope.sweep.report import LAYER_STATS, Job, collect, configurations, row, seed_row, varies_seed
@@ -200,8 +202,14 @@ class Sweep:
 
     @cached_property
     def _keys(self) -> dict[str, dict[str, Any]]:
-        """Job number -> its job number and swept overrides, the first columns of every table."""
-        return {job.number: {"job": job.number, **parsed(job.overrides)} for job in self._jobs}
+        """Job number -> its job number, swept overrides and the other hyper-parameters that differ between the
+        jobs (``init.std`` for ``init=normal,normal_1``): the first columns of every table, HPARAMS' columns too."""
+        keys = {}
+        for job in self._jobs:
+            params, varied = dashboard_hparams(job.result.config, job.result.run_dir)
+            swept = parsed(job.overrides)
+            keys[job.number] = {"job": job.number, **swept, **{k: params.get(k) for k in varied if k not in swept}}
+        return keys
 
     @cached_property
     def jobs(self):
@@ -271,10 +279,10 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     created = not folder.exists()
     try:
         with owned(folder):
+            record_overrides(folder, overrides)  # before training: its HPARAMS mark them as what differs
             train(cfg, folder)
     except BaseException:
-        if created and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()  # a config refused before anything was written: leave no empty folder
+        if created and folder.is_dir() and {p.name for p in folder.iterdir()} <= {".hydra"}:
+            shutil.rmtree(folder)  # a config refused before anything else was written: leave no folder
         raise
-    record_overrides(folder, overrides)
     return load_run(folder)

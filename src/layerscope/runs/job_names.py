@@ -95,12 +95,16 @@ def _values(override) -> list[str]:
         return []
 
 
+def _sweep_overrides(task: list[str], params: dict | None) -> list:
+    """A multirun's overrides, parsed: the command line's (``task``) and ``hydra.sweeper.params``."""
+    return _parsed([str(o) for o in task] + [f"{k}={v}" for k, v in (params or {}).items()])
+
+
 def swept_keys(hydra: DictConfig) -> set[str]:
     """The keys a multirun sweeps: command-line sweeps and ``hydra.sweeper.params``; a value listed twice is refused."""
     params = hydra.sweeper.get("params")
-    lines = [str(o) for o in hydra.overrides.task]
-    lines += [f"{k}={v}" for k, v in (OmegaConf.to_container(params, resolve=True) if params else {}).items()]
-    sweeps = [o for o in _parsed(lines) if o.is_sweep_override()]
+    overrides = _sweep_overrides(list(hydra.overrides.task), OmegaConf.to_container(params, resolve=True) if params else None)
+    sweeps = [o for o in overrides if o.is_sweep_override()]
     for override in sweeps:
         values = _values(override) if override.is_discrete_sweep() else []
         twice = sorted({v for v in values if values.count(v) > 1})
@@ -166,3 +170,16 @@ def swept_overrides(folder: Path) -> dict[str, str]:
     exclude = set(hydra["job"]["config"]["override_dirname"]["exclude_keys"])
     return {o.key_or_group: o.get_value_element_as_str() for o in _parsed(list(hydra["overrides"]["task"]))
             if o.key_or_group not in exclude}
+
+
+def sweep_values(folder: Path) -> tuple[dict[str, list[str]], set[str]]:
+    """The sweep a job folder belongs to, from its ``multirun.yaml``: ({swept key: its values as written (none
+    for a range a sweeper samples)}, the keys every job sets to one value); ({}, set()) for a single run's folder."""
+    if _hydra_record(folder).get("mode") != "MULTIRUN":
+        return {}, set()
+    master = (read_yaml(folder.parent / "multirun.yaml") or {}).get("hydra") or {}
+    if not master:  # a sweep folder made elsewhere: this job's own swept values
+        return {k: [v] for k, v in swept_overrides(folder).items()}, set()
+    overrides = _sweep_overrides(master["overrides"]["task"], (master.get("sweeper") or {}).get("params"))
+    swept = {o.key_or_group: _values(o) if o.is_discrete_sweep() else [] for o in overrides if o.is_sweep_override()}
+    return swept, {o.key_or_group for o in overrides if not o.is_sweep_override()}

@@ -4,9 +4,8 @@ TensorBoard tags: histograms ``<quantity>/layer_NN`` (quantity: preactivation, a
 backward, weight_grad, weight); per-layer scalars ``<stat>/layer_NN`` and, at step 0, the
 mean-field prediction ``theory_<stat>/layer_NN`` with ``theory_rel_error_<stat>/layer_NN``; training curves
 ``loss/train``, ``loss/test``, ``accuracy/train``, ``accuracy/test``, ``lr``; figures
-``lecture/probe``. Layers count from 01 at the input. Every run also writes a custom-scalars layout
-(TensorBoard's CUSTOM SCALARS tab): one chart per per-layer statistic with the layers as its lines, one for
-train/test loss, one for accuracy.
+``lecture/probe``; each step's training loss ``loss/train_step``. Layers count from 01 at the input. Every run
+also writes a custom-scalars layout (TensorBoard's CUSTOM SCALARS tab, ``scalars_layout``).
 """
 
 from __future__ import annotations
@@ -15,10 +14,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.compat.proto.tensor_pb2 import TensorProto
+from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams.metadata import EXPERIMENT_TAG
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-from torch.utils.tensorboard.summary import custom_scalars, histogram_raw, hparams
+from torch.utils.tensorboard.summary import histogram_raw, hparams
 
 from layerscope.files import JsonLines
 from layerscope.runs.events import EventFile
@@ -35,12 +37,12 @@ their sizes are compared in the custom-scalars charts; so do the weights, whose 
 The shared range is written as empty end buckets, which TensorBoard's DISTRIBUTIONS tab draws as its
 outermost (min-max) band: for these two quantities that band shows the shared range, the others the layer's."""
 
-CHARTS = {"forward signal, one line per layer": ("activation_std", "activation_mean", "saturated_fraction",
-                                                 "dead_fraction", "preactivation_std", "preactivation_mean",
-                                                 "unit_spread"),
-          "backward signal and weights, one line per layer": ("backward_std", "backward_norm", "weight_grad_norm",
-                                                              "update_ratio", "weight_norm")}
-"""The custom-scalars categories and the order of their per-layer charts (an unnamed statistic joins the first)."""
+CHARTS = {"forward signal": ("activation_std", "activation_mean", "saturated_fraction", "dead_fraction",
+                             "preactivation_std", "preactivation_mean", "unit_spread"),
+          "backward signal and weights": ("backward_std", "backward_norm", "weight_grad_norm", "update_ratio",
+                                          "weight_norm")}
+"""The per-layer statistics in the order of their custom-scalars categories (an unnamed one joins the forward
+signal)."""
 
 
 def layer_tag(quantity: str, layer: int) -> str:
@@ -48,17 +50,35 @@ def layer_tag(quantity: str, layer: int) -> str:
     return f"{quantity}/layer_{layer:02d}"
 
 
-def scalars_layout(stats: list[str]) -> dict[str, dict[str, list]]:
-    """The custom-scalars layout: train/test loss, accuracy, and one chart per per-layer statistic in ``stats``
-    whose lines are its layers (a regex over the tags, ``^activation_std/layer_\\d+$``)."""
-    named = {name for names in CHARTS.values() for name in names}
-    layout = {"training": {"loss (train, test)": ["Multiline", [r"^loss/(train|test)$"]],
-                           "accuracy (train, test)": ["Multiline", [r"^accuracy/(train|test)$"]],
-                           "learning rate": ["Multiline", [r"^lr$"]]}}
-    for index, (category, order) in enumerate(CHARTS.items()):
-        names = [n for n in order if n in stats] + ([n for n in stats if n not in named] if index == 0 else [])
-        layout[category] = {f"{name} by layer": ["Multiline", [rf"^{name}/layer_\d+$"]] for name in names}
-    return layout
+def _chart(title: str, regex: str) -> layout_pb2.Chart:
+    return layout_pb2.Chart(title=title, multiline=layout_pb2.MultilineChartContent(tag=[regex]))
+
+
+def scalars_layout(stats: dict[str, int]) -> layout_pb2.Layout:
+    """The custom-scalars layout: *training* (train loss per step and per epoch, test loss, accuracy, lr), then a
+    category per per-layer statistic in ``stats`` ({name: layers}): its layers together (TensorBoard colours
+    lines by run, so these share one colour), then one chart per layer; only *training* and the first statistic's
+    category open."""
+    named = [name for names in CHARTS.values() for name in names]
+    order = [n for n in named if n in stats] + [n for n in stats if n not in named]
+    part = {name: category for category, names in CHARTS.items() for name in names}
+    training = [_chart("loss (train per step, train per epoch, test)", r"^loss/(train_step|train|test)$"),
+                _chart("accuracy (train, test)", r"^accuracy/(train|test)$"), _chart("learning rate", r"^lr$")]
+    categories = [layout_pb2.Category(title="training", chart=training)]
+    for index, name in enumerate(order):
+        charts = [_chart(f"{name}: all layers (hover a line for its layer)", rf"^{name}/layer_\d+$")]
+        charts += [_chart(f"{name}: layer {layer:02d}", rf"^{name}/layer_{layer:02d}$")
+                   for layer in range(1, stats[name] + 1)]
+        categories.append(layout_pb2.Category(title=f"{name}, layer by layer ({part.get(name, 'forward signal')})",
+                                              chart=charts, closed=index > 0))
+    return layout_pb2.Layout(category=categories)
+
+
+def layout_summary(layout: layout_pb2.Layout) -> Summary:
+    """The summary TensorBoard's CUSTOM SCALARS tab reads ``layout`` from (as ``add_custom_scalars`` writes it)."""
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="custom_scalars"))
+    tensor = TensorProto(dtype="DT_STRING", string_val=[layout.SerializeToString()], tensor_shape=TensorShapeProto())
+    return Summary(value=[Summary.Value(tag="custom_scalars__config__", tensor=tensor, metadata=metadata)])
 
 
 def _padded(tag: str, h: Histogram, span: tuple[float, float] | None) -> Summary:
@@ -89,8 +109,12 @@ class RunWriter:
         self._layout_written = False
 
     def epoch(self, row: dict[str, Any]) -> None:
-        """Log one epoch's metrics (loss/accuracy on train and test, lr) at its last step."""
-        step = row["step"]
+        """Log one epoch's metrics (loss/accuracy on train and test, lr) at its last step, and each of its steps'
+        training loss (``loss/train_step``, brought to the host with the epoch's metrics)."""
+        step, losses = row["step"], row.get("step_losses") or []
+        for at, loss in enumerate(losses, start=step - len(losses) + 1):
+            if math.isfinite(loss):
+                self.events.add(Summary(value=[Summary.Value(tag="loss/train_step", simple_value=loss)]), at)
         values = [Summary.Value(tag=f"{name}/{split}", simple_value=row[f"{split}_{name}"])
                   for split in ("train", "test") for name in ("loss", "accuracy")]
         self.events.add(Summary(value=[*values, Summary.Value(tag="lr", simple_value=row["lr"])]), step)
@@ -100,8 +124,9 @@ class RunWriter:
         """Log a probe's histograms (``histogram_raw``, as ``add_histogram_raw``) and per-layer scalars as one event;
         the first probe also writes the custom-scalars layout (with the statistics it measured)."""
         if not self._layout_written:
-            measured = [name for name, values in record.stats.items() if any(math.isfinite(v) for v in values)]
-            self.events.add(custom_scalars(scalars_layout(measured)))
+            measured = {name: len(values) for name, values in record.stats.items()
+                        if any(math.isfinite(v) for v in values)}
+            self.events.add(layout_summary(scalars_layout(measured)))
             self._layout_written = True
         values = []  # what add_histogram_raw and add_scalar write, gathered into one event per probe
         for quantity, hists in record.histograms.items():
@@ -128,20 +153,18 @@ class RunWriter:
             low, high = min(low, self.activation_range[0]), max(high, self.activation_range[1])
         return low, high
 
-    def hparams(self, params: dict[str, Any], metrics: dict[str, float], step: int,
-                listed: list[str] | None = None, varied: tuple[str, ...] = ()) -> None:
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float], step: int, varied: tuple[str, ...] = ()) -> None:
         """Log the run's hyper-parameters and final metrics to the HPARAMS dashboard, in this folder.
 
-        All of ``params`` are logged; the dashboard's columns offer ``listed`` (all when None), and those in
-        ``varied`` (a sweep's swept keys) are marked as differing, which TensorBoard sorts first and shows.
-        ``SummaryWriter.add_hparams`` would write them into a new sub-folder (a second "run");
-        writing the three hparams summaries directly keeps one run per folder.
+        Every one of ``params`` is a column; those in ``varied`` (what differs between the runs compared) are marked
+        as differing, which TensorBoard sorts first and shows. ``SummaryWriter.add_hparams`` would write them into a
+        new sub-folder (a second "run"); writing the three hparams summaries directly keeps one run per folder.
         """
         clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
         metrics = {f"hparam/{k}": v for k, v in metrics.items() if v is not None and math.isfinite(v)}
         for summary in hparams(clean, metrics):
             if summary.value[0].tag == EXPERIMENT_TAG:
-                _columns(summary, clean if listed is None else listed, varied)
+                _mark_differing(summary, varied)
             self.events.add(summary)
         for tag, value in metrics.items():
             self.events.scalar(tag, value, step)
@@ -159,15 +182,14 @@ class RunWriter:
         self._probes.close()
 
 
-def _columns(experiment: Summary, listed: Any, varied: tuple[str, ...]) -> None:
-    """Keep the hyper-parameters ``listed`` in an hparams experiment summary, in that order, ``varied`` ones marked
-    as differing (TensorBoard reads ``differs`` from the experiment as written, and shows those first)."""
+def _mark_differing(experiment: Summary, varied: tuple[str, ...]) -> None:
+    """Mark the hyper-parameters in ``varied`` as differing in an hparams experiment summary, listed first
+    (TensorBoard reads ``differs`` from the experiment as written, and shows those first)."""
     metadata = experiment.value[0].metadata.plugin_data
     data = HParamsPluginData.FromString(metadata.content)
-    infos = {info.name: info for info in data.experiment.hparam_infos}
-    kept = [infos[name] for name in listed if name in infos]
-    for info in kept:
+    infos = sorted(data.experiment.hparam_infos, key=lambda info: info.name not in varied)
+    for info in infos:
         info.differs = info.name in varied
     data.experiment.ClearField("hparam_infos")
-    data.experiment.hparam_infos.extend(kept)
+    data.experiment.hparam_infos.extend(infos)
     metadata.content = data.SerializeToString()

@@ -14,6 +14,7 @@ from layerscope.errors import ConfigError
 from layerscope.files import read_jsonl
 from layerscope.probe.record import ProbeRecord
 from layerscope.runs.folder import PROBES, probe_figure, read_config, write_summary
+from layerscope.runs.hparams import dashboard_hparams, hyperparameters
 from layerscope.runs.job_names import swept_overrides
 from layerscope.runs.writer import RunWriter
 
@@ -27,23 +28,6 @@ def describe(cfg: DictConfig) -> str:
             f"{cfg.optimizer.name} lr={cfg.optimizer.lr}")
 
 
-ESSENTIAL = ("activation", "init", "bn", "optimizer", "optimizer.lr", "model.depth")
-"""The hyper-parameters TensorBoard's HPARAMS dashboard lists for every run, after a sweep's swept ones
-(every setting is logged with the run; the dashboard shows the listed ones, the swept ones first)."""
-
-
-def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
-    """The settings a sweep varies, flattened (``activation``, ``init.std``, ``optimizer.lr``...)."""
-    flat: dict[str, Any] = {}
-    for group in ("activation", "init", "optimizer", "bn", "scheduler", "data", "loss", "model", "trainer"):
-        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
-            if key in ("progress", "device", "threads", "root") or isinstance(value, (dict, list)):
-                continue
-            name = group if key in ("name", "placement") else f"{group}.{key}"
-            flat[name] = "null" if value is None else value
-    return flat
-
-
 def differences(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
     """Per member, what sets it apart from the others: the sweep overrides that differ (``optimizer=adam``), or
     for folders made outside a sweep the hyper-parameters that differ, a choice's own keys left out."""
@@ -55,17 +39,6 @@ def differences(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
     return [",".join(f"{k}={f[k]}" for k in keys if k in f) for f in flat]
 
 
-def dashboard_hparams(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[str], tuple[str, ...]]:
-    """(every hyper-parameter, the ones the HPARAMS dashboard lists, the ones the sweep varied) of a run folder;
-    a swept key that ``hyperparameters`` lacks (``experiment``, ``probe.every``) is added with its value."""
-    params, varied = hyperparameters(cfg), []
-    for key, value in swept_overrides(run_dir).items():
-        name = key.rsplit(".", 1)[0] if key.endswith((".name", ".placement")) else key
-        params.setdefault(name, value)
-        varied.append(name)
-    return params, list(dict.fromkeys([*varied, *ESSENTIAL])), tuple(varied)
-
-
 def finish_run(cfg: DictConfig, summary: dict[str, Any], writer: RunWriter, steps: int,
                logger: logging.Logger = log, figures: list[Future] = ()) -> None:
     """The end of every run: its figures' TensorBoard images (``start_figures``), hparams and summary.json, and a
@@ -75,9 +48,9 @@ def finish_run(cfg: DictConfig, summary: dict[str, Any], writer: RunWriter, step
         step, data, shape = future.result()
         writer.image("lecture/probe", data, shape, step)
         drawn.append(probe_figure(writer.run_dir, step).relative_to(writer.run_dir).as_posix())
-    params, listed, varied = dashboard_hparams(cfg, writer.run_dir)
+    params, varied = dashboard_hparams(cfg, writer.run_dir)
     writer.hparams(params, {**summary["final"], "steps": steps, "diverged": float(summary["status"] == "diverged")},
-                   steps, listed, varied)
+                   steps, varied)
     writer.close()
     write_summary(writer.run_dir, summary)
     for line in closing_lines(summary, steps, writer.run_dir, drawn):
