@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 ONLY ?=
+SEED ?=
 .PHONY: help venv run test test-slow bench bench-sweep bench-overhead reproduce tensorboard clean
 
 help:  ## list the targets
@@ -45,8 +46,8 @@ bench-sweep: $(STAMP)  ## one sweep three ways: one after another, basic launche
 bench-overhead: $(STAMP)  ## what a run, a stacked member and a sweep job cost beyond their arithmetic (ARGS='--repeats 3')
 	$(BIN)/python benchmarks/overhead.py $(ARGS)
 
-reproduce: $(STAMP)  ## run every lecture experiment, check its claim, write outputs/reproduce/REPORT.md (ONLY=<name>)
-	$(BIN)/python -m layerscope.lecture.reproduce $(if $(ONLY),--only $(ONLY))
+reproduce: $(STAMP)  ## run every lecture experiment, check its claim, write outputs/reproduce/REPORT.md (ONLY=<name>, SEED=<base seed>)
+	$(BIN)/python -m layerscope.lecture.reproduce $(if $(ONLY),--only $(ONLY)) $(if $(SEED),--seed $(SEED))
 
 tensorboard: $(STAMP)  ## serve outputs/ on http://localhost:6006 (PORT=... to change)
 	$(BIN)/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from layerscope.lecture.claims import CHECKS
-from layerscope.lecture.reproduce import Experiment, load_experiments, run_experiment
+from layerscope.lecture.reproduce import load_experiments, run_experiment
 from layerscope.paths import config_dir
 from layerscope.probe.record import ProbeRecord
 from layerscope.runs.results import RunResult
@@ -291,8 +292,7 @@ def test_adagrad_verdict_holds_for_other_seeds(tmp_path, seed):
     spec = load_experiments(["adagrad_step_decay"])[0]
     variants = {label: [*o, f"trainer.seed={seed}"] for label, o in spec.variants.items()}
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        results = run_experiment(Experiment(spec.name, spec.number, spec.title, spec.claim, spec.check, variants),
-                                 tmp_path)
+        results = run_experiment(replace(spec, variants=variants), tmp_path)
     assert CHECKS.get(spec.check)(results, tmp_path).passed
 
 
@@ -396,8 +396,7 @@ def test_relu_ratio_verdicts_hold_over_widths_and_near_misses_fail(tmp_path, exp
             for s2 in (sigma_w2, *near_misses):
                 variants = {label: [*o, f"model.width={width}", f"init.gain={math.sqrt(s2)}", "probe.figures=false"]
                             for label, o in spec.variants.items()}
-                results = run_experiment(Experiment(spec.name, spec.number, spec.title, spec.claim, spec.check,
-                                                    variants), tmp_path / f"{width}-{s2}")
+                results = run_experiment(replace(spec, variants=variants), tmp_path / f"{width}-{s2}")
                 passed = CHECKS.get(spec.check)(results, tmp_path).passed
                 assert passed is (s2 == sigma_w2), (width, s2)
 
@@ -423,8 +422,7 @@ def test_probe_only_verdicts_hold_over_seeds_and_widths(tmp_path, experiment):
             for seed in (0, 1, 2):
                 variants = {label: [*o, f"model.width={width}", f"trainer.seed={seed}", "probe.figures=false"]
                             for label, o in spec.variants.items()}
-                results = run_experiment(Experiment(spec.name, spec.number, spec.title, spec.claim, spec.check,
-                                                    variants), tmp_path / f"{width}-{seed}")
+                results = run_experiment(replace(spec, variants=variants), tmp_path / f"{width}-{seed}")
                 verdict = CHECKS.get(spec.check)(results, tmp_path)
                 verdicts[(width, seed)] = (verdict.passed, verdict.measured)
     assert all(passed for passed, _ in verdicts.values()), verdicts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,18 @@ def test_one_experiment_writes_report_with_its_figure(tmp_path, capsys):
     assert figures and all((tmp_path / f).is_file() for f in figures)
     assert "xavier_relu/phase.png" in figures  # the order-to-chaos diagram with the init's point
     assert "(σ_w², σ_b²) = (1, 0) for relu: q* = 0, χ₁ = 0.5 (ordered)" in report  # ReLU's χ₁ = σ_w²/2
+
+
+def test_a_run_alone_keeps_its_lines_in_its_log_not_in_the_table(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "layerscope.lecture.reproduce", "--only", "small_gaussian_init",
+                           "zero_init", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(" (")[0] for line in lines[:2]] == ["[ 1] Small Gaussian init ... PASS",
+                                                          "[ 6] Zero init ... PASS"]  # one line each, nothing between
+    assert proc.stderr == ""
+    assert "completed after 0 steps" in (tmp_path / "small_gaussian_init" / "run" / "train.log").read_text()
+    assert "epoch 1/5" in (tmp_path / "zero_init" / "tanh" / "train.log").read_text()
 
 
 def test_a_failing_claim_makes_the_exit_status_nonzero(tmp_path, monkeypatch):
@@ -58,7 +71,7 @@ def test_an_interrupted_run_stops_reproduce_before_the_next_experiment(tmp_path,
 
     started = []
 
-    def interrupted(experiment, out):
+    def interrupted(experiment, out, base_seed=0):
         started.append(experiment.name)
         return {"run": RunResult("run", tmp_path, {"status": "interrupted", "signal": "SIGTERM"})}
     monkeypatch.setattr(reproduce, "run_experiment", interrupted)

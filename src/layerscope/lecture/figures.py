@@ -34,7 +34,11 @@ def comparison_figure(results: dict, title: str, path: Path) -> Path:
             axes[1].semilogy(layers, np.where(backward > 0, backward, np.nan), "o-", color=color, label=label)
         if trained:
             steps, loss = result.curve("train_loss")
-            axes[2].plot(steps, loss, "-", color=color, label=f"{label} ({result.status})")
+            others = result.seeds[1:]
+            seeds = f", {len(others) + 1} seeds" if others else ""
+            axes[2].plot(steps, loss, "-", color=color, label=f"{label} ({result.status}{seeds})")
+            for other in others:  # the other seeds, thin: how far one seed's curve is from luck
+                axes[2].plot(*other.curve("train_loss"), "-", color=color, lw=0.8, alpha=0.35)
     axes[0].set_title("activation std by layer, step 0 (dashed: theory)", fontsize=LABELS)
     axes[1].set_title("backward signal std by layer, step 0", fontsize=LABELS)
     for ax, ylabel in zip(axes, ("activation std (log)", "backward signal std dL/da (log)")):
@@ -42,7 +46,8 @@ def comparison_figure(results: dict, title: str, path: Path) -> Path:
         ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if trained:
-        axes[2].set_title("train loss per epoch", fontsize=LABELS)
+        several = any(len(r.seeds) > 1 for r in results.values())
+        axes[2].set_title("train loss per epoch" + (" (thin: the other seeds)" if several else ""), fontsize=LABELS)
         axes[2].set_xlabel("step")
         axes[2].set_ylabel("train loss (log)")
         axes[2].set_yscale("log")

@@ -23,7 +23,8 @@ from layerscope.config.hydra_hooks import compose
 from layerscope.errors import ConfigError
 from layerscope.files import write_text
 from layerscope.lecture import ravine, saddle
-from layerscope.lecture.claims import CHECKS, CONTRADICTS, FAIL, PASS, Part, Verdict
+from layerscope.lecture.claims import CHECKS, OUTCOMES, Part, Verdict
+from layerscope.lecture.claims.seeds import RULE, SEEDS, false_decision_rate
 from layerscope.paths import config_dir, configs_context, outputs
 from layerscope.runs.folder import stopped_by
 from layerscope.runs.results import RunResult
@@ -46,6 +47,7 @@ class Experiment:
     check: str
     variants: dict[str, list[str]]
     simulate: str | None = None  # a 2-D simulation recorded before the check (``SIMULATIONS``)
+    seeds: int = SEEDS  # seeds of a variant that trains (``reproduce.seeds``: 1 where no statement is about chance)
 
 
 SIMULATIONS = {"ravine": ravine.simulate, "saddle": saddle.simulate}
@@ -71,8 +73,12 @@ def load_experiments(only: list[str] | None = None) -> list[Experiment]:
             if spec.get("simulate") not in (None, *SIMULATIONS):
                 raise ConfigError(f"{path}: reproduce.simulate={spec['simulate']} is not a simulation; choose one "
                                   f"of: {', '.join(SIMULATIONS)}")
+            if not isinstance(spec.get("seeds", SEEDS), int) or spec.get("seeds", SEEDS) < 1:
+                raise ConfigError(f"{path}: reproduce.seeds={spec['seeds']} is not a number of seeds; give an "
+                                  f"integer >= 1 (default {SEEDS})")
             found.append(Experiment(path.stem, spec["number"], spec["title"], spec["claim"], spec["check"],
-                                    {str(k): list(v) for k, v in variants.items()}, spec.get("simulate")))
+                                    {str(k): list(v) for k, v in variants.items()}, spec.get("simulate"),
+                                    spec.get("seeds", SEEDS)))
     names = [e.name for e in found]
     for name in only or []:
         if name not in names:
@@ -89,20 +95,29 @@ def _fresh(run_dir: Path) -> Path:
     return run_dir
 
 
-def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
+def run_experiment(experiment: Experiment, out: Path, base_seed: int = 0) -> dict[str, RunResult]:
     """Run every variant into ``out/<name>/<label>``: variants that share a model shape as one stacked group.
 
-    Trained variants draw no lecture figures, and of a probe-only experiment only the first variant draws one:
-    the report shows it beside the check's comparison figures (``layerscope-report <run>`` draws any other).
-    A variant's config is ``experiment=<name>`` plus its overrides. A run that fails is a result: its check sees the status (a stacked member with an
-    invalid config is ``failed`` with its error).
+    A variant that trains runs ``experiment.seeds`` seeds, its own ``trainer.seed`` plus ``base_seed`` and the next: the
+    first into ``<label>``, the others into ``seeds/<label>-seed<N>`` (its ``RunResult.seeds``, the first one
+    first); a probe-only variant runs the first seed alone. Trained variants draw no lecture figures, and of a
+    probe-only experiment only the first variant draws one: the report shows it beside the check's comparison
+    figures (``layerscope-report <run>`` draws any other). A variant's config is ``experiment=<name>`` plus its
+    overrides. A run that fails is a result: its check sees the status (a stacked member with an invalid config
+    is ``failed`` with its error).
     """
-    labels = list(experiment.variants)
-    cfgs = [compose("train", overrides=[f"experiment={experiment.name}", "trainer.progress=false", *overrides])
-            for overrides in experiment.variants.values()]
-    for index, cfg in enumerate(cfgs):  # the report shows a lecture figure only of a probe-only experiment's first run
-        cfg.probe.figures = cfg.probe.figures and cfg.trainer.max_steps == 0 and index == 0
-    dirs = [_fresh(out / experiment.name / label) for label in labels]
+    cfgs, dirs, labels = [], [], []
+    for index, (label, overrides) in enumerate(experiment.variants.items()):
+        first = compose("train", overrides=[f"experiment={experiment.name}", "trainer.progress=false", *overrides])
+        trains = first.trainer.max_steps != 0
+        seed = first.trainer.seed + base_seed
+        for i in range(experiment.seeds if trains else 1):
+            cfg = first if i == 0 else compose("train", overrides=[f"experiment={experiment.name}",
+                                                                   "trainer.progress=false", *overrides])
+            cfg.trainer.seed = seed + i
+            cfg.probe.figures = cfg.probe.figures and not trains and index == 0 and i == 0
+            folder = out / experiment.name / (label if i == 0 else f"seeds/{label}-seed{seed + i}")
+            cfgs.append(cfg), dirs.append(_fresh(folder)), labels.append(label)
     groups: dict[str, list[int]] = {}
     for index, cfg in enumerate(cfgs):
         groups.setdefault(group_key(cfg), []).append(index)
@@ -111,7 +126,11 @@ def run_experiment(experiment: Experiment, out: Path) -> dict[str, RunResult]:
             train_group([cfgs[i] for i in indices], [dirs[i] for i in indices])
         except Exception as err:  # a failing run is a result (its folder says failed); its check sees the status
             logging.getLogger("layerscope").error("%s failed: %s", experiment.name, err)
-    return {label: RunResult.load(run_dir, label) for label, run_dir in zip(labels, dirs)}
+    results: dict[str, RunResult] = {}
+    for label, run_dir in zip(labels, dirs):
+        result = RunResult.load(run_dir, label)
+        results.setdefault(label, result).seeds.append(result)
+    return results
 
 
 def mean_field_picture(results: dict[str, RunResult], folder: Path) -> tuple[list[Path], str]:
@@ -148,7 +167,7 @@ def statements(experiment: Experiment, verdict: Verdict) -> list[Part]:
 
 
 def tally(rows: list) -> Counter:
-    """How many statements of all claims PASS, FAIL or CONTRADICT THE LECTURE."""
+    """How many statements of all claims PASS, CONTRADICT THE LECTURE, are INCONCLUSIVE or FAIL."""
     return Counter(p.outcome for experiment, verdict, _ in rows for p in statements(experiment, verdict))
 
 
@@ -165,14 +184,19 @@ def print_table(rows: list) -> None:
         for line in textwrap.wrap(f"claim: {experiment.claim}", 100):
             print(f"    {line}")
         for p in verdict.parts:
-            print(f"      {p.outcome:23s} {p.statement}: {p.numbers}")
+            print(f"      {p.outcome:23s} {p.statement}: {p.numbers}" + (f" [{p.spread.text()}]" if p.spread else ""))
     passed = sum(v.passed for _, v, _ in rows)
     counts = tally(rows)
     print(f"\n{passed} of {len(rows)} claims pass; their {sum(counts.values())} statements: "
-          + ", ".join(f"{counts[o]} {o}" for o in (PASS, CONTRADICTS, FAIL)))
+          + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES))
 
 
-def write_report(rows: list, out: Path) -> Path:
+def _over_seeds(p: Part) -> str:
+    """The report's over-seeds cell: mean ± std, n and agreement of the effect; – for a statement decided once."""
+    return "–" if p.spread is None else p.spread.text()
+
+
+def write_report(rows: list, out: Path, base_seed: int = 0) -> Path:
     """Write ``out/REPORT.md``: the summary table, then each experiment with its figures."""
     lines = ["# layerscope: the lecture experiments, reproduced", "",
              "Every figure below was computed by `make reproduce` from the runs in this folder; every verdict "
@@ -180,17 +204,25 @@ def write_report(rows: list, out: Path) -> Path:
              "Each claim is split into its statements, each checked on its own: PASS, FAIL, or CONTRADICTS THE "
              "LECTURE where the lecture's words are tested as they stand and the measurement says otherwise (a "
              "finding, explained in the experiment's section; a claim fails only on a FAIL).", "",
-             "| # | experiment | statement | measured | verdict |", "|---|---|---|---|---|"]
+             f"**Over seeds.** {RULE} On pure noise (an effect whose seeds are a coin flip) this rule decides "
+             f"{false_decision_rate():.0%} of the time with {SEEDS} seeds, so a verdict on a small effect is worth "
+             f"checking with another base seed. Base seed {base_seed} (`make reproduce SEED=N` moves every experiment's "
+             f"seeds by N). A statement about the network at initialization, toleranced by the mean-field theory "
+             f"or its finite-width spread, and a deterministic simulation are decided once, on the base seed (–).",
+             "", "| # | experiment | statement | measured (base seed) | over seeds: effect | verdict |",
+             "|---|---|---|---|---|---|"]
     for experiment, verdict, _ in rows:
         for p in statements(experiment, verdict):
-            lines.append(f"| {experiment.number} | {experiment.title} | {p.statement} | {p.numbers} | **{p.outcome}** |")
+            lines.append(f"| {experiment.number} | {experiment.title} | {p.statement} | {p.numbers} | "
+                         f"{_over_seeds(p)} | **{p.outcome}** |")
     counts = tally(rows)
     lines += ["", f"{sum(v.passed for _, v, _ in rows)} of {len(rows)} claims pass; their {sum(counts.values())} "
-                  f"statements: " + ", ".join(f"{counts[o]} {o}" for o in (PASS, CONTRADICTS, FAIL)) + "."]
+                  f"statements: " + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES) + "."]
     for experiment, verdict, results in rows:
         lines += ["", f"## {experiment.number}. {experiment.title} — {_verdict(verdict)}", "",
                   f"**Claim.** {experiment.claim}", "", f"**Measured.** {verdict.measured}", ""]
-        lines += [f"- **{p.outcome}**: {p.statement} ({p.numbers})" for p in verdict.parts] + [""] * bool(verdict.parts)
+        lines += [f"- **{p.outcome}**: {p.statement} ({p.numbers}" + (f"; effect over seeds {p.spread.text()}"
+                  if p.spread else "") + ")" for p in verdict.parts] + [""] * bool(verdict.parts)
         lines += [verdict.explanation]
         if verdict.lecture_differs:
             lines += ["", f"**Where the measurement differs from the lecture.** {verdict.lecture_differs}"]
@@ -209,10 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run the experiments, print the claim table, write REPORT.md; 1 if any claim fails."""
     parser = argparse.ArgumentParser(prog="layerscope-reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="experiment names (default: all)")
-    parser.add_argument("--out", type=Path, default=outputs() / "reproduce",
-                        help="output folder (default: $LAYERSCOPE_OUTPUTS/reproduce, else outputs/reproduce)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="base seed added to every experiment's seeds (default 0; make reproduce SEED=N)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: $LAYERSCOPE_OUTPUTS/reproduce, else outputs/reproduce; "
+                             "with --seed N: reproduce-seedN)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR, format="%(message)s")  # divergence is a result, shown in the table
+    args.out = args.out or outputs() / ("reproduce" if args.seed == 0 else f"reproduce-seed{args.seed}")
+    console = logging.StreamHandler()
+    console.setLevel(logging.ERROR)  # a run's own lines (a run alone logs to the console) stay in its train.log
+    logging.basicConfig(level=logging.ERROR, format="%(message)s", handlers=[console])
     try:
         experiments = load_experiments(args.only or None)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -226,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             for experiment in experiments:
                 print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
                 started = time.perf_counter()
-                rows.append(_reproduce(experiment, args.out))
+                rows.append(_reproduce(experiment, args.out, args.seed))
                 print(f"{_verdict(rows[-1][1])} ({clock.done(experiment.name, time.perf_counter() - started)})",
                       flush=True)
     except Stopped as stop:  # a run records the signal and returns; the rest must not start
@@ -234,17 +272,17 @@ def main(argv: list[str] | None = None) -> int:
               f"(run make reproduce again)", file=sys.stderr)
         return exit_status(stop.signum)
     print_table(rows)
-    report = write_report(rows, args.out)
+    report = write_report(rows, args.out, args.seed)
     print(f"\nreport: {report}")
     return 0 if all(v.passed for _, v, _ in rows) else 1
 
 
-def _reproduce(experiment: Experiment, out: Path) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
+def _reproduce(experiment: Experiment, out: Path, base_seed: int) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
     """Run one experiment and check its claim; ``Stopped`` if a run was interrupted."""
-    results = run_experiment(experiment, out)
+    results = run_experiment(experiment, out, base_seed)
     if experiment.simulate:
         SIMULATIONS[experiment.simulate](out / experiment.name)
-    stopped = stopped_by(r.summary for r in results.values())
+    stopped = stopped_by(run.summary for r in results.values() for run in r.seeds or [r])
     if stopped:
         raise Stopped(getattr(signal, str(stopped), signal.SIGINT))
     verdict = CHECKS.get(experiment.check)(results, out / experiment.name)

@@ -35,6 +35,7 @@ class RunResult:
     summary: dict
     metrics: list[dict] = field(default_factory=list)
     probes: list[ProbeRecord] = field(default_factory=list)
+    seeds: list["RunResult"] = field(default_factory=list, repr=False, compare=False)  # the same variant's runs over seeds (reproduce)
 
     @classmethod
     def load(cls, run_dir: Path, label: str = "") -> "RunResult":

@@ -12,6 +12,7 @@ summary.json work alike for every member, alone or stacked: a member is its sing
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import platform
@@ -124,7 +125,9 @@ class Trainer:
                 for m, initial in zip(s.members, evaluate(s.model, s.loss_fn, *s.data.test()).T.tolist()):
                     m.summary["initial"] = test_metrics(initial)
             self.started = time.perf_counter()
-            with self.interrupt, logging_redirect_tqdm(), tqdm(
+            # the bar's console handler replaces the root's for the run, its level dropped: only with a bar
+            redirect = logging_redirect_tqdm() if s.cfg.trainer.progress else contextlib.nullcontext()
+            with self.interrupt, redirect, tqdm(
                     total=s.total, initial=self.step, unit="step", leave=False,
                     desc="train" if self.alone else f"{len(s.members)} stacked",
                     disable=None if s.cfg.trainer.progress else True) as self.bar:

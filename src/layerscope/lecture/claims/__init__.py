@@ -15,6 +15,6 @@ from layerscope.lecture.claims import (  # noqa: F401 - each registers its check
     optimizers,
     regularization,
 )
-from layerscope.lecture.claims.verdict import CHECKS, CONTRADICTS, FAIL, PASS, Part, Verdict
+from layerscope.lecture.claims.verdict import CHECKS, CONTRADICTS, FAIL, INCONCLUSIVE, OUTCOMES, PASS, Part, Verdict
 
-__all__ = ["CHECKS", "CONTRADICTS", "FAIL", "PASS", "Part", "Verdict"]
+__all__ = ["CHECKS", "CONTRADICTS", "FAIL", "INCONCLUSIVE", "OUTCOMES", "PASS", "Part", "Verdict"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from layerscope.lecture.claims.thresholds import KEPT, LEARNED, STALLED
-from layerscope.lecture.claims.verdict import Verdict, check, fmt, holds, ln_classes, part, theory_error
+from layerscope.lecture.claims.verdict import Verdict, check, fmt, holds, ln_classes, over_seeds, part, theory_error
 from layerscope.lecture.figures import comparison_figure
 from layerscope.runs.results import RunResult
 
@@ -24,11 +25,14 @@ def vanishing_gradient(results: dict[str, RunResult], out: Path) -> Verdict:
     loss_sig, loss_relu = sig.final("train_loss"), relu.final("train_loss")
     parts = [part("with sigmoid the gradient norm shrinks by orders of magnitude toward the input", ratio_sig < VANISHED,
                   f"layer 1 / layer 10: {ratio_sig:.2g} (vanished: under {VANISHED:g})"),
-             part("with sigmoid training stalls", loss_sig > STALLED * chance,
-                  f"loss {loss_sig:.3f} (ln C = {chance:.3f})"),
+             over_seeds("with sigmoid training stalls", results,
+                        lambda r: r["sigmoid"].final("train_loss") - STALLED * chance,
+                        f"loss {loss_sig:.3f} (stalled: over {STALLED * chance:.3f}; ln C = {chance:.3f})"),
              part("ReLU with He init keeps the gradient", ratio_relu > KEPT,
                   f"layer 1 / layer 10: {ratio_relu:.2g} (kept: over {KEPT:g})"),
-             part("ReLU with He init trains", loss_relu < LEARNED * chance, f"loss {loss_relu:.3f}")]
+             over_seeds("ReLU with He init trains", results,
+                        lambda r: LEARNED * chance - r["relu_he"].final("train_loss"),
+                        f"loss {loss_relu:.3f} (learned: under {LEARNED * chance:.3f})")]
     passed = holds(parts)
     chi_values = sig.theory("chi")[1:]
     chi = float(np.nanmean(chi_values)) if np.isfinite(chi_values).any() else float("nan")
@@ -49,11 +53,14 @@ def clipping_rescues(results: dict[str, RunResult], out: Path) -> Verdict:
     """Without clipping the run is recorded as diverged at a step; with clip_grad_norm it completes and learns."""
     plain, clipped = results["no_clip"], results["clip_norm"]
     chance = ln_classes(clipped)
-    parts = [part("the loss diverges (NaN/inf) without clipping", plain.status == "diverged",
-                  f"{plain.status} at step {plain.summary.get('diverged_at_step')}"),
-             part("the same setting trains with clip_grad_norm",
-                  clipped.status == "completed" and clipped.final("train_loss") < LEARNED * chance,
-                  f"{clipped.status}, loss {clipped.final('train_loss'):.3f} (ln C = {chance:.3f})")]
+    parts = [over_seeds("the loss diverges (NaN/inf) without clipping", results,
+                        lambda r: 1.0 if r["no_clip"].status == "diverged" else -1.0,
+                        f"{plain.status} at step {plain.summary.get('diverged_at_step')} (effect: +1 diverged, −1 not)"),
+             over_seeds("the same setting trains with clip_grad_norm", results,
+                        lambda r: LEARNED * chance - r["clip_norm"].final("train_loss")
+                        if r["clip_norm"].status == "completed" else -math.inf,  # diverged: it did not train
+                        f"{clipped.status}, loss {clipped.final('train_loss'):.3f} (learned: under "
+                        f"{LEARNED * chance:.3f}; ln C = {chance:.3f})")]
     passed = holds(parts)
     return Verdict(
         passed, f"no clip: {plain.status} at step {plain.summary.get('diverged_at_step')}; clip: {clipped.status}, "

@@ -1,5 +1,5 @@
-"""A claim's verdict: its statements (PASS, FAIL or CONTRADICTS THE LECTURE), the registry of checks, and the
-helpers the chapters share."""
+"""A claim's verdict: its statements (PASS, FAIL, CONTRADICTS THE LECTURE or, over seeds, INCONCLUSIVE), the
+registry of checks, and the helpers the chapters share."""
 
 from __future__ import annotations
 
@@ -10,20 +10,24 @@ from typing import Callable
 
 import numpy as np
 
+from layerscope.lecture.claims.seeds import Spread, decide, effects
 from layerscope.registry import Registry
 from layerscope.runs.folder import probe_figure
 from layerscope.runs.results import RunResult
 
-PASS, FAIL, CONTRADICTS = "PASS", "FAIL", "CONTRADICTS THE LECTURE"
+PASS, FAIL, CONTRADICTS, INCONCLUSIVE = "PASS", "FAIL", "CONTRADICTS THE LECTURE", "INCONCLUSIVE"
+OUTCOMES = (PASS, CONTRADICTS, INCONCLUSIVE, FAIL)
 
 
 @dataclass(frozen=True)
 class Part:
-    """One statement of a claim and what the runs say of it: PASS, FAIL or CONTRADICTS THE LECTURE."""
+    """One statement of a claim and what the runs say of it: PASS, FAIL, CONTRADICTS THE LECTURE or INCONCLUSIVE;
+    a statement decided over seeds has its effect's ``spread``."""
 
     statement: str
     outcome: str
     numbers: str
+    spread: Spread | None = None
 
 
 def part(statement: str, holds: bool, numbers: str, lecture: bool = False) -> Part:
@@ -32,8 +36,18 @@ def part(statement: str, holds: bool, numbers: str, lecture: bool = False) -> Pa
     return Part(statement, PASS if holds else (CONTRADICTS if lecture else FAIL), numbers)
 
 
+def over_seeds(statement: str, results: dict[str, RunResult], effect: Callable[[dict[str, RunResult]], float],
+               numbers: str, lecture: bool = False) -> Part:
+    """A statement about an outcome of training, decided over the seeds by ``seeds.RULE``: ``effect`` of one seed's
+    runs is positive where the statement holds; ``numbers`` describe the base seed's runs."""
+    decided, spread = decide(effects(results, effect))
+    outcome = INCONCLUSIVE if decided is None else PASS if decided else (CONTRADICTS if lecture else FAIL)
+    return Part(statement, outcome, numbers, spread)
+
+
 def holds(parts: list[Part], *runs: RunResult) -> bool:
-    """A claim holds when every run completed and none of its statements FAILs (a CONTRADICTS is a finding)."""
+    """A claim holds when every run completed and none of its statements FAILs (a CONTRADICTS is a finding, an
+    INCONCLUSIVE an open question)."""
     return all(r.status == "completed" for r in runs) and not any(p.outcome == FAIL for p in parts)
 
 
