@@ -131,22 +131,27 @@ def test_hparams_offer_every_setting_and_mark_the_swept_keys_as_differing(tmp_pa
 
 
 def test_every_key_that_differs_between_jobs_is_a_column_named_by_choice(tmp_path):
-    """init=normal,normal_1 differ in init.std too: a column marked as differing, in HPARAMS and in load_sweep;
-    a group is named by its choice (normal_1), not by its name key (normal for both)."""
+    """init=normal,normal_1 differ in init.std too, and xavier_normal sets gain and mode instead: columns marked as
+    differing in every job's HPARAMS (TensorBoard takes one job's for all), also where the job lacks the key, and in
+    load_sweep; a group is named by its choice (normal_1), not by its name key (normal for both)."""
     sweep = tmp_path / "sweep"
-    done = subprocess.run([CLI, "-m", *TINY, "init=normal,normal_1", "activation=relu,tanh", "trainer.seed=3",
-                           f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([CLI, "-m", *TINY, "init=normal,normal_1,xavier_normal", "activation=relu,tanh",
+                           "trainer.seed=3", f"hydra.sweep.dir={sweep}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    choice = {"normal": ("normal", 0.01), "normal_1": ("normal_1", 1.0), "xavier_normal": ("xavier_normal", None)}
     for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
         experiment, start = _experiment(job)
         differing = [h.name for h in experiment.hparam_infos if h.differs]
-        assert sorted(differing) == ["activation", "init", "init.std"], job.name
-        assert start.hparams["init"].string_value == ("normal_1" if "normal_1" in job.name else "normal")
-        assert start.hparams["init.std"].number_value == (1.0 if "normal_1" in job.name else 0.01)
+        assert sorted(differing) == ["activation", "init", "init.gain", "init.mode", "init.std"], job.name
+        name, std = choice[job.name.split("init=")[1]]
+        assert start.hparams["init"].string_value == name
+        assert ("init.std" in start.hparams) is (std is not None)  # the column is there; this job has no value
+        assert std is None or start.hparams["init.std"].number_value == std
     jobs = layerscope.load_sweep(sweep).jobs
     rows = jobs.to_dict("records") if hasattr(jobs, "to_dict") else jobs
-    assert [(r["init"], r["init.std"]) for r in rows] == [("normal", 0.01), ("normal", 0.01),
-                                                          ("normal_1", 1.0), ("normal_1", 1.0)]
+    assert [(r["init"], r["init.std"]) for r in rows][:4] == [("normal", 0.01), ("normal", 0.01),
+                                                              ("normal_1", 1.0), ("normal_1", 1.0)]
+    assert rows[4]["init.mode"] == "fan_in" and rows[0]["init.mode"] != rows[0]["init.mode"]  # NaN where unset
     assert "trainer.seed" not in rows[0]  # the same in every job
 
 

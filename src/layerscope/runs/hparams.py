@@ -71,11 +71,11 @@ def varied(run_dir: Path) -> list[str]:
 
 
 def dashboard_hparams(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """(every hyper-parameter, those that differ between the runs compared) of a run folder; a key a run was given
-    that ``hyperparameters`` lacks (``experiment``, ``probe.every``) is added with its value as written."""
+    """(every hyper-parameter, those that differ between the runs compared, this run's or not) of a run folder; a
+    key a run was given that ``hyperparameters`` lacks (``experiment``, ``probe.every``) is added as written."""
     params = hyperparameters(cfg, choices(run_dir))
     given = swept_overrides(run_dir) or {o.key_or_group: o.get_value_element_as_str()
                                          for o in parse(recorded_overrides(run_dir) or []) if not o.is_delete()}
     for key, value in given.items():
         params.setdefault(_name(key), value)
-    return params, tuple(k for k in varied(run_dir) if k in params)
+    return params, tuple(varied(run_dir))

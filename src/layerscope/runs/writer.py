@@ -18,6 +18,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.compat.proto.tensor_pb2 import TensorProto
 from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams.api_pb2 import HParamInfo
 from tensorboard.plugins.hparams.metadata import EXPERIMENT_TAG
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.tensorboard.summary import histogram_raw, hparams
@@ -184,10 +185,14 @@ class RunWriter:
 
 def _mark_differing(experiment: Summary, varied: tuple[str, ...]) -> None:
     """Mark the hyper-parameters in ``varied`` as differing in an hparams experiment summary, listed first
-    (TensorBoard reads ``differs`` from the experiment as written, and shows those first)."""
+    (TensorBoard reads ``differs`` from the experiment as written, and shows those first). A varied key this run
+    lacks (``init.std`` of an ``init=xavier_normal`` job beside ``init=normal``) is listed too: TensorBoard takes
+    one run's experiment for the columns of all."""
     metadata = experiment.value[0].metadata.plugin_data
     data = HParamsPluginData.FromString(metadata.content)
-    infos = sorted(data.experiment.hparam_infos, key=lambda info: info.name not in varied)
+    infos = list(data.experiment.hparam_infos)
+    infos += [HParamInfo(name=name) for name in varied if name not in {info.name for info in infos}]
+    infos.sort(key=lambda info: info.name not in varied)
     for info in infos:
         info.differs = info.name in varied
     data.experiment.ClearField("hparam_infos")
