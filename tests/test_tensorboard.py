@@ -120,9 +120,10 @@ def test_hparams_offer_every_setting_and_mark_the_swept_keys_as_differing(tmp_pa
     params, varied = dashboard_hparams(cfg, job)
     assert varied == ("init", "experiment") and params["experiment"] == "he_relu"
     writer = RunWriter(job)
-    writer.hparams(params, {"test_loss": 0.5}, 4, varied)
+    writer.hparams(params, {"test_loss": 0.5, "train_loss": None}, 4, varied)  # no train loss: it diverged
     writer.close()
     experiment, start = _experiment(job)
+    assert [m.name.tag for m in experiment.metric_infos] == ["hparam/test_loss", "hparam/train_loss"]
     assert [(h.name, h.differs) for h in experiment.hparam_infos][:3] == [
         ("init", True), ("experiment", True), ("activation", False)]
     assert {h.name for h in experiment.hparam_infos} == set(params)  # every setting is a column

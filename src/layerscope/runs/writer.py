@@ -18,7 +18,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.compat.proto.tensor_pb2 import TensorProto
 from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboard.plugins.custom_scalar import layout_pb2
-from tensorboard.plugins.hparams.api_pb2 import HParamInfo
+from tensorboard.plugins.hparams.api_pb2 import HParamInfo, MetricInfo, MetricName
 from tensorboard.plugins.hparams.metadata import EXPERIMENT_TAG
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.tensorboard.summary import histogram_raw, hparams
@@ -158,14 +158,17 @@ class RunWriter:
         """Log the run's hyper-parameters and final metrics to the HPARAMS dashboard, in this folder.
 
         Every one of ``params`` is a column; those in ``varied`` (what differs between the runs compared) are marked
-        as differing, which TensorBoard sorts first and shows. ``SummaryWriter.add_hparams`` would write them into a
-        new sub-folder (a second "run"); writing the three hparams summaries directly keeps one run per folder.
+        as differing, which TensorBoard sorts first and shows. Every metric of ``metrics`` is a column, also where
+        this run has no value (NaN, or a run that diverged before its first epoch). ``SummaryWriter.add_hparams``
+        would write them into a new sub-folder (a second "run"); writing the three hparams summaries directly keeps
+        one run per folder.
         """
         clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+        columns = [f"hparam/{k}" for k in metrics]
         metrics = {f"hparam/{k}": v for k, v in metrics.items() if v is not None and math.isfinite(v)}
         for summary in hparams(clean, metrics):
             if summary.value[0].tag == EXPERIMENT_TAG:
-                _mark_differing(summary, varied)
+                _columns(summary, varied, columns)
             self.events.add(summary)
         for tag, value in metrics.items():
             self.events.scalar(tag, value, step)
@@ -183,11 +186,12 @@ class RunWriter:
         self._probes.close()
 
 
-def _mark_differing(experiment: Summary, varied: tuple[str, ...]) -> None:
-    """Mark the hyper-parameters in ``varied`` as differing in an hparams experiment summary, listed first
-    (TensorBoard reads ``differs`` from the experiment as written, and shows those first). A varied key this run
-    lacks (``init.std`` of an ``init=xavier_normal`` job beside ``init=normal``) is listed too: TensorBoard takes
-    one run's experiment for the columns of all."""
+def _columns(experiment: Summary, varied: tuple[str, ...], metrics: list[str]) -> None:
+    """Complete an hparams experiment summary: the hyper-parameters in ``varied`` marked as differing and listed
+    first (TensorBoard reads ``differs`` from the experiment as written, and shows those first), and every one of
+    ``varied`` and ``metrics`` listed, also where this run lacks it (``init.std`` of an ``init=xavier_normal`` job
+    beside ``init=normal``; the losses of a run that diverged at once): TensorBoard takes one run's experiment for
+    the columns of all."""
     metadata = experiment.value[0].metadata.plugin_data
     data = HParamsPluginData.FromString(metadata.content)
     infos = list(data.experiment.hparam_infos)
@@ -197,4 +201,6 @@ def _mark_differing(experiment: Summary, varied: tuple[str, ...]) -> None:
         info.differs = info.name in varied
     data.experiment.ClearField("hparam_infos")
     data.experiment.hparam_infos.extend(infos)
+    listed = {info.name.tag for info in data.experiment.metric_infos}
+    data.experiment.metric_infos.extend(MetricInfo(name=MetricName(tag=tag)) for tag in metrics if tag not in listed)
     metadata.content = data.SerializeToString()

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from layerscope.errors import ConfigError
 from layerscope.files import read_jsonl
 from layerscope.probe.record import ProbeRecord
-from layerscope.runs.folder import PROBES, probe_figure, read_config, write_summary
+from layerscope.runs.folder import FINAL, PROBES, probe_figure, read_config, write_summary
 from layerscope.runs.hparams import dashboard_hparams, hyperparameters
 from layerscope.runs.job_names import swept_overrides
 from layerscope.runs.writer import RunWriter
@@ -49,8 +49,8 @@ def finish_run(cfg: DictConfig, summary: dict[str, Any], writer: RunWriter, step
         writer.image("lecture/probe", data, shape, step)
         drawn.append(probe_figure(writer.run_dir, step).relative_to(writer.run_dir).as_posix())
     params, varied = dashboard_hparams(cfg, writer.run_dir)
-    writer.hparams(params, {**summary["final"], "steps": steps, "diverged": float(summary["status"] == "diverged")},
-                   steps, varied)
+    final = {key: summary["final"].get(key) for key in FINAL}  # every one a column, also where this run has none
+    writer.hparams(params, {**final, "steps": steps, "diverged": float(summary["status"] == "diverged")}, steps, varied)
     writer.close()
     write_summary(writer.run_dir, summary)
     for line in closing_lines(summary, steps, writer.run_dir, drawn):
