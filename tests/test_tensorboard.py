@@ -3,6 +3,7 @@ job folders (= TensorBoard run names) named by their swept overrides."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -91,6 +92,12 @@ def test_forward_histograms_share_one_range_per_probe_and_gradients_keep_their_o
     preactivations = at_step_0("preactivation")
     assert len({(h.min, h.max) for h in preactivations}) == 1
     assert len({(h.min, h.max) for h in at_step_0("backward")}) == 3
+    magnitudes = at_step_0("backward_log10")  # log10 |dL/da|: the layers' orders of magnitude on one axis
+    assert len({(h.min, h.max) for h in magnitudes}) == 1
+    backward = at_step_0("backward")
+    for log10, h in zip(magnitudes, backward):  # its mean lies within the decades its layer's values span
+        largest = max(abs(h.min), abs(h.max))
+        assert -30 <= log10.sum / log10.num <= math.log10(largest)
     for h in activations + preactivations:
         assert sum(h.bucket) == pytest.approx(h.num) and list(h.bucket_limit) == sorted(h.bucket_limit)
         assert h.bucket[0] == 0 or h.bucket_limit[0] > h.min  # widened by empty buckets, the data unmoved

@@ -13,6 +13,8 @@ from layerscope.nets.activations import Activation
 from layerscope.nets.stacked import Captured
 from layerscope.probe.record import Histogram, ProbeRecord
 
+TINY = 1e-30
+"""``backward_log10`` bins log10 |dL/da| of each unit; an exact 0 (no gradient at all) lands at log10(TINY) = -30."""
 UNIT_SPREAD_ROWS = 64  # unit_spread averages the across-unit std over the batch's first 64 samples
 
 
@@ -63,6 +65,7 @@ class Measure:
         grads = [g if g is not None else torch.zeros_like(w) for g, w in zip(grads, weights)]
         backward = [g if g is not None else torch.zeros_like(a) for g, a in zip(captured.grad, captured.act)]
         sources = {"preactivation": captured.pre, "activation": captured.act, "backward": backward,
+                   "backward_log10": [g.abs().clamp_min(TINY).log10() for g in backward],
                    "weight_grad": grads, "weight": weights}
         hist = {q: self._summaries(ts) for q, ts in sources.items()}
         members, depth = len(weights[0]), len(weights)

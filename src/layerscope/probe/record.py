@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-HISTOGRAMS = ("preactivation", "activation", "backward", "weight_grad", "weight")
-"""Histogrammed quantities; ``backward`` is dL/d(activation), the backward signal."""
+HISTOGRAMS = ("preactivation", "activation", "backward", "backward_log10", "weight_grad", "weight")
+"""Histogrammed quantities; ``backward`` is dL/d(activation), the backward signal, and ``backward_log10`` the
+log10 of its magnitude (orders of magnitude on one axis)."""
 LECTURE_HISTOGRAMS = ("activation", "backward")
 """The histograms the lecture figure draws (probes.jsonl keeps these, so a finished run can be drawn again)."""
 

@@ -1,7 +1,7 @@
 """Everything a run writes: TensorBoard events, metrics and probe files, figures, summary.json.
 
 TensorBoard tags: histograms ``<quantity>/layer_NN`` (quantity: preactivation, activation,
-backward, weight_grad, weight); per-layer scalars ``<stat>/layer_NN`` and, at step 0, the
+backward, backward_log10, weight_grad, weight); per-layer scalars ``<stat>/layer_NN`` and, at step 0, the
 mean-field prediction ``theory_<stat>/layer_NN`` with ``theory_rel_error_<stat>/layer_NN``; training curves
 ``loss/train``, ``loss/test``, ``accuracy/train``, ``accuracy/test``, ``lr``; figures
 ``lecture/probe``; each step's training loss ``loss/train_step``. Layers count from 01 at the input. Every run
@@ -28,13 +28,15 @@ from layerscope.runs.events import EventFile
 from layerscope.probe.record import LECTURE_HISTOGRAMS, Histogram, ProbeRecord
 from layerscope.runs.folder import METRICS, PROBES
 
-SHARED_RANGE = ("preactivation", "activation")
+SHARED_RANGE = ("preactivation", "activation", "backward_log10")
 """Histograms whose TensorBoard cards share one x-range across the layers of a probe: the forward signal,
 compared layer by layer as in the lecture (collapse toward 0, saturation at the bounds; a bounded
 activation's cards span its whole range, tanh [-1, 1]). The backward signal and the weight gradients can
 differ by orders of magnitude between layers (that is what vanishing and exploding mean), so a shared
 linear axis would squash all but the largest layer into one bin: they keep each layer's own range, and
 their sizes are compared in the custom-scalars charts; so do the weights, whose first layer has another fan-in.
+``backward_log10`` (log10 |dL/da|) puts those orders of magnitude on one axis: its cards share one range, so a
+backward signal that vanishes toward the input moves left layer by layer.
 The shared range is written as empty end buckets, which TensorBoard's DISTRIBUTIONS tab draws as its
 outermost (min-max) band: for these two quantities that band shows the shared range, the others the layer's."""
 
@@ -142,7 +144,7 @@ class RunWriter:
                 if math.isfinite(value):
                     values.append(Summary.Value(tag=layer_tag(name, layer), simple_value=value))
         self.events.add(Summary(value=values), record.step)
-        self._probes.append(record.to_json(LECTURE_HISTOGRAMS))  # TensorBoard gets all five
+        self._probes.append(record.to_json(LECTURE_HISTOGRAMS))  # TensorBoard gets them all
 
     def _shared_span(self, quantity: str, hists: list[Histogram]) -> tuple[float, float] | None:
         """The x-range the cards of ``quantity`` share in this probe (``SHARED_RANGE``), or None."""
