@@ -27,6 +27,7 @@ def layerscope(outputs: Path, *args: str, **kwargs) -> subprocess.CompletedProce
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=300, **kwargs)
 
 
+@pytest.mark.slow  # ~50 s: the SIGTERM tests beside it check the same resume in the fast suite
 def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert layerscope(tmp_path / "reference", *ARGS).returncode == 0
     reference = next((tmp_path / "reference" / "runs").glob("*/*"))

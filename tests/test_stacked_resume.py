@@ -69,6 +69,7 @@ def reference(tmp_path_factory) -> Path:
     return outputs / "sweep"
 
 
+@pytest.mark.slow  # ~50 s: the SIGTERM tests beside it check the same resume in the fast suite
 def test_sigkill_mid_sweep_then_resume_is_bit_identical(tmp_path, reference):
     """Killed while the second stack trains: the first stack's members are skipped, the second's continue."""
     sweep_dir = tmp_path / "sweep"
