@@ -70,7 +70,7 @@ def test_event_file_has_every_histogram_for_every_layer_and_probe(trained):
             assert first.num > 0 and sum(first.bucket) == first.num
     for stat in ("activation_std", "backward_norm", "weight_grad_norm", "update_ratio", "saturated_fraction"):
         assert [e.step for e in acc.Scalars(f"{stat}/layer_01")] == [0, 5, 10, 11]
-    assert "dead_fraction/layer_01" not in tags["scalars"]  # tanh is no rectifier
+    assert "inactive_fraction/layer_01" not in tags["scalars"]  # tanh is no rectifier
     assert {"loss/train", "loss/test", "accuracy/train", "accuracy/test", "lr"} <= set(tags["scalars"])
     assert [e.step for e in acc.Images("lecture/probe")] == [0, 11]
 

@@ -35,8 +35,9 @@ def record(activation, seed: int = 0) -> ProbeRecord:
     stats = {name: [float("nan")] * DEPTH for name in STATS}
     stats.update(activation_mean=[0.4] * DEPTH, activation_std=[0.6] * DEPTH, weight_grad_norm=[0.1] * DEPTH,
                  backward_std=np.linspace(1.3e-4, 2.1e-4, DEPTH).tolist())  # under a decade: crowded log labels
-    if activation is relu:  # probes measure a dead fraction for rectifiers only
-        stats["dead_fraction"] = [0.0] * DEPTH
+    stats["dead_fraction"] = [0.0] * DEPTH  # every activation has one
+    if activation is relu:  # probes measure an inactive fraction for rectifiers only
+        stats["inactive_fraction"] = [0.0] * DEPTH
     hists = {"activation": [histogram(activation(p)) for p in pre],
              "backward": [histogram(rng.normal(scale=1e-4 * (layer + 1), size=5000)) for layer in range(DEPTH)]}
     theory = {"activation_std": [0.58] * DEPTH, "backward_std": stats["backward_std"]}

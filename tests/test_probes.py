@@ -91,16 +91,17 @@ def test_record_matches_direct_computation():
     after = probed.model.weights()
     ratios = [(a[0] - w).norm().item() / w.norm().item() for a, w in zip(after, before)]
     np.testing.assert_allclose(record.stats["update_ratio"], ratios, rtol=1e-4)
-    assert np.isnan(record.stats["dead_fraction"]).all()  # tanh is no rectifier
+    assert np.isnan(record.stats["inactive_fraction"]).all()  # tanh is no rectifier
+    assert record.stats["dead_fraction"] == [0.0] * 4  # but it has a derivative: 0 where no tanh unit is flat
     assert all(g > 0 for g in record.stats["backward_norm"]) and record.finite
 
 
-def test_dead_fraction_counts_units_off_for_the_whole_batch():
+def test_dead_and_inactive_fractions_count_relu_units_off_for_the_whole_batch():
     probed = Probed("relu", {"name": "he_normal", "gain": "auto"}, depth=2, width=4)
     with torch.no_grad():
         probed.model.params["blocks.0.linear.bias"][0, :2] = -100.0  # two of four units never fire
     record = probed.record(torch.randn(32, 8), torch.randint(0, 3, (32,)), step=False)
-    assert record.stats["dead_fraction"][0] == 0.5
+    assert record.stats["dead_fraction"][0] == record.stats["inactive_fraction"][0] == 0.5
     assert np.isnan(record.stats["update_ratio"]).all()  # no optimizer step followed
 
 
@@ -119,6 +120,6 @@ def test_nonfinite_values_mark_the_record():
 def test_record_json_round_trip():
     record = Probed("sigmoid", {"name": "normal", "std": 0.5}).record(torch.randn(16, 8), torch.randint(0, 3, (16,)))
     again = ProbeRecord.from_json(json.loads(json.dumps(record.to_json())))
-    np.testing.assert_equal(again.stats, record.stats)  # NaN (no dead fraction for sigmoid) survives as NaN
+    np.testing.assert_equal(again.stats, record.stats)  # NaN (no inactive fraction for sigmoid) survives as NaN
     assert again.histograms["backward"][2].counts == [round(c, 2) for c in record.histograms["backward"][2].counts]
     assert set(ProbeRecord.from_json(record.to_json(("activation",))).histograms) == {"activation"}

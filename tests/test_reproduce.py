@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from layerscope.lecture import reproduce
+from layerscope.lecture import report, reproduce
+from layerscope.lecture.claims import FAIL, INCONCLUSIVE, PASS, Part
+from layerscope.lecture.claims.seeds import Spread
+from layerscope.runs.results import RunResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,3 +93,148 @@ def test_a_variant_label_the_check_reads_but_the_experiment_lacks_is_refused_bef
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "clip_norm" in err[0] and "renamed.yaml" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def _experiment(name: str = "first", number: int = 1) -> reproduce.Experiment:
+    return reproduce.Experiment(name, number, name.title(), f"the claim of {name}", "fake", {"run": []})
+
+
+def _verdict(passed: bool = True, parts: tuple = ()) -> reproduce.Verdict:
+    return reproduce.Verdict(passed, "measured text", "explanation text", parts=list(parts))
+
+
+def _run(tmp_path: Path, depth: int = 3, width: int = 64) -> dict:
+    (tmp_path / "run").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "run" / "config.yaml").write_text(f"model:\n  depth: {depth}\n  width: {width}\n"
+                                                  "trainer:\n  max_steps: 5\nbn:\n  placement: none\n")
+    return {"run": RunResult("run", tmp_path / "run", {"status": "completed"})}
+
+
+def _saved(tmp_path: Path, experiment, verdict, finished="2000-01-02T03:04:05Z", base_seed=7) -> dict:
+    saved = report.record(experiment, verdict, _run(tmp_path / experiment.name), tmp_path, base_seed, finished)
+    report.save(saved, tmp_path)
+    return saved
+
+
+def test_a_saved_verdict_round_trips_into_its_table_rows_and_section(tmp_path):
+    cited = Part("it shrinks", PASS, "×0.5", Spread(0.25, 0.05, 5, 5), cite="002:250, 003:88")
+    undecided = Part("it trains", INCONCLUSIVE, "loss nan", Spread(float("nan"), float("nan"), 5, 0))
+    verdict = _verdict(True, (cited, undecided))
+    verdict.figures = [tmp_path / "first" / "fig.png"]
+    _saved(tmp_path, _experiment(), verdict)
+    assert report.load("first", tmp_path)["size"] == "3×64"
+    text = report.write_report(report.sections([_experiment()], tmp_path), tmp_path, "run {name}").read_text()
+    assert ("| 1 | First | it shrinks | 002:250, 003:88 | ×0.5 | +0.25 ± 0.05 over 5 seeds, 5 of 5 agree | "
+            "**PASS** |") in text
+    assert "| 1 | First | it trains | – | loss nan | +nan ± nan over 5 seeds, 0 of 5 agree | **INCONCLUSIVE** |" in text
+    assert "| # | experiment | statement | notes | measured (base seed) | over seeds: effect | verdict |" in text
+    assert "- **PASS**: it shrinks (×0.5; effect over seeds +0.25 ± 0.05 over 5 seeds, 5 of 5 agree); " \
+           "notes: 002:250, 003:88" in text
+    assert "- **INCONCLUSIVE**: it trains (loss nan; effect over seeds" in text and "agree); notes: –" in text
+    assert "Last run 2000-01-02 03:04:05 UTC, base seed 7." in text
+    assert "on a 3×64 net (depth × width): `run`: completed." in text
+    assert "![First](first/fig.png)" in text
+    assert "10×500" in text.split("| # |")[0]  # the header says which sizes the experiments use
+
+
+def test_a_claim_not_split_is_one_row_and_its_section_lists_no_statements(tmp_path):
+    _saved(tmp_path, _experiment(), _verdict(False))
+    text = report.write_report(report.sections([_experiment()], tmp_path), tmp_path, "run {name}").read_text()
+    assert "| 1 | First | the claim of first | – | measured text | – | **FAIL** |" in text
+    assert "## 1. First — FAIL" in text and "- **FAIL**" not in text
+
+
+def test_the_report_counts_every_section_and_says_how_to_run_one_never_run(tmp_path):
+    first, second, third = _experiment("first", 1), _experiment("second", 2), _experiment("third", 3)
+    _saved(tmp_path, third, _verdict(False, (Part("a", FAIL, "1"), Part("b", PASS, "2"))))
+    _saved(tmp_path, first, _verdict(True, (Part("c", PASS, "3"),)))
+    shown = report.sections([third, second, first], tmp_path)
+    assert [e.name for e, _ in shown] == ["first", "second", "third"]  # lecture order
+    text = report.write_report(shown, tmp_path, "make reproduce ONLY={name}").read_text()
+    assert "3 claims: 1 pass, 1 fail, 1 not run; their 3 statements: 2 PASS, 0 CONTRADICTS THE LECTURE, " \
+           "0 INCONCLUSIVE, 1 FAIL." in text
+    assert "| 2 | Second | not run yet | – | – | – | **NOT RUN** |" in text
+    section = text.split("## 2. Second — NOT RUN")[1].split("## 3.")[0].strip()
+    assert section == "Not run yet: `make reproduce ONLY=second` runs it and fills this section."
+    assert text.index("## 1. First") < text.index("## 2. Second") < text.index("## 3. Third")
+
+
+def test_a_verdict_whose_experiment_is_gone_or_unreadable_is_not_shown(tmp_path):
+    _saved(tmp_path, _experiment("gone", 9), _verdict(False))
+    (tmp_path / "first").mkdir()
+    (tmp_path / "first" / report.VERDICT).write_text('{"name": "first"}')  # from an older report: incomplete
+    text = report.write_report(report.sections([_experiment()], tmp_path), tmp_path, "run {name}").read_text()
+    assert "Gone" not in text and "gone" not in text
+    assert "## 1. First — NOT RUN" in text and "1 claims: 0 pass, 0 fail, 1 not run" in text
+
+
+def test_the_rerun_command_is_make_in_the_default_folder_else_the_module(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERSCOPE_OUTPUTS", str(tmp_path))
+    assert reproduce.rerun_command(tmp_path / "reproduce", 0) == "make reproduce ONLY={name}"
+    assert reproduce.rerun_command(tmp_path / "reproduce-seed3", 3) == "make reproduce ONLY={name} SEED=3"
+    assert reproduce.rerun_command(tmp_path / "elsewhere", 3) == (
+        f"python -m layerscope.lecture.reproduce --only {{name}} --seed 3 --out {tmp_path / 'elsewhere'}")
+
+
+class _Checks:
+    """A stand-in for the check registry: every check returns the verdict ``passed`` says (by experiment folder)."""
+
+    def __init__(self, passed: dict[str, bool]) -> None:
+        self.passed = passed
+
+    def get(self, name):
+        def check(results, out):
+            return _verdict(self.passed[out.name], (Part(f"{out.name} holds", PASS if self.passed[out.name] else FAIL,
+                                                         "n", cite="001:1"),))
+        check.reads = ()
+        return check
+
+
+def test_only_keeps_the_other_sections_and_the_exit_status_is_about_what_ran(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    for number, name in enumerate(["alpha", "beta", "gamma"], 1):
+        (folder / f"{name}.yaml").write_text(f"reproduce:\n  number: {number}\n  title: {name.title()}\n"
+                                             f"  claim: {name} holds\n  check: fake\n")
+    monkeypatch.setattr(reproduce, "experiments_dir", lambda: folder)
+    monkeypatch.setattr(reproduce, "run_experiment", lambda e, out, seed=0: _run(out / e.name))
+    monkeypatch.setattr(reproduce, "CHECKS", _Checks({"alpha": False, "beta": True, "gamma": True}))
+    out = tmp_path / "out"
+    assert reproduce.main(["--only", "alpha", "beta", "--out", str(out)]) == 1
+    capsys.readouterr()
+    monkeypatch.setattr(report, "utc_now", lambda: "2999-01-01T00:00:00Z")
+    assert reproduce.main(["--only", "beta", "--seed", "4", "--out", str(out)]) == 0  # alpha's old FAIL is not now's
+    captured = capsys.readouterr()
+    assert "1 of 1 claims pass" in captured.out and "earlier run of: alpha (" in captured.err
+    text = (out / "REPORT.md").read_text()
+    assert "## 1. Alpha — FAIL" in text and "| 1 | Alpha | alpha holds | 001:1 | n | – | **FAIL** |" in text
+    assert "## 2. Beta — PASS\n\nLast run 2999-01-01 00:00:00 UTC, base seed 4." in text
+    assert "## 1. Alpha — FAIL\n\nLast run 2999" not in text and "## 3. Gamma — NOT RUN" in text
+    assert "3 claims: 1 pass, 1 fail, 1 not run" in text
+
+
+def test_rerunning_one_experiment_keeps_the_others_section_and_moves_its_time(tmp_path, monkeypatch):
+    """Two probe-only experiments run and checked for real, alone in the experiment folder, on a 10×64 net and 256
+    inputs of 64 dimensions, without the probe figure (a variant's overrides), to keep the test short."""
+    folder, out = tmp_path / "experiment", tmp_path / "rep"
+    folder.mkdir()
+    small = ["model.width=64", "data.dim=64", "data.n_train=256", "trainer.batch_size=256", "probe.figures=false"]
+    for name in ("small_gaussian_init", "xavier_tanh"):
+        spec = yaml.safe_load((ROOT / "experiments" / f"{name}.yaml").read_text())
+        variants = spec["reproduce"].get("variants") or {"run": []}
+        spec["reproduce"]["variants"] = {label: [*overrides, *small] for label, overrides in variants.items()}
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
+    monkeypatch.setattr(reproduce, "experiments_dir", lambda: folder)
+    monkeypatch.setattr(report, "utc_now", lambda: "2000-01-01T00:00:00Z")
+    assert reproduce.main(["--only", "small_gaussian_init", "xavier_tanh", "--out", str(out)]) == 0
+    monkeypatch.setattr(report, "utc_now", lambda: "2001-01-01T00:00:00Z")
+    before = (out / "REPORT.md").read_text()
+    assert reproduce.main(["--only", "xavier_tanh", "--out", str(out)]) == 0
+    after = (out / "REPORT.md").read_text()
+    first = re.compile(r"## 1\. Small Gaussian init — PASS\n\nLast run (.*) UTC, base seed 0\.")
+    third = re.compile(r"## 3\. Xavier \+ tanh — PASS\n\nLast run (.*) UTC, base seed 0\.")
+    assert first.search(after)[1] == first.search(before)[1] == "2000-01-01 00:00:00"
+    assert third.search(before)[1] == "2000-01-01 00:00:00" and third.search(after)[1] == "2001-01-01 00:00:00"
+    assert after.split("## 1. Small")[1].split("## 3.")[0] == before.split("## 1. Small")[1].split("## 3.")[0]
+    assert "2 claims: 2 pass, 0 fail, 0 not run" in after and "on a 10×64 net (depth × width)" in after
+    assert "![Xavier + tanh](xavier_tanh/phase.png)" in after and (out / "xavier_tanh" / "phase.png").is_file()

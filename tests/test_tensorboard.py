@@ -64,11 +64,13 @@ def test_every_run_writes_a_custom_scalars_layout_whose_charts_match_its_tags(ta
     assert matched["activation_std: layer 02"] == ["activation_std/layer_02"]  # a chart of its own per layer
     categories = {c.title: c for c in layout.category}
     per_stat = [c for title, c in categories.items() if title != "training"]
-    assert len(per_stat) == 11 and all(len(c.chart) == 1 + 3 for c in per_stat)  # all layers, then each of 3
+    assert len(per_stat) == 13 and all(len(c.chart) == 1 + 3 for c in per_stat)  # all layers, then each of 3
     assert all(len(matched[chart.title]) == (3 if "all layers" in chart.title else 1)
                for c in per_stat for chart in c.chart)  # every chart finds its tags, and no other
     assert "saturated_fraction, layer by layer (forward signal)" in categories
-    assert not any(t.startswith("dead_fraction") for t in categories)  # tanh: no rectifier, no chart
+    assert not any(t.startswith("inactive_fraction") for t in categories)  # tanh: no rectifier, no chart
+    assert "dead_fraction, layer by layer (forward signal)" in categories  # every activation has a derivative
+    assert "weight_change, layer by layer (backward signal and weights)" in categories
     assert [c.closed for c in layout.category][:3] == [False, False, True]  # training and the first statistic open
 
 

@@ -159,3 +159,32 @@ def step_size_figure(curves: dict[str, tuple], guides: dict[str, tuple], path: P
     fig.suptitle("AdaGrad vs RMSProp: the step per weight (AdaGrad's guide 1/√t, RMSProp's α)")
     render(fig, path)
     return path
+
+
+def layer_stat_figure(results: dict, stats: dict[str, str], title: str, path: Path) -> Path:
+    """One panel per statistic (name: axis label): its value by layer at the last probe for each variant, the other
+    seeds thin."""
+    fig = Figure(figsize=(5.5 * len(stats), 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(stats)))
+    for ax, (stat, label) in zip(axes, stats.items()):
+        for index, (name, result) in enumerate(results.items()):
+            color = f"C{index % 10}"
+            for i, run in enumerate(result.seeds or [result]):
+                if not run.probes:
+                    continue
+                values = run.stat(stat, -1)
+                layers = np.arange(1, len(values) + 1)
+                if i == 0:
+                    ax.plot(layers, values, "o-", color=color, label=name)
+                else:
+                    ax.plot(layers, values, "-", color=color, lw=0.8, alpha=0.35)
+        ax.set_title(f"{label} by layer, last probe (thin: the other seeds)", fontsize=LABELS)
+        ax.set_xlabel("layer")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=LABELS)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=TICKS)
+    fig.suptitle(title)
+    render(fig, path)
+    return path

@@ -48,7 +48,8 @@ def measure_cell(cfg: DictConfig, data, x: torch.Tensor, y: torch.Tensor, device
     model = StackedMLP([initialized_model(cfg, data)], cfg.activation, device, DTYPES[cfg.trainer.dtype])
     captured, measure = Captured(), probe_measure(cfg)
     build_loss(cfg.loss)(model(x, captured), y.expand(1, -1)).sum().backward()
-    record = measure.records(measure(captured, model.weights(), model.weight_grads()), step=0)[0][0]
+    measured = measure(captured, model.weights(), model.weight_grads(), model.initial_weights())
+    record = measure.records(measured, step=0)[0][0]
     prediction = predict_run(cfg, data.input_dim, float(x.square().mean()))
     if prediction is not None:
         record.theory = compare(prediction, record.stats)
@@ -87,7 +88,8 @@ def run_grid(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "std_ratio_last_first": _ratio(stats["activation_std"]),
             "backward_ratio_first_last": _ratio(stats["backward_std"][::-1]),
             "saturated_max": np.nanmax(stats["saturated_fraction"]) if ACTIVATIONS.get(activation).bounds else None,
-            "dead_max": np.nanmax(stats["dead_fraction"]) if ACTIVATIONS.get(activation).rectifier else None,
+            "dead_max": np.nanmax(stats["dead_fraction"]),
+            "inactive_max": np.nanmax(stats["inactive_fraction"]) if ACTIVATIONS.get(activation).rectifier else None,
             "theory_rel_error_max": error,
             **{f"activation_std_layer_{i:02d}": v for i, v in enumerate(stats["activation_std"], start=1)},
             **{f"backward_std_layer_{i:02d}": v for i, v in enumerate(stats["backward_std"], start=1)},
@@ -103,11 +105,13 @@ def write_table(rows: list[dict[str, Any]], run_dir: Path) -> None:
     """grid.csv (every column) and GRID.md (the summary columns)."""
     write_csv(run_dir / "grid.csv", rows)
     columns = ("activation", "init", "bn", "activation_std_first", "activation_std_last", "std_ratio_last_first",
-               "backward_ratio_first_last", "saturated_max", "dead_max", "theory_rel_error_max")
+               "backward_ratio_first_last", "saturated_max", "dead_max", "inactive_max", "theory_rel_error_max")
     lines = ["# Probe-only grid: activation x init x BN at initialization", "",
              "std ratio: activation std at the last layer over the first; backward ratio: backward-signal std at "
              "layer 1 over the last layer (> 1: grows toward the input). Theory error: largest relative error "
-             "of the activation std against the mean-field prediction (no prediction with BN).", "",
+             "of the activation std against the mean-field prediction (no prediction with BN). Dead: largest share of a "
+             "layer's units that pass no gradient for the whole batch (φ' = 0); inactive: whose input is ≤ 0 for the whole "
+             "batch (rectifiers).", "",
              "![grid](grid.png)", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
     write_text(run_dir / "GRID.md", "\n".join(lines) + "\n")

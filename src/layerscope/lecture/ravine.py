@@ -1,11 +1,13 @@
 """The lecture's 2-D ravine: f(x, y) = ½ (a x² + b y²) with b ≫ a, steep across and flat along.
 
 Each optimizer runs from the same start with the MLP's own update rules (``optim``) and
-the best learning rate of a small grid, so the comparison is of methods, not of lr choices.
+the best learning rate of a small grid, so the comparison is of methods, not of lr choices. Every
+(optimizer, lr) pair is one row of a single stacked run (``optimizer_paths``), as the MLP's members are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 
 from layerscope.files import write_json_atomic
-from layerscope.optim.rules import build_optimizer
+from layerscope.optim.rules import Optimizer, build_optimizer
 from layerscope.paths import preset
 
 A, B = 1.0, 40.0  # curvature along x (flat) and y (steep): condition number 40
@@ -54,6 +56,18 @@ class Trajectory:
         return float(np.sum(signs[1:] * signs[:-1] < 0) / steps) if steps else 0.0
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one thread inside: a simulation's tensors are tiny, and on a busy 2-core machine a second
+    thread only waits (each op ~50x slower, as in ``theory.meanfield``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def optimizer_path(function, start: tuple[float, float], optimizer_cfg: dict, steps: int) -> np.ndarray:
     """The points (steps + 1, 2) of the optimizer ``optimizer_cfg`` (the MLP's update rules, ``optim``) on a 2-D
     ``function`` from ``start``."""
@@ -68,19 +82,54 @@ def optimizer_path(function, start: tuple[float, float], optimizer_cfg: dict, st
     return np.array(points)
 
 
+def optimizer_paths(function, starts, optimizer_cfgs: list[dict], steps: int) -> np.ndarray:
+    """The points (K, steps + 1, n) of K optimizers (``optimizer_cfgs``, the MLP's update rules) on ``function`` of
+    (K, n) rows, each row from its own start (``starts``: (K, n), or one start for all): one stacked run, as the
+    MLP's members train. A row that overflows turns inf/NaN alone."""
+    order = sorted(range(len(optimizer_cfgs)), key=lambda k: optimizer_cfgs[k]["name"])  # rules in blocks
+    start = torch.as_tensor(np.asarray(starts, dtype=float), dtype=torch.float64)
+    rows = start.expand(len(order), start.shape[-1])[order].clone()
+    optimizer = Optimizer([rows], [optimizer_cfgs[k] for k in order])
+    points = torch.empty((steps + 1, *rows.shape), dtype=torch.float64)
+    points[0] = rows
+    for step in range(steps):
+        p = rows.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(function(p).sum(), p)
+        optimizer.step([grad])
+        points[step + 1] = rows
+    return points.permute(1, 0, 2)[np.argsort(order)].numpy()
+
+
+def steps_to(values: np.ndarray, level: float) -> float:
+    """The step from which on ``values`` stay below ``level`` (0 if always; inf if never; NaN counts as above)."""
+    above = np.nonzero(~(values < level))[0]
+    if not len(above):
+        return 0.0
+    return float(above[-1] + 1) if above[-1] + 1 < len(values) else math.inf
+
+
+def _trajectory(name: str, lr: float, path: np.ndarray, tol: float) -> Trajectory:
+    values = ravine(torch.from_numpy(path)).numpy()
+    return Trajectory(name, lr, path, steps_to(values, tol * values[0]))
+
+
 def descend(name: str, hyper: dict, lr: float, steps: int, tol: float) -> Trajectory:
     """Run optimizer ``name`` (lecture hyper-parameters ``hyper``) at ``lr`` for ``steps`` steps."""
-    path = optimizer_path(ravine, START, {**hyper, "name": name, "lr": lr}, steps)
-    values = ravine(torch.from_numpy(path)).numpy()
-    above = np.nonzero(~(values < tol * values[0]))[0]  # NaN counts as above
-    settled = float(above[-1] + 1) if len(above) and above[-1] + 1 < len(values) else float("inf")
-    return Trajectory(name, lr, path, settled if len(above) else 0.0)
+    return _trajectory(name, lr, optimizer_path(ravine, START, {**hyper, "name": name, "lr": lr}, steps), tol)
+
+
+def best_trajectories(hyper: dict[str, dict], steps: int = 500, tol: float = 1e-4) -> list[Trajectory]:
+    """For each optimizer of ``hyper`` (name: lecture hyper-parameters) the fastest of ``LR_GRID`` (ties: the
+    smaller lr); every (optimizer, lr) pair a row of one stacked run."""
+    cfgs = [{**h, "name": name, "lr": lr} for name, h in hyper.items() for lr in LR_GRID]
+    paths = optimizer_paths(ravine, START, cfgs, steps)
+    runs = [_trajectory(c["name"], c["lr"], path, tol) for c, path in zip(cfgs, paths)]
+    return [min((t for t in runs if t.name == name), key=lambda t: (t.steps_to_min, t.lr)) for name in hyper]
 
 
 def best_trajectory(name: str, hyper: dict, steps: int = 500, tol: float = 1e-4) -> Trajectory:
     """The fastest of ``LR_GRID`` for this optimizer (ties: the smaller lr)."""
-    runs = [descend(name, hyper, lr, steps, tol) for lr in LR_GRID]
-    return min(runs, key=lambda t: (t.steps_to_min, t.lr))
+    return best_trajectories({name: hyper}, steps, tol)[0]
 
 
 def record(file: Path, paths: list) -> Path:
@@ -100,7 +149,8 @@ def simulate(folder: Path) -> Path:
     """Each of ``OPTIMIZERS`` with its configs/optimizer hyper-parameters at its best lr, recorded in ``folder``."""
     hyper = {name: {k: v for k, v in preset("optimizer", name).items() if k not in ("name", "lr")}
              for name in OPTIMIZERS}
-    return record(folder / RECORD, [best_trajectory(name, hyper[name]) for name in OPTIMIZERS])
+    with one_thread():
+        return record(folder / RECORD, best_trajectories(hyper))
 
 
 def recorded(folder: Path) -> list[Trajectory]:

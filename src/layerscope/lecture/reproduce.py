@@ -1,14 +1,14 @@
 """``make reproduce``: run the lecture experiments, check each claim, write the report.
 
 Each experiment is a Hydra experiment file in ``experiments/`` whose ``reproduce`` section names
-its claim, the check that decides it (``layerscope.lecture.claims``) and the variants to run.
+its claim, the check that decides it (``layerscope.lecture.claims``) and the variants to run. Each experiment's
+verdict is saved in its folder, and REPORT.md is built from every saved verdict (``layerscope.lecture.report``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import textwrap
@@ -21,10 +21,9 @@ from omegaconf import OmegaConf
 
 from layerscope.config.hydra_hooks import compose
 from layerscope.errors import ConfigError
-from layerscope.files import write_text
-from layerscope.lecture import ravine, saddle
+from layerscope.lecture import ravine, report, saddle
 from layerscope.lecture.claims import CHECKS, OUTCOMES, Part, Verdict
-from layerscope.lecture.claims.seeds import RULE, SEEDS, false_decision_rate
+from layerscope.lecture.claims.seeds import SEEDS
 from layerscope.paths import config_dir, configs_context, outputs
 from layerscope.runs.folder import stopped_by
 from layerscope.runs.results import RunResult
@@ -158,7 +157,7 @@ def mean_field_picture(results: dict[str, RunResult], folder: Path) -> tuple[lis
 
 
 def _verdict(v: Verdict) -> str:
-    return "PASS" if v.passed else "FAIL"
+    return report.verdict_word(v.passed)
 
 
 def statements(experiment: Experiment, verdict: Verdict) -> list[Part]:
@@ -176,7 +175,7 @@ def _error(v: Verdict) -> str:
 
 
 def print_table(rows: list) -> None:
-    """One block per experiment: number, title, verdict, theory error, claim and measurement."""
+    """One block per experiment run this time: number, title, verdict, theory error, claim and measurement."""
     print(f"\n{'#':>2}  {'experiment':34s} {'verdict':7s} {'theory err':10s} measured")
     for experiment, verdict, _ in rows:
         print(f"{experiment.number:>2}  {experiment.title:34s} {_verdict(verdict):7s} {_error(verdict):10s} "
@@ -191,54 +190,33 @@ def print_table(rows: list) -> None:
           + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES))
 
 
-def _over_seeds(p: Part) -> str:
-    """The report's over-seeds cell: mean ± std, n and agreement of the effect; – for a statement decided once."""
-    return "–" if p.spread is None else p.spread.text()
+def default_out(base_seed: int) -> Path:
+    """Where ``make reproduce [SEED=N]`` writes: $LAYERSCOPE_OUTPUTS/reproduce (else outputs/), -seedN for N != 0."""
+    return outputs() / ("reproduce" if base_seed == 0 else f"reproduce-seed{base_seed}")
 
 
-def write_report(rows: list, out: Path, base_seed: int = 0) -> Path:
-    """Write ``out/REPORT.md``: the summary table, then each experiment with its figures."""
-    lines = ["# layerscope: the lecture experiments, reproduced", "",
-             "Every figure below was computed by `make reproduce` from the runs in this folder; every verdict "
-             "compares the runs' recorded statistics with the mean-field theory or with another run.", "",
-             "Each claim is split into its statements, each checked on its own: PASS, FAIL, or CONTRADICTS THE "
-             "LECTURE where the lecture's words are tested as they stand and the measurement says otherwise (a "
-             "finding, explained in the experiment's section; a claim fails only on a FAIL).", "",
-             f"**Over seeds.** {RULE} On pure noise (an effect whose seeds are a coin flip) this rule decides "
-             f"{false_decision_rate():.0%} of the time with {SEEDS} seeds, so a verdict on a small effect is worth "
-             f"checking with another base seed. Base seed {base_seed} (`make reproduce SEED=N` moves every experiment's "
-             f"seeds by N). A statement about the network at initialization, toleranced by the mean-field theory "
-             f"or its finite-width spread, and a deterministic simulation are decided once, on the base seed (–).",
-             "", "| # | experiment | statement | measured (base seed) | over seeds: effect | verdict |",
-             "|---|---|---|---|---|---|"]
-    for experiment, verdict, _ in rows:
-        for p in statements(experiment, verdict):
-            lines.append(f"| {experiment.number} | {experiment.title} | {p.statement} | {p.numbers} | "
-                         f"{_over_seeds(p)} | **{p.outcome}** |")
-    counts = tally(rows)
-    lines += ["", f"{sum(v.passed for _, v, _ in rows)} of {len(rows)} claims pass; their {sum(counts.values())} "
-                  f"statements: " + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES) + "."]
-    for experiment, verdict, results in rows:
-        lines += ["", f"## {experiment.number}. {experiment.title} — {_verdict(verdict)}", "",
-                  f"**Claim.** {experiment.claim}", "", f"**Measured.** {verdict.measured}", ""]
-        lines += [f"- **{p.outcome}**: {p.statement} ({p.numbers}" + (f"; effect over seeds {p.spread.text()}"
-                  if p.spread else "") + ")" for p in verdict.parts] + [""] * bool(verdict.parts)
-        lines += [verdict.explanation]
-        if verdict.lecture_differs:
-            lines += ["", f"**Where the measurement differs from the lecture.** {verdict.lecture_differs}"]
-        runs = ", ".join(f"`{label}`: {r.status}" for label, r in results.items())
-        lines += ["", f"Runs (`layerscope experiment={experiment.name}` plus the variant's overrides): {runs}. "
-                      f"Theory error: the largest relative error of the measured activation std against the "
-                      f"mean-field prediction at step 0: {_error(verdict)}."]
-        for figure in verdict.figures:
-            lines += ["", f"![{experiment.title}]({os.path.relpath(figure, out)})"]
-    path = out / "REPORT.md"
-    write_text(path, "\n".join(lines) + "\n")
-    return path
+def rerun_command(out: Path, base_seed: int) -> str:
+    """The command that runs experiment ``{name}`` into ``out`` with ``base_seed``."""
+    if out.resolve() == default_out(base_seed).resolve():
+        return "make reproduce ONLY={name}" + (f" SEED={base_seed}" if base_seed else "")
+    return f"python -m layerscope.lecture.reproduce --only {{name}} --seed {base_seed} --out {out}"
+
+
+def write_full_report(everything: list[Experiment], out: Path, base_seed: int, ran: list[str]) -> Path:
+    """Write REPORT.md from the saved verdicts of ``everything``; name on stderr the FAILs it shows that did not run
+    now."""
+    shown = report.sections(everything, out)
+    stale = [f"{saved['name']} ({saved['finished']})" for _, saved in shown
+             if saved and not saved["passed"] and saved["name"] not in ran]
+    if stale:
+        print(f"layerscope-reproduce: REPORT.md also shows a FAIL from an earlier run of: {', '.join(stale)}",
+              file=sys.stderr)
+    return report.write_report(shown, out, rerun_command(out, base_seed))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the experiments, print the claim table, write REPORT.md; 1 if any claim fails."""
+    """Run the experiments, print their claim table, write REPORT.md (every experiment's last verdict); 1 if a claim
+    run now fails."""
     parser = argparse.ArgumentParser(prog="layerscope-reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="experiment names (default: all)")
     parser.add_argument("--seed", type=int, default=0,
@@ -247,12 +225,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="output folder (default: $LAYERSCOPE_OUTPUTS/reproduce, else outputs/reproduce; "
                              "with --seed N: reproduce-seedN)")
     args = parser.parse_args(argv)
-    args.out = args.out or outputs() / ("reproduce" if args.seed == 0 else f"reproduce-seed{args.seed}")
+    args.out = args.out or default_out(args.seed)
     console = logging.StreamHandler()
     console.setLevel(logging.ERROR)  # a run's own lines (a run alone logs to the console) stay in its train.log
     logging.basicConfig(level=logging.ERROR, format="%(message)s", handlers=[console])
     try:
-        experiments = load_experiments(args.only or None)
+        everything, experiments = load_experiments(), load_experiments(args.only or None)
         args.out.mkdir(parents=True, exist_ok=True)
     except (ConfigError, OSError) as err:
         print(f"layerscope-reproduce: error: {err}", file=sys.stderr)
@@ -272,13 +250,14 @@ def main(argv: list[str] | None = None) -> int:
               f"(run make reproduce again)", file=sys.stderr)
         return exit_status(stop.signum)
     print_table(rows)
-    report = write_report(rows, args.out, args.seed)
-    print(f"\nreport: {report}")
+    path = write_full_report(everything, args.out, args.seed, [e.name for e, _, _ in rows])
+    print(f"\nreport: {path}")
     return 0 if all(v.passed for _, v, _ in rows) else 1
 
 
 def _reproduce(experiment: Experiment, out: Path, base_seed: int) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
-    """Run one experiment and check its claim; ``Stopped`` if a run was interrupted."""
+    """Run one experiment, check its claim and save its verdict for the report; ``Stopped`` if a run was interrupted."""
+    report.forget(experiment.name, out)
     results = run_experiment(experiment, out, base_seed)
     if experiment.simulate:
         SIMULATIONS[experiment.simulate](out / experiment.name)
@@ -289,6 +268,7 @@ def _reproduce(experiment: Experiment, out: Path, base_seed: int) -> tuple[Exper
     figures, picture = mean_field_picture(results, out / experiment.name)
     verdict.figures += figures
     verdict.explanation += f"\n\n{picture}" if picture else ""
+    report.save(report.record(experiment, verdict, results, out, base_seed, report.utc_now()), out)
     return experiment, verdict, results
 
 

@@ -3,7 +3,8 @@
 The origin is a saddle (f = 0); the minima lie at (0, ±1) with f = −¼. From a start a hair off the
 saddle (y₀ = 10⁻⁴) the gradient along y is −y + y³ ≈ −y: tiny, so plain SGD drifts away only by the
 factor 1 + α per step, while momentum compounds its velocity (growth λ, the larger root of
-λ² − (1 + μ + α) λ + μ = 0). Each optimizer runs with the MLP's own update rules (``optim``).
+λ² − (1 + μ + α) λ + μ = 0). Each optimizer runs with the MLP's own update rules (``optim``), both as rows of
+one stacked run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path as FilePath
 import numpy as np
 import torch
 
-from layerscope.lecture.ravine import optimizer_path, read_record, record
+from layerscope.lecture.ravine import one_thread, optimizer_path, optimizer_paths, read_record, record
 from layerscope.paths import preset
 
 START = (1.0, 1e-4)
@@ -72,7 +73,10 @@ def descend(name: str, hyper: dict, steps: int) -> Path:
 def simulate(folder: FilePath) -> FilePath:
     """SGD and momentum (configs/optimizer's μ) at α = ``LR`` from ``START``, recorded in ``folder``."""
     mu = float(preset("optimizer", "momentum")["mu"])
-    return record(folder / RECORD, [descend("sgd", {"lr": LR}, STEPS), descend("momentum", {"lr": LR, "mu": mu}, STEPS)])
+    hyper = [{"lr": LR}, {"lr": LR, "mu": mu}]
+    with one_thread():
+        paths = optimizer_paths(saddle, START, [{**h, "name": n} for n, h in zip(("sgd", "momentum"), hyper)], STEPS)
+    return record(folder / RECORD, [Path(n, p, h) for n, p, h in zip(("sgd", "momentum"), paths, hyper)])
 
 
 def recorded(folder: FilePath) -> list[Path]:

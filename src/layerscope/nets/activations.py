@@ -62,6 +62,7 @@ ACTIVATIONS.register("silu", Activation(nn.SiLU))
 ACTIVATIONS.register("swish", Activation(Swish))
 ACTIVATIONS.register("softplus", Activation(nn.Softplus, rectifier=True))
 ACTIVATIONS.register("gelu", Activation(nn.GELU))
+ACTIVATIONS.register("identity", Activation(nn.Identity, torch_gain=lambda: 1.0))  # no nonlinearity: a linear net
 
 
 def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:

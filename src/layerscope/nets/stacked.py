@@ -40,17 +40,21 @@ class Captured:
     """One probed pass of K stacked members, per hidden layer: tensors with a leading member dim.
 
     pre: the activation's input (K, B, width); act: its output; grad: dL/d(act) (None before the
-    backward pass); weights: the layer's Linear weight (K, width, fan_in) and its gradient.
+    backward pass); dead: (K, width), True where the activation's local derivative φ'(pre) is exactly 0 for
+    every sample of the batch (no gradient passes the unit).
     """
 
     pre: list[torch.Tensor] = field(default_factory=list)
     act: list[torch.Tensor] = field(default_factory=list)
     grad: list[torch.Tensor | None] = field(default_factory=list)
+    dead: list[torch.Tensor] = field(default_factory=list)
 
-    def keep(self, layer: int, pre: torch.Tensor, act: torch.Tensor) -> None:
-        """Store a layer's pre-activation and activation; its gradient arrives on backward."""
+    def keep(self, layer: int, pre: torch.Tensor, act: torch.Tensor, derivative: torch.Tensor) -> None:
+        """Store a layer's pre-activation, activation and which units pass no gradient (``derivative``: φ'(pre));
+        its gradient arrives on backward."""
         self.pre.append(pre.detach())
         self.act.append(act.detach())
+        self.dead.append((derivative == 0).all(dim=1))
         self.grad.append(None)
         if act.requires_grad:
             act.register_hook(lambda grad: self.grad.__setitem__(layer, grad.detach()))
@@ -89,6 +93,7 @@ class StackedMLP:
         self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in members]).to(device, dtype)
                         for name, _ in first.named_buffers() if not name.endswith("num_batches_tracked")}
         self.keys = list(first.state_dict())  # a member's state_dict, in the plain MLP's order
+        self.initial = [self.params[f"blocks.{i}.linear.weight"].detach().clone() for i in range(self.depth)]
         tracked = [b for name, b in first.named_buffers() if name.endswith("num_batches_tracked")]
         self.tracked = (tracked[0] if tracked else torch.zeros((), dtype=torch.long)).to(device).clone()
         self.training = True
@@ -113,6 +118,20 @@ class StackedMLP:
     def weight_grads(self) -> list[torch.Tensor]:
         """Their gradients, (K, width, fan_in) each."""
         return [self.params[f"blocks.{i}.linear.weight"].grad.transpose(1, 2) for i in range(self.depth)]
+
+    def initial_weights(self) -> list[torch.Tensor]:
+        """W_0: the hidden layers' weights at the run's step 0, (K, width, fan_in) each (NaN where unknown)."""
+        return [w.transpose(1, 2) for w in self.initial]
+
+    def member_initial(self, k: int) -> list[torch.Tensor]:
+        """Member ``k``'s W_0 per hidden layer as its single run holds it, (width, fan_in), on the CPU."""
+        return [w[k].t().detach().cpu().clone() for w in self.initial]
+
+    @torch.no_grad()
+    def set_initial(self, k: int, weights: list[torch.Tensor] | None) -> None:
+        """Member ``k``'s W_0 from ``member_initial``'s list (a checkpoint's); None (unknown): NaN."""
+        for layer, w in enumerate(self.initial):
+            w[k] = float("nan") if weights is None else weights[layer].t().to(w.device, w.dtype)
 
     def linear_weights(self) -> list[torch.Tensor]:
         """Every Linear weight, the head's included (what L1 penalizes)."""
@@ -176,6 +195,13 @@ class StackedMLP:
             return torch.where(h > 0, h, slope * h)
         return self.act(h)
 
+    def derivative(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+        """φ'(h) of layer ``layer``'s activation at each entry of ``h``, by autograd of the activation itself."""
+        with torch.enable_grad():
+            h = h.detach().requires_grad_()
+            out = self._activation(h, layer)
+            return torch.autograd.grad(out, h, torch.ones_like(out))[0]
+
     def __call__(self, x: torch.Tensor, captured: Captured | None = None) -> torch.Tensor:
         """Logits (K, B, classes) of inputs (K, B, features), or (B, features) shared by every member."""
         if x.dim() == 2:
@@ -189,7 +215,7 @@ class StackedMLP:
                 h = self._norm(h, i, self.norm_before)
             x = self._activation(h, i)
             if captured is not None:
-                captured.keep(i, h, x)
+                captured.keep(i, h, x, self.derivative(h, i))
             if self.norm_after:
                 x = self._norm(x, i, self.norm_after)
             if noise is not None:  # inverted dropout: keep with probability 1 - p, scaled by 1 / (1 - p)

@@ -161,8 +161,9 @@ class _HistogramRow:
 
 
 class _ByLayerPanels:
-    """Activation std by layer on ``left`` (``full``: also its mean and the saturated or dead fraction), the backward
-    signal's std on ``right`` (log; ``full``: also the weight-gradient norm), the mean-field prediction dashed."""
+    """Activation std by layer on ``left`` (``full``: also its mean, the saturated fraction, the dead fraction (units that
+    pass no gradient) and, where it differs from the dead one, the inactive fraction (input ≤ 0)), the backward signal's
+    std on ``right`` (log; ``full``: also the weight-gradient norm), the mean-field prediction dashed."""
 
     def __init__(self, left, right, full: bool = True) -> None:
         self.left, self.right, self.full = left, right, full
@@ -172,7 +173,8 @@ class _ByLayerPanels:
                       "theory_activation_std": plot(left, "k--", lw=1, label="activation std, mean-field theory"
                                                     if full else "mean-field theory"),
                       "saturated_fraction": plot(left, "^--C2", label="saturated fraction"),
-                      "dead_fraction": plot(left, "v--C3", label="dead fraction"),
+                      "dead_fraction": plot(left, "v--C3", label="dead fraction (no gradient)"),
+                      "inactive_fraction": plot(left, "<:C4", label="inactive fraction (input ≤ 0)"),
                       "backward_std": plot(right, "o-C0", label="backward std"),
                       "weight_grad_norm": plot(right, "s-C1", label="weight grad norm"),
                       "theory_backward_std": plot(right, "k--", lw=1, label="backward std, mean-field theory")}
@@ -193,8 +195,12 @@ class _ByLayerPanels:
         theory = record.theory or {}
         shown = {"activation_std": stats["activation_std"], "activation_mean": stats["activation_mean"] if self.full
                  else None, "theory_activation_std": np.asarray(theory["activation_std"], float) if theory else None}
-        for key in ("saturated_fraction", "dead_fraction"):
-            shown[key] = stats[key] if self.full and np.isfinite(stats[key]).any() else None
+        shown["saturated_fraction"] = _finite(stats, "saturated_fraction") if self.full else None
+        dead, inactive = _finite(stats, "dead_fraction"), _finite(stats, "inactive_fraction")
+        if self.full and dead is not None and (_rectifier(record) or (dead > 0).any()):
+            shown["dead_fraction"] = dead
+        if self.full and inactive is not None and not np.array_equal(inactive, dead):
+            shown["inactive_fraction"] = inactive
         for key in ("backward_std", "weight_grad_norm")[:2 if self.full else 1]:
             shown[key] = np.where(stats[key] > 0, stats[key], np.nan) if (stats[key] > 0).any() else None
         if theory and all(v is not None and v > 0 for v in theory["backward_std"]):
@@ -232,9 +238,17 @@ def _log_ticks(ax) -> None:
         ax.yaxis.get_offset_text().set_fontsize(TICKS)
 
 
+def _finite(stats: dict[str, np.ndarray], key: str) -> np.ndarray | None:
+    """The statistic where any layer has a value (None when it is NaN throughout, or absent)."""
+    values = stats.get(key)
+    return values if values is not None and np.isfinite(values).any() else None
+
+
 def _rectifier(record: ProbeRecord) -> bool:
-    """Whether the run's activation is a rectifier (probes measure a dead fraction only for those)."""
-    return bool(np.isfinite(np.array(record.stats.get("dead_fraction", []), dtype=float)).any())
+    """Whether the run's activation is a rectifier (probes measure an inactive fraction only for those; a record
+    written before that statistic existed had a dead fraction only for those)."""
+    stats = record.stats
+    return bool(np.isfinite(np.array(stats.get("inactive_fraction", stats.get("dead_fraction", [])), dtype=float)).any())
 
 
 class _Drawing:

@@ -50,17 +50,28 @@ def _norm(summary: torch.Tensor) -> torch.Tensor:
     return (num * mean.square() + (num - 1) * std.square()).sqrt()
 
 
+def _moved(weights: list[torch.Tensor], initial: list[torch.Tensor]) -> list[torch.Tensor]:
+    """‖W − W_0‖ / ‖W_0‖ per member (K,) of each layer; NaN where W_0 is 0 (zero init) or unknown (NaN)."""
+    out = []
+    for w, w0 in zip(weights, initial):
+        base = w0.flatten(1).norm(dim=1)
+        moved = (w.detach() - w0).flatten(1).norm(dim=1)
+        out.append(torch.where(base > 0, moved / base, torch.full_like(base, float("nan"))))
+    return out
+
+
 class Measure:
     """Per-layer statistics and histograms of K stacked members, all on the device."""
 
     def __init__(self, activation: Activation, bins: int, saturation_margin: float, sample: int | None) -> None:
         self.activation, self.bins, self.sample, self.saturation_margin = activation, bins, sample, saturation_margin
 
-    def __call__(self, captured: Captured, weights: list[torch.Tensor],
-                 grads: list[torch.Tensor | None]) -> dict[str, dict[str, torch.Tensor]]:
+    def __call__(self, captured: Captured, weights: list[torch.Tensor], grads: list[torch.Tensor | None],
+                 initial: list[torch.Tensor] | None = None) -> dict[str, dict[str, torch.Tensor]]:
         """Statistics (K, depth) and histogram summaries (K, depth, 5 + bins) of a captured pass.
 
-        Call after the backward pass and before the update; ``update_ratio`` after the update.
+        ``initial``: each layer's weights at the run's step 0 (``weight_change``; NaN without them). Call after the
+        backward pass and before the update; ``update_ratio`` after the update.
         """
         grads = [g if g is not None else torch.zeros_like(w) for g, w in zip(grads, weights)]
         backward = [g if g is not None else torch.zeros_like(a) for g, a in zip(captured.grad, captured.act)]
@@ -76,13 +87,15 @@ class Measure:
             "activation_mean": hist["activation"][..., 3], "activation_std": hist["activation"][..., 4],
             "unit_spread": by_layer([a[:, :UNIT_SPREAD_ROWS].std(dim=2).mean(1) for a in captured.act]),
             "saturated_fraction": by_layer(self._saturated(captured.act)) if self.activation.bounds else nan,
-            "dead_fraction": by_layer([(p <= 0).all(dim=1).float().mean(1) for p in captured.pre])
+            "dead_fraction": by_layer([d.float().mean(1) for d in captured.dead]),
+            "inactive_fraction": by_layer([(p <= 0).all(dim=1).float().mean(1) for p in captured.pre])
             if self.activation.rectifier else nan,
             "backward_norm": _norm(hist["backward"]),
             "backward_std": hist["backward"][..., 4],
             "weight_grad_norm": _norm(hist["weight_grad"]),
             "weight_norm": _norm(hist["weight"]),
             "update_ratio": nan,
+            "weight_change": by_layer(_moved(weights, initial)) if initial is not None else nan,
         }
         return {"stats": stats, "hist": hist, "before": [w.detach().clone() for w in weights]}
 

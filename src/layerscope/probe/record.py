@@ -15,11 +15,17 @@ LECTURE_HISTOGRAMS = ("activation", "backward")
 """The histograms the lecture figure draws (probes.jsonl keeps these, so a finished run can be drawn again)."""
 
 STATS = ("preactivation_mean", "preactivation_std", "activation_mean", "activation_std",
-         "unit_spread", "saturated_fraction", "dead_fraction", "backward_norm", "backward_std",
-         "weight_grad_norm", "weight_norm", "update_ratio")
+         "unit_spread", "saturated_fraction", "dead_fraction", "inactive_fraction", "backward_norm", "backward_std",
+         "weight_grad_norm", "weight_norm", "update_ratio", "weight_change")
 """Per-layer scalars; unit_spread is the std across a layer's units (mean over up to 64 samples):
-0 when all units are identical, as after zero init; saturated_fraction is NaN unless the activation is bounded (tanh, sigmoid),
-dead_fraction NaN unless it is a rectifier, update_ratio NaN when no update followed the probe."""
+0 when all units are identical, as after zero init; saturated_fraction is NaN unless the activation is bounded (tanh, sigmoid);
+dead_fraction is the share of units that pass no gradient: the activation's derivative φ'(h) is exactly 0 for every
+sample of the probe batch (any activation: a ReLU unit off for the whole batch, a sigmoid unit whose φ' underflows; a
+leaky ReLU or ELU unit with negative input still passes one); inactive_fraction is the share of units whose input is
+≤ 0 for the whole batch (NaN unless the activation is a rectifier; for ReLU it equals dead_fraction);
+update_ratio is ‖ΔW‖/‖W‖ of the update after the probe (NaN when none followed); weight_change is ‖W − W_0‖/‖W_0‖,
+W_0 the layer's weights at the run's step 0 (0 there; NaN where W_0 = 0 or, after resuming from a checkpoint
+that lacks W_0, unknown)."""
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 A checkpoint holds one run's model (the plain MLP's ``state_dict``) and optimizer state (torch.optim's
 format), its generators' states (the data order at the epoch's start, dropout), the step, the position
-in the current epoch and the epoch's per-step records, and its summary. A stacked member's checkpoint
-is its single run's. It is loaded with ``torch.load(weights_only=True)``.
+in the current epoch and the epoch's per-step records, its summary, and under ``INITIAL`` each hidden
+layer's weights at step 0 (W_0, (width, fan_in) as in the model's state_dict), from which ``weight_change``
+is measured; a checkpoint without them resumes with that statistic unknown (NaN). A stacked member's
+checkpoint is its single run's. It is loaded with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch
 
 from layerscope.errors import ConfigError
 from layerscope.files import replacing
+
+INITIAL = "initial_weights"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -41,9 +41,9 @@ The shared range is written as empty end buckets, which TensorBoard's DISTRIBUTI
 outermost (min-max) band: for these two quantities that band shows the shared range, the others the layer's."""
 
 CHARTS = {"forward signal": ("activation_std", "activation_mean", "saturated_fraction", "dead_fraction",
-                             "preactivation_std", "preactivation_mean", "unit_spread"),
+                             "inactive_fraction", "preactivation_std", "preactivation_mean", "unit_spread"),
           "backward signal and weights": ("backward_std", "backward_norm", "weight_grad_norm", "update_ratio",
-                                          "weight_norm")}
+                                          "weight_change", "weight_norm")}
 """The per-layer statistics in the order of their custom-scalars categories (an unnamed one joins the forward
 signal)."""
 

@@ -26,7 +26,7 @@ from layerscope.errors import ConfigError
 from layerscope.nets.losses import build_loss
 from layerscope.nets.stacked import StackedMLP
 from layerscope.optim.rules import Optimizer
-from layerscope.runs.checkpoint import load_checkpoint
+from layerscope.runs.checkpoint import INITIAL, load_checkpoint
 from layerscope.runs.folder import CHECKPOINT, failure, has_ended, read_summary, write_summary
 from layerscope.runs.ownership import FolderInUse, owned
 from layerscope.theory.prediction import predict_run
@@ -233,6 +233,7 @@ def _stack(members: list[Member], datasets: list[Data], device: torch.device) ->
     for k, m in enumerate(members):
         if m.start:
             optimizer.load_member_state(k, m.start["optimizer"], model.restack)
+            model.set_initial(k, m.start.get(INITIAL))  # an older checkpoint has none: weight_change unknown
     data = GroupData(datasets, members, device, dtype)
     steps_per_epoch = data.n_train // cfg.trainer.batch_size
     max_steps = cfg.trainer.max_steps

@@ -29,7 +29,7 @@ from layerscope.files import truncate_jsonl
 from layerscope.nets.stacked import Captured
 from layerscope.optim.schedules import learning_rate
 from layerscope.probe.record import ProbeRecord
-from layerscope.runs.checkpoint import save_checkpoint
+from layerscope.runs.checkpoint import INITIAL, save_checkpoint
 from layerscope.runs.folder import CHECKPOINT, FINAL, METRICS, PROBES, restart_logs, write_config, write_summary
 from layerscope.runs.writer import RunWriter
 from layerscope.theory.prediction import compare
@@ -199,7 +199,8 @@ class Trainer:
             total = total + (self.l1 * sum(w.abs().sum((1, 2)) for w in s.model.linear_weights())).sum()
         s.model.zero_grad()
         total.backward()
-        measured = s.measure(captured, s.model.weights(), s.model.weight_grads()) if probing else None
+        measured = (s.measure(captured, s.model.weights(), s.model.weight_grads(), s.model.initial_weights())
+                    if probing else None)
         return losses.detach(), logits.detach(), measured
 
     def _train_step(self, probing: bool = False) -> dict | None:
@@ -328,7 +329,8 @@ class Trainer:
         save_checkpoint(m.run_dir / CHECKPOINT, {
             "step": self.step, "epoch": epoch, "position": position, "epoch_generator": epoch_generator,
             "sums": sums, "model": s.model.member_state(k), "optimizer": s.optimizer.member_state(k, s.model.unstack),
-            "dropout": s.model.generators[k].get_state(), "summary": {**m.summary, "train_seconds": self._seconds(m)}})
+            "dropout": s.model.generators[k].get_state(), "summary": {**m.summary, "train_seconds": self._seconds(m)},
+            INITIAL: s.model.member_initial(k)})
 
     def _seconds(self, m: Member) -> float:
         """The member's training time so far: this process's and, for a resumed run, what its checkpoint recorded."""

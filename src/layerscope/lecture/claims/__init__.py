@@ -14,6 +14,7 @@ from layerscope.lecture.claims import (  # noqa: F401 - each registers its check
     normalization,
     optimizers,
     regularization,
+    simulated,
 )
 from layerscope.lecture.claims.verdict import CHECKS, CONTRADICTS, FAIL, INCONCLUSIVE, OUTCOMES, PASS, Part, Verdict
 

@@ -21,11 +21,11 @@ def cross_entropy_beats_mse(results: dict[str, RunResult], out: Path) -> Verdict
     accuracy = {label: r.final("test_accuracy") for label, r in results.items()}
     classes = ce.summary.get("num_classes", 10)
     parts = [part("MSE's gradient is small where the outputs saturate", bool(np.all(ratio < 1)),
-                  f"weight-gradient norm MSE / cross-entropy at step 0: {fmt(ratio)} per layer"),
+                  f"weight-gradient norm MSE / cross-entropy at step 0: {fmt(ratio)} per layer", cite="002:279, 002:283"),
              over_seeds("MSE learns slowly", results,
                         lambda r: r["cross_entropy"].final("test_accuracy") - r["mse"].final("test_accuracy"),
                   f"test accuracy after {mse.summary.get('steps')} steps: MSE {accuracy['mse']:.1%}, "
-                  f"cross-entropy {accuracy['cross_entropy']:.1%} (chance {1 / classes:.0%})")]
+                  f"cross-entropy {accuracy['cross_entropy']:.1%} (chance {1 / classes:.0%})", cite="002:283, 002:285")]
     passed = holds(parts, *results.values())
     layer10 = ce.stat("activation_std")[-1]
     return Verdict(

@@ -28,21 +28,22 @@ class Part:
     outcome: str
     numbers: str
     spread: Spread | None = None
+    cite: str = ""  # where the lecture notes say it: "<seed file>:<line>", e.g. "002:250, 003:88"
 
 
-def part(statement: str, holds: bool, numbers: str, lecture: bool = False) -> Part:
+def part(statement: str, holds: bool, numbers: str, lecture: bool = False, cite: str = "") -> Part:
     """A statement that holds is PASS; one that does not is FAIL, or, for the lecture's own words that the
     experiment tests as they stand (``lecture``), a finding: CONTRADICTS THE LECTURE."""
-    return Part(statement, PASS if holds else (CONTRADICTS if lecture else FAIL), numbers)
+    return Part(statement, PASS if holds else (CONTRADICTS if lecture else FAIL), numbers, cite=cite)
 
 
 def over_seeds(statement: str, results: dict[str, RunResult], effect: Callable[[dict[str, RunResult]], float],
-               numbers: str, lecture: bool = False) -> Part:
+               numbers: str, lecture: bool = False, cite: str = "") -> Part:
     """A statement about an outcome of training, decided over the seeds by ``seeds.RULE``: ``effect`` of one seed's
     runs is positive where the statement holds; ``numbers`` describe the base seed's runs."""
     decided, spread = decide(effects(results, effect))
     outcome = INCONCLUSIVE if decided is None else PASS if decided else (CONTRADICTS if lecture else FAIL)
-    return Part(statement, outcome, numbers, spread)
+    return Part(statement, outcome, numbers, spread, cite)
 
 
 def holds(parts: list[Part], *runs: RunResult) -> bool:
