@@ -304,7 +304,7 @@ def test_selu_fixed_point_is_mean_0_variance_1_at_sigma_w2_1():
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "silu", "swish",
-                                  "softplus", "gelu"])
+                                  "softplus", "softsign", "gelu"])
 def test_the_length_map_increases_in_q(name):
     """``fixed_point_q`` brackets q* on this; it holds for every registered activation."""
     values = [length_map(name, None, 1.0, 0.0, q) for q in np.geomspace(1e-3, 1e3, 25)]

@@ -199,9 +199,10 @@ READS: dict[str, dict[str, tuple[str, ...]]] = {
              **{n: ("gain", "mode", "bias", "bias_std")
                 for n in ("xavier_normal", "xavier_uniform", "he_normal", "he_uniform")},
              "lecun_normal": ("bias", "bias_std"), "lecun_uniform": ("bias", "bias_std"),
-             "orthogonal": ("gain", "bias", "bias_std"), "glorot_uniform": ("gain", "bias", "bias_std")},
+             "orthogonal": ("gain", "bias", "bias_std"), "glorot_uniform": ("gain", "bias", "bias_std"),
+             "glorot_standard": ("bias", "bias_std")},
     "loss": {"cross_entropy": (), "mse": (), "bce": (), "sigmoid_mse": (), "l1": (), "smooth_l1": ("beta",), "focal": ("alpha", "gamma")},
-    "data": {"gaussian": ("n_train", "n_test", "dim", "classes"), "digits": ("test_fraction",),
+    "data": {"gaussian": ("n_train", "n_test", "dim", "classes"), "digits": ("test_fraction",), "mnist5k": ("test_fraction",),
              "spirals": ("classes", "n_per_class", "noise", "test_fraction"),
              **{n: ("root", "download", "mirrors", "files") for n in ("mnist", "fashion_mnist", "cifar10")}},
 }

@@ -39,6 +39,7 @@ class Swish(nn.Module):
 ACTIVATIONS: Registry[Activation] = Registry("activation")
 ACTIVATIONS.register("sigmoid", Activation(nn.Sigmoid, bounds=(0.0, 1.0), torch_gain=lambda: 1.0))
 ACTIVATIONS.register("tanh", Activation(nn.Tanh, bounds=(-1.0, 1.0), torch_gain=lambda: 5.0 / 3.0))
+ACTIVATIONS.register("softsign", Activation(nn.Softsign, bounds=(-1.0, 1.0)))  # x/(1+|x|) (Glorot & Bengio 2010)
 ACTIVATIONS.register("relu", Activation(nn.ReLU, rectifier=True, torch_gain=lambda: math.sqrt(2.0)))
 ACTIVATIONS.register(
     "leaky_relu",
@@ -91,7 +92,7 @@ def activation_gain(name: str, params: Mapping[str, Any] | None = None) -> float
     """The init gain that keeps the second moment of activations constant through a layer.
 
     torch's ``calculate_gain`` values are used where torch has one (sigmoid 1, tanh 5/3, ReLU √2,
-    leaky ReLU / PReLU √(2/(1+a²)), SELU 3/4). For elu, silu, swish, softplus and gelu, which torch
+    leaky ReLU / PReLU √(2/(1+a²)), SELU 3/4). For elu, silu, swish, softplus, softsign and gelu, which torch
     lacks, the gain is g = 1/√E[φ(z)²], z ~ N(0, 1): the same rule that gives √2 for ReLU.
     """
     spec = ACTIVATIONS.get(name)

@@ -98,6 +98,11 @@ def glorot(fan_in: int, fan_out: int, gain: float, std: float, mode: str) -> flo
     return gain**2 * 2.0 / (fan_in + fan_out)
 
 
+def glorot_standard(fan_in: int, fan_out: int, gain: float, std: float, mode: str) -> float:
+    """Var W = 1/(3 n_in): b²/3 of U[−1/√n_in, +1/√n_in], Glorot & Bengio 2010's "standard" init (eq. 1)."""
+    return 1.0 / (3.0 * fan_in)
+
+
 def orthogonal(fan_in: int, fan_out: int, gain: float, std: float, mode: str) -> float:
     """Var W = gain²/max(n_in, n_out): gain · Q, Q semi-orthogonal (Saxe et al. 2014); gain²/n when square."""
     return gain**2 / max(fan_in, fan_out)
@@ -113,6 +118,7 @@ INITIALIZERS.register("he_uniform", Initializer(uniform_, scaled, gain="auto"))
 INITIALIZERS.register("lecun_normal", Initializer(normal_, lecun))
 INITIALIZERS.register("lecun_uniform", Initializer(uniform_, lecun))
 INITIALIZERS.register("glorot_uniform", Initializer(uniform_, glorot))
+INITIALIZERS.register("glorot_standard", Initializer(uniform_, glorot_standard))
 INITIALIZERS.register("orthogonal", Initializer(orthogonal_, orthogonal))
 INITIALIZERS.register("default", None)  # torch's own Linear init: U(±1/√fan_in) for W and b
 
