@@ -7,7 +7,6 @@ the best learning rate of a small grid, so the comparison is of methods, not of 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -20,6 +19,7 @@ import torch
 from layerscope.files import write_json_atomic
 from layerscope.optim.rules import Optimizer, build_optimizer
 from layerscope.paths import preset
+from layerscope.theory.meanfield import one_thread
 
 A, B = 1.0, 40.0  # curvature along x (flat) and y (steep): condition number 40
 START = (-8.0, 1.0)
@@ -55,17 +55,6 @@ class Trajectory:
         signs = np.sign(self.points[:steps + 1, 1])
         return float(np.sum(signs[1:] * signs[:-1] < 0) / steps) if steps else 0.0
 
-
-@contextlib.contextmanager
-def one_thread():
-    """Run torch on one thread inside: a simulation's tensors are tiny, and on a busy 2-core machine a second
-    thread only waits (each op ~50x slower, as in ``theory.meanfield``)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def optimizer_path(function, start: tuple[float, float], optimizer_cfg: dict, steps: int) -> np.ndarray:

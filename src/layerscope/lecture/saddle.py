@@ -16,7 +16,8 @@ from pathlib import Path as FilePath
 import numpy as np
 import torch
 
-from layerscope.lecture.ravine import one_thread, optimizer_path, optimizer_paths, read_record, record
+from layerscope.lecture.ravine import optimizer_path, optimizer_paths, read_record, record
+from layerscope.theory.meanfield import one_thread
 from layerscope.paths import preset
 
 START = (1.0, 1e-4)

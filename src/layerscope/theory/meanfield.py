@@ -5,9 +5,10 @@ critical line χ₁ = 1 in the (σ_w², σ_b²) plane. q follows q_l = σ_w² ·
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -24,11 +25,21 @@ from layerscope.nets.gaussian import normal_grid
 
 _Q_ZERO = 1e-30  # q* below this is returned as 0: the signal dies (σ_b² = 0, ordered)
 _Q_BLOWUP = 1e4  # q past 1e4 · (q0 + σ_w² + σ_b²) is taken to grow without bound (ReLU-like φ, σ_w² large)
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread inside: many small ops (≤ 1e6 points), where on a busy 2-core machine a second thread only
+    waits (each op up to ~50x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def derivatives(phi, h: np.ndarray, order: int) -> list[np.ndarray]:
     """[φ(h), φ'(h), ..., φ^(order)(h)] by autograd (0 where a derivative is constant, as ReLU's φ'')."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # ≤ 1e6 points: a second thread only waits; ~50x slower on a busy 2-core machine
-    try:
+    with one_thread():
         x = torch.from_numpy(np.array(h, dtype=np.float64)).requires_grad_(order > 0)
         out = [phi(x)]
         for k in range(order):
@@ -36,8 +47,6 @@ def derivatives(phi, h: np.ndarray, order: int) -> list[np.ndarray]:
             d = torch.autograd.grad(y.sum(), x, create_graph=k + 1 < order)[0] if y.requires_grad else None
             out.append(torch.zeros_like(x) if d is None else d)
         return [y.detach().numpy() for y in out]
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _root(f, lo: float, hi: float, f_lo: float, f_hi: float, rtol: float = 1e-12) -> float:

@@ -4,10 +4,8 @@ what the probes do not record: each unit's spread over the input samples, in exa
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -16,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from layerscope.data.datasets import load_data
 from layerscope.lecture.claims.thresholds import CONFIDENCE_Z
 from layerscope.nets.losses import build_loss
+from layerscope.theory.meanfield import one_thread
 from layerscope.train.probed_model import initialized_model
 
 FRESH_SEEDS = 10_000  # the simulated draws' seeds, apart from any run's
@@ -23,17 +22,6 @@ FRESH_SEEDS = 10_000  # the simulated draws' seeds, apart from any run's
 
 DRAWS = 16  # fresh weight draws that estimate the finite-width spread (the sd itself is then known to ~18%)
 
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch on one thread: the draws are many small ops, and on a busy 2-core machine a second thread makes each of
-    them wait (up to 50x slower), as in ``theory.meanfield.derivatives``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def ratio_per_layer(std: np.ndarray) -> float:

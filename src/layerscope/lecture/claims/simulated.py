@@ -9,7 +9,7 @@ import numpy as np
 
 from layerscope.lecture import local_minimum, loss_shapes, ravine_rates, zigzag
 from layerscope.lecture.claims.verdict import CONTRADICTS, Verdict, check, holds, part
-from layerscope.lecture.ravine import A, B, START, one_thread
+from layerscope.lecture.ravine import A, B, START
 from layerscope.lecture.ravine_rates import (
     OVERSHOOT,
     SAME,
@@ -27,6 +27,7 @@ from layerscope.lecture.simulation_figures import (
 )
 from layerscope.paths import preset
 from layerscope.runs.results import RunResult
+from layerscope.theory.meanfield import one_thread
 
 NAMES = {"sgd": "SGD", "momentum": "momentum", "adagrad": "AdaGrad", "rmsprop": "RMSProp"}
 ROUNDING = 1e-12  # float64: a quantity that is exactly 0 in theory comes out within 1e-12 (eps 2.2e-16, with margin)
