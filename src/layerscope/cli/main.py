@@ -79,8 +79,6 @@ def main(cfg: DictConfig) -> float:
     The job owns its folder while it works (``ownership``) and leaves a status there however it
     ends. In a sweep a job's failure is recorded in its summary.json and the sweep goes on.
     """
-    from layerscope.train.group import run
-
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     if cfg.get("skip_completed") and finished(run_dir):
@@ -88,6 +86,12 @@ def main(cfg: DictConfig) -> float:
         return objective(read_summary(run_dir))
     if sweep:
         _job_threads(cfg)
+    if cfg.probe.get("figures") and not cfg.get("grid"):  # workers ready to draw when the run ends, started before torch
+        from layerscope.probe.figure_workers import warm
+
+        warm((os.cpu_count() or 1) if sweep else 1, cfg.model.depth)
+    from layerscope.train.group import run  # torch
+
     summary: dict[str, Any] = {"status": "failed"}
     try:
         with owned(run_dir), stopping():

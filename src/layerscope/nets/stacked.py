@@ -199,8 +199,8 @@ class StackedMLP:
         """φ'(h) of layer ``layer``'s activation at each entry of ``h``, by autograd of the activation itself."""
         with torch.enable_grad():
             h = h.detach().requires_grad_()
-            out = self._activation(h, layer)
-            return torch.autograd.grad(out, h, torch.ones_like(out))[0]
+            # the sum's gradient is φ'(h) elementwise; a grad_outputs tensor would import torch's sympy (~0.3 s)
+            return torch.autograd.grad(self._activation(h, layer).sum(), h)[0]
 
     def __call__(self, x: torch.Tensor, captured: Captured | None = None) -> torch.Tensor:
         """Logits (K, B, classes) of inputs (K, B, features), or (B, features) shared by every member."""

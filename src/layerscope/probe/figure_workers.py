@@ -5,7 +5,8 @@ basic launcher, runs from the Python API), on one worker per CPU: each is a fres
 threads and device state are not copied) that loads matplotlib, not torch, and keeps its figures for every run it
 draws (``figures.drawings``). A worker writes each lecture figure's PNG into the run's folder and hands back its
 TensorBoard image as PNG bytes; the run's own process writes those into its event file. A process's first run
-draws its figures itself: starting workers (about a second) costs more than its two figures.
+draws its figures itself (starting a worker costs about a second, more than its two figures), unless the
+command started its workers early (``warm``), while it loaded torch and trained.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-from layerscope.probe.figures import drawings, png
 from layerscope.probe.record import LECTURE_HISTOGRAMS, ProbeRecord
 
 Image = tuple[int, bytes, tuple[int, int, int]]
@@ -45,11 +45,19 @@ def draw(records: list[ProbeRecord], title: str, paths: list[Path], many: bool =
     return futures
 
 
-def _workers() -> ProcessPoolExecutor:
+def warm(workers: int, depth: int) -> None:
+    """Start ``workers`` workers now, each loading matplotlib and building the ``depth``-layer figures, so that a
+    command's runs hand their figures to workers that are ready (this process meanwhile loads torch and trains)."""
+    pool = _workers(workers)
+    for _ in range(workers):  # each submit finds no idle worker and spawns one
+        pool.submit(_ready, depth)
+
+
+def _workers(workers: int | None = None) -> ProcessPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=_ignore_signals)
+        _pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
+                                    mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_signals)
         atexit.register(_pool.shutdown, cancel_futures=True)
     return _pool
 
@@ -60,8 +68,16 @@ def _ignore_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def _ready(depth: int) -> None:
+    from layerscope.probe.figures import drawings
+
+    drawings(depth)
+
+
 def _draw(row: dict, title: str, path: str) -> Image:
     """A probe's lecture figure as a PNG at ``path``; its compact figure as TensorBoard's image."""
+    from layerscope.probe.figures import drawings, png  # matplotlib: here, or in a worker
+
     record = ProbeRecord.from_json(row)
     lecture, compact = drawings(len(record.histograms["activation"]))
     lecture.update(record, title).render(Path(path))
