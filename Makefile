@@ -46,7 +46,7 @@ bench-sweep: $(STAMP)  ## one sweep three ways: one after another, basic launche
 bench-overhead: $(STAMP)  ## what a run, a stacked member and a sweep job cost beyond their arithmetic (ARGS='--repeats 3')
 	$(BIN)/python benchmarks/overhead.py $(ARGS)
 
-reproduce: $(STAMP)  ## run every lecture experiment, check its claim, write outputs/reproduce/REPORT.md (ONLY=<name>, SEED=<base seed>)
+reproduce: $(STAMP)  ## run the lecture and paper experiments, check their claims, write outputs/reproduce/REPORT.md (ONLY=<name>|lecture|papers, SEED=<base seed>)
 	$(BIN)/python -m layerscope.lecture.reproduce $(if $(ONLY),--only $(ONLY)) $(if $(SEED),--seed $(SEED))
 
 tensorboard: $(STAMP)  ## serve outputs/ on http://localhost:6006 (PORT=... to change)

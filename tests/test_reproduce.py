@@ -42,9 +42,9 @@ def test_a_run_alone_keeps_its_lines_in_its_log_not_in_the_table(tmp_path):
 def test_a_failing_claim_makes_the_exit_status_nonzero(tmp_path, monkeypatch):
     real = reproduce.load_experiments
 
-    def wrong_setting(only=None):
+    def wrong_setting(only=None, size="cpu"):
         return [reproduce.Experiment(e.name, e.number, e.title, e.claim, e.check, {"run": ["init=xavier_normal"]})
-                for e in real(only)]
+                for e in real(only, size)]
 
     monkeypatch.setattr(reproduce, "load_experiments", wrong_setting)
     assert reproduce.main(["--only", "he_relu", "--out", str(tmp_path)]) == 1

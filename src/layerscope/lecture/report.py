@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 VERDICT = "verdict.json"
 NOT_RUN = "NOT RUN"
+SPELLED = 12  # a section names each variant's status up to this many variants, else counts them
 KEYS = ("passed", "claim", "measured", "explanation", "lecture_differs", "statements", "figures", "runs",
         "theory_error", "size", "base_seed", "finished")
 """What a saved verdict holds beside the experiment's name, number and title (one lacking any is not shown)."""
@@ -29,6 +30,11 @@ KEYS = ("passed", "claim", "measured", "explanation", "lecture_differs", "statem
 def utc_now() -> str:
     """The time now, UTC, to the second, as a saved verdict records when its experiment finished."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def outcome_word(experiment: Experiment, outcome: str) -> str:
+    """A statement's outcome as its section shows it: a paper's experiment contradicts the paper, not the lecture."""
+    return outcome.replace("THE LECTURE", "THE PAPER") if experiment.set == "papers" else outcome
 
 
 def verdict_word(passed: bool) -> str:
@@ -111,7 +117,7 @@ def _when(saved: dict) -> str:
 
 def header() -> list[str]:
     """The report's opening paragraphs, down to the summary table's head."""
-    return ["# layerscope: the lecture experiments, reproduced", "",
+    return ["# layerscope: the lecture experiments and the papers behind them, reproduced", "",
             "Every figure below was computed by `make reproduce` from the runs in this folder; every verdict "
             "compares the runs' recorded statistics with the mean-field theory or with another run. "
             "`make reproduce ONLY=<name>` reruns one experiment and rewrites its section; the others keep theirs.",
@@ -123,6 +129,10 @@ def header() -> list[str]:
             "Trained experiments use the net size in their yaml (10×128 for most) so that `make reproduce` fits a "
             "few minutes on 2 CPU cores, while the probe-only initialization experiments use the lecture's 10×500; "
             "each section's runs line gives its net size.", "",
+            "The last sections reproduce the papers behind the lecture (`make reproduce ONLY=papers`; "
+            "`ONLY=lecture` runs the lecture's set alone): each names its setup and where it departs from the paper, "
+            "and a statement the runs do not bear out is marked CONTRADICTS THE PAPER (counted with the lecture's "
+            "contradictions below).", "",
             f"**Over seeds.** {RULE} On pure noise (an effect whose seeds are a coin flip) this rule decides "
             f"{false_decision_rate():.0%} of the time with {SEEDS} seeds, so a verdict on a small effect is worth "
             f"checking with another base seed (`make reproduce SEED=N` moves every experiment's seeds by N; each "
@@ -141,7 +151,7 @@ def table(shown: list[tuple[Experiment, dict | None]]) -> list[str]:
             rows.append(f"| {experiment.number} | {experiment.title} | not run yet | – | – | – | **{NOT_RUN}** |")
         for p in parts(saved) if saved else []:
             rows.append(f"| {experiment.number} | {experiment.title} | {p.statement} | {_notes(p)} | {p.numbers} | "
-                        f"{_over_seeds(p)} | **{p.outcome}** |")
+                        f"{_over_seeds(p)} | **{outcome_word(experiment, p.outcome)}** |")
     return rows
 
 
@@ -162,22 +172,29 @@ def not_run(experiment: Experiment, rerun: str) -> list[str]:
 
 def section(experiment: Experiment, saved: dict) -> list[str]:
     """An experiment's section from its saved verdict: claim, statements with notes, explanation, runs, figures."""
+    paper = experiment.set == "papers"
     lines = ["", f"## {experiment.number}. {experiment.title} — {verdict_word(saved['passed'])}", "",
              f"Last run {_when(saved)}, base seed {saved['base_seed']}.", "",
-             f"**Claim.** {saved['claim']}", "", f"**Measured.** {saved['measured']}", ""]
+             f"**{'The paper says' if paper else 'Claim'}.** {saved['claim']}", ""]
+    if experiment.setup:
+        lines += [f"**Setup.** {experiment.setup}", "", f"**Deviations from the paper.** {experiment.deviations}", ""]
+    lines += [f"**Measured.** {saved['measured']}", ""]
     shown = parts(saved) if saved["statements"] else []
-    lines += [f"- **{p.outcome}**: {p.statement} ({p.numbers}" + (f"; effect over seeds {p.spread.text()}"
+    lines += [f"- **{outcome_word(experiment, p.outcome)}**: {p.statement} ({p.numbers}" + (f"; effect over seeds {p.spread.text()}"
               if p.spread else "") + f"); notes: {_notes(p)}" for p in shown] + [""] * bool(shown)
     lines += [saved["explanation"]]
     if saved["lecture_differs"]:
-        lines += ["", f"**Where the measurement differs from the lecture.** {saved['lecture_differs']}"]
+        lines += ["", f"**Where the measurement differs from the {'paper' if paper else 'lecture'}.** "
+                      f"{saved['lecture_differs']}"]
     return lines + ["", _runs(experiment, saved)] + [line for figure in saved["figures"]
                                                  for line in ("", f"![{experiment.title}]({figure})")]
 
 
 def _runs(experiment: Experiment, saved: dict) -> str:
     """The runs line: the command, the net's size, each variant's status, the theory error."""
-    runs = ", ".join(f"`{label}`: {status}" for label, status in saved["runs"].items())
+    statuses = list(saved["runs"].values())
+    runs = (", ".join(f"`{label}`: {status}" for label, status in saved["runs"].items()) if len(statuses) <= SPELLED
+            else f"{len(statuses)} variants, " + ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)))
     net = f" on a {saved['size']} net (depth × width)" if saved["size"] else ""
     where = (f"Runs (`layerscope experiment={experiment.name}` plus the variant's overrides){net}: {runs}."
              if runs else "No MLP runs: a small simulation or the losses' own formulas decide it.")

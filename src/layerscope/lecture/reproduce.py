@@ -47,6 +47,13 @@ class Experiment:
     variants: dict[str, list[str]]
     simulate: str | None = None  # a 2-D simulation recorded before the check (``SIMULATIONS``)
     seeds: int = SEEDS  # seeds of a variant that trains (``reproduce.seeds``: 1 where no statement is about chance)
+    set: str = "lecture"  # lecture: the lecture's claims; papers: a figure of a paper behind it (``SETS``)
+    setup: str = ""  # a paper's experiment: what runs, and where it departs from the paper
+    deviations: str = ""
+
+
+SETS = ("lecture", "papers")
+"""``make reproduce ONLY=lecture`` or ``ONLY=papers`` runs one set (``reproduce.set``, lecture by default)."""
 
 
 SIMULATIONS = {"ravine": ravine.simulate, "saddle": saddle.simulate}
@@ -58,13 +65,19 @@ def experiments_dir() -> Path:
     return Path(config_dir()) / "experiment"
 
 
-def load_experiments(only: list[str] | None = None) -> list[Experiment]:
-    """Every experiment file with a ``reproduce`` section, in lecture order (or just ``only``)."""
+def load_experiments(only: list[str] | None = None, size: str = "cpu") -> list[Experiment]:
+    """Every experiment file with a ``reproduce`` section, in lecture order (or just ``only``: names or sets); at
+    ``size`` paper, an experiment with a ``reproduce.paper`` section runs its grid and overrides."""
     found = []
     for path in sorted(experiments_dir().glob("*.yaml")):
         spec = OmegaConf.to_container(OmegaConf.load(path)).get("reproduce")
         if spec:
-            variants = spec.get("variants", {"run": []})  # {}: nothing to train (a 2-D simulation)
+            if size == "paper" and "paper" in spec:
+                spec = {**spec, "grid": spec["paper"]["grid"], "overrides": spec["paper"].get("overrides", [])}
+            variants = grid_variants(spec["grid"], spec.get("overrides", [])) if "grid" in spec else spec.get(
+                "variants", {"run": []})  # {}: nothing to train (a 2-D simulation)
+            if spec.get("set", SETS[0]) not in SETS:
+                raise ConfigError(f"{path}: reproduce.set={spec['set']} is not a set; choose one of: {', '.join(SETS)}")
             missing = [label for label in CHECKS.get(spec["check"]).reads if label not in variants]
             if missing:
                 raise ConfigError(f"{path}: check {spec['check']} reads the variant(s) {', '.join(missing)}, which "
@@ -77,12 +90,24 @@ def load_experiments(only: list[str] | None = None) -> list[Experiment]:
                                   f"integer >= 1 (default {SEEDS})")
             found.append(Experiment(path.stem, spec["number"], spec["title"], spec["claim"], spec["check"],
                                     {str(k): list(v) for k, v in variants.items()}, spec.get("simulate"),
-                                    spec.get("seeds", SEEDS)))
+                                    spec.get("seeds", SEEDS), spec.get("set", SETS[0]), spec.get("setup", ""),
+                                    spec.get("deviations", "")))
     names = [e.name for e in found]
     for name in only or []:
-        if name not in names:
-            raise ConfigError(f"ONLY={name} is not an experiment; choose from: {', '.join(names)}")
-    return sorted((e for e in found if not only or e.name in only), key=lambda e: e.number)
+        if name not in names and name not in SETS:
+            raise ConfigError(f"ONLY={name} is not an experiment or a set; choose from: {', '.join(SETS)}, "
+                              f"{', '.join(names)}")
+    return sorted((e for e in found if not only or e.name in only or e.set in only), key=lambda e: e.number)
+
+
+def grid_variants(grid: dict[str, list], overrides: list[str] = ()) -> dict[str, list[str]]:
+    """``reproduce.grid`` (override key -> values) as variants, one per combination, labelled by its overrides:
+    ``{model.depth: [10, 20], init.gain: [1, 2]}`` -> ``model.depth=10,init.gain=1``: [model.depth=10, init.gain=1],
+    ...; ``overrides`` go before each."""
+    combinations = [[]]
+    for key, values in grid.items():
+        combinations = [done + [f"{key}={value}"] for done in combinations for value in values]
+    return {",".join(cell): [*overrides, *cell] for cell in combinations}
 
 
 def _fresh(run_dir: Path) -> Path:
@@ -183,16 +208,18 @@ def print_table(rows: list) -> None:
         for line in textwrap.wrap(f"claim: {experiment.claim}", 100):
             print(f"    {line}")
         for p in verdict.parts:
-            print(f"      {p.outcome:23s} {p.statement}: {p.numbers}" + (f" [{p.spread.text()}]" if p.spread else ""))
+            print(f"      {report.outcome_word(experiment, p.outcome):23s} {p.statement}: {p.numbers}" + (f" [{p.spread.text()}]" if p.spread else ""))
     passed = sum(v.passed for _, v, _ in rows)
     counts = tally(rows)
     print(f"\n{passed} of {len(rows)} claims pass; their {sum(counts.values())} statements: "
           + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES))
 
 
-def default_out(base_seed: int) -> Path:
-    """Where ``make reproduce [SEED=N]`` writes: $LAYERSCOPE_OUTPUTS/reproduce (else outputs/), -seedN for N != 0."""
-    return outputs() / ("reproduce" if base_seed == 0 else f"reproduce-seed{base_seed}")
+def default_out(base_seed: int, size: str = "cpu") -> Path:
+    """Where ``make reproduce [SEED=N]`` writes: $LAYERSCOPE_OUTPUTS/reproduce (else outputs/), -seedN for N != 0,
+    -paper at the papers' size."""
+    name = "reproduce" if base_seed == 0 else f"reproduce-seed{base_seed}"
+    return outputs() / (name + ("-paper" if size == "paper" else ""))
 
 
 def rerun_command(out: Path, base_seed: int) -> str:
@@ -218,19 +245,23 @@ def main(argv: list[str] | None = None) -> int:
     """Run the experiments, print their claim table, write REPORT.md (every experiment's last verdict); 1 if a claim
     run now fails."""
     parser = argparse.ArgumentParser(prog="layerscope-reproduce", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", default=None, help="experiment names (default: all)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="experiment names, or a set: lecture, papers (default: all)")
     parser.add_argument("--seed", type=int, default=0,
                         help="base seed added to every experiment's seeds (default 0; make reproduce SEED=N)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: $LAYERSCOPE_OUTPUTS/reproduce, else outputs/reproduce; "
                              "with --seed N: reproduce-seedN)")
+    parser.add_argument("--size", choices=("cpu", "paper"), default="cpu",
+                        help="paper: the papers' experiments at their papers' size, for a GPU (into reproduce-paper)")
     args = parser.parse_args(argv)
-    args.out = args.out or default_out(args.seed)
+    args.out = args.out or default_out(args.seed, args.size)
     console = logging.StreamHandler()
     console.setLevel(logging.ERROR)  # a run's own lines (a run alone logs to the console) stay in its train.log
     logging.basicConfig(level=logging.ERROR, format="%(message)s", handlers=[console])
     try:
-        everything, experiments = load_experiments(), load_experiments(args.only or None)
+        everything = load_experiments(size=args.size)
+        experiments = load_experiments(args.only or None, args.size)
         args.out.mkdir(parents=True, exist_ok=True)
     except (ConfigError, OSError) as err:
         print(f"layerscope-reproduce: error: {err}", file=sys.stderr)

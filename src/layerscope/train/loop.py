@@ -148,8 +148,13 @@ class Trainer:
             figures = [start_figures(figure_records(m.records, m.cfg.probe.figures), describe(m.cfg), m.run_dir,
                                      many=not self.alone) if m.summary["status"] != "interrupted" else []
                        for m in s.members]  # all drawn at once, on worker processes when several
-            for m, drawn in zip(s.members, figures):
-                finish_run(m.cfg, m.summary, m.writer, m.summary["steps"], m.log, drawn)
+            try:
+                for m, drawn in zip(s.members, figures):
+                    finish_run(m.cfg, m.summary, m.writer, m.summary["steps"], m.log, drawn)
+            except BaseException:  # a signal while they are drawn: the figures not yet begun are not drawn
+                for future in (f for drawn in figures for f in drawn):
+                    future.cancel()
+                raise
         finally:
             for m in s.members:
                 if m.writer is not None:

@@ -13,6 +13,7 @@ from layerscope.lecture.claims import (  # noqa: F401 - each registers its check
     losses,
     normalization,
     optimizers,
+    papers,
     regularization,
     simulated,
 )
