@@ -241,3 +241,19 @@ def test_recorded_overrides_read_back_as_typed(tmp_path):
     assert recorded_overrides(tmp_path) == typed
     (tmp_path / ".hydra" / "overrides.yaml").write_text("")
     assert recorded_overrides(tmp_path) == []  # a record of no overrides
+
+
+def test_records_are_framed_byte_for_byte_as_tensorboards_writer_frames_them():
+    """runs/events.record (google-crc32c's C CRC) equals TensorBoard's RecordWriter (its Python CRC-32C)."""
+    import io
+
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as python_crc32c
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from layerscope.runs import events as run_events
+
+    for data in (b"", b"x", bytes(range(256)) * 300):
+        stream = io.BytesIO()
+        RecordWriter(stream).write(data)
+        assert run_events.record(data) == stream.getvalue()
+        assert run_events.crc32c(data) == python_crc32c(data)
