@@ -3,6 +3,7 @@ and losses, Glorot & Bengio's activations, saturation, gradients and histograms.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,8 @@ def trainability_figure(rows: list[dict], xi: dict[float, float], sigma_b2: floa
     image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1,
                       extent=(sigmas[0] - ds / 2, sigmas[-1] + ds / 2, depths[0] - dd / 2, depths[-1] + dd / 2))
     fig.colorbar(image, ax=ax, label="training accuracy")
-    fine = np.linspace(sigmas[0] - ds / 2, sigmas[-1] + ds / 2, 120)  # ~13 ms each
-    scale = np.array([xi_c(activation["name"], activation, s, sigma_b2) for s in fine])
+    fine = np.linspace(sigmas[0] - ds / 2, sigmas[-1] + ds / 2, 120)
+    scale = _depth_scales(activation["name"], tuple(sorted(activation.items())), tuple(fine), sigma_b2)
     ax.plot(fine, scale, "w--", lw=1.5, label="ξ_c (mean-field theory)")
     ax.plot(fine, 6 * scale, "w-", lw=2, label="6 ξ_c")
     finite = [(s, d) for s, d in halves.items() if np.isfinite(d)]
@@ -53,6 +54,12 @@ def trainability_figure(rows: list[dict], xi: dict[float, float], sigma_b2: floa
     ax.legend(loc="upper right", fontsize=LABELS - 1, framealpha=0.8)
     render(fig, path)
     return path
+
+
+@functools.lru_cache(maxsize=8)
+def _depth_scales(name: str, params: tuple, sigmas: tuple[float, ...], sigma_b2: float) -> np.ndarray:
+    """ξ_c at each of ``sigmas`` (~13 ms each, so the curve is kept for the figure's next drawing)."""
+    return np.array([xi_c(name, dict(params), s, sigma_b2) for s in sigmas])
 
 
 def _step(values: list[float]) -> float:
