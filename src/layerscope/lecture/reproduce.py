@@ -295,7 +295,13 @@ def _reproduce(experiment: Experiment, out: Path, base_seed: int) -> tuple[Exper
     stopped = stopped_by(run.summary for r in results.values() for run in r.seeds or [r])
     if stopped:
         raise Stopped(getattr(signal, str(stopped), signal.SIGINT))
-    verdict = CHECKS.get(experiment.check)(results, out / experiment.name)
+    runs = [run for r in results.values() for run in r.seeds or [r]]
+    if runs and all(run.status == "failed" for run in runs):  # nothing to check: say why, as the runs do
+        error = runs[0].summary.get("error", "see its train.log")
+        verdict = Verdict(False, f"every run failed: {error}", f"All {len(runs)} runs failed before training; "
+                          f"the first one's error: {error}")
+    else:
+        verdict = CHECKS.get(experiment.check)(results, out / experiment.name)
     figures, picture = mean_field_picture(results, out / experiment.name)
     verdict.figures += figures
     verdict.explanation += f"\n\n{picture}" if picture else ""

@@ -12,8 +12,12 @@ from omegaconf import OmegaConf
 
 from layerscope.data.datasets import load_data
 from layerscope.lecture import paper_figures
-from layerscope.lecture.claims.finite_width import allowed_distance, finite_width_backward, finite_width_stds, \
-    ratio_per_layer
+from layerscope.lecture.claims.finite_width import (
+    allowed_distance,
+    finite_width_backward,
+    finite_width_stds,
+    ratio_per_layer,
+)
 from layerscope.lecture.claims.initialization import hidden_sigma_w2
 from layerscope.lecture.claims.thresholds import CONFIDENCE_Z
 from layerscope.lecture.claims.verdict import Part, Verdict, check, fmt, holds, over_seeds, part
@@ -87,8 +91,11 @@ def trainability(results: dict[str, RunResult], out: Path) -> Verdict:
     activation = first.config["activation"]
     sigma_b2 = rows[0]["sigma_b2"]
     xi = {s: xi_c(activation["name"], activation, s, sigma_b2) for s in sorted({r["sigma_w2"] for r in rows})}
-    share, at_chance = chance(first)
     done = [r for r in rows if r["status"] in ("completed", "diverged") and np.isfinite(r["train_accuracy"])]
+    if not done:
+        return Verdict(False, f"none of {len(rows)} cells trained", "No run of the grid finished an epoch: their "
+                       "folders' train.log say why (a dataset that could not be read, for one).")
+    share, at_chance = chance(first)
     best = max(r["train_accuracy"] for r in done)
     level = share + (best - share) / 2
     shallow = [r for r in done if r["depth"] < xi[r["sigma_w2"]]]
@@ -126,7 +133,7 @@ def trainability(results: dict[str, RunResult], out: Path) -> Verdict:
         f"xi_c); it diverges at the order-to-chaos transition, where every depth of the grid trains. The half-way "
         f"level is half-way from chance (the largest class's share, {share:.3f}) to the best cell ({best:.3f}); "
         f"a cell at chance stays under {at_chance:.3f}." + (f" {len(failed)} runs did not complete." if failed else ""),
-        [figure], _contradicts(parts), None, parts)
+        [figure], _contradicts(parts, _budget(first.config)), None, parts)
 
 
 def _cell(row: dict | None) -> str:
@@ -138,10 +145,19 @@ def _depth(depth: float) -> str:
     return {math.inf: "beyond the grid", -math.inf: "above the grid"}.get(depth, f"{depth:.1f}")
 
 
-def _contradicts(parts: list[Part]) -> str | None:
+def _contradicts(parts: list[Part], why: str = "") -> str | None:
+    """The statements the runs do not bear out, with their numbers (and ``why``); None where none is."""
     found = [p for p in parts if p.outcome not in ("PASS", "INCONCLUSIVE")]
-    return ("The runs do not bear out: " + "; ".join(f"{p.statement} ({p.numbers})" for p in found) + "."
+    return ("The runs do not bear out: " + "; ".join(f"{p.statement} ({p.numbers})" for p in found) + f".{why}"
             if found else None)
+
+
+def _budget(cfg: dict) -> str:
+    """Why a trainability statement may not hold here: the grid's own training budget, from its config."""
+    return (f" The boundary is a property of the training budget as much as of the net: the paper measured it at its "
+            f"own learning rate and training times, and this grid trains at lr {cfg['optimizer']['lr']:g} for "
+            f"{cfg['trainer']['max_steps']} steps of batch {cfg['trainer']['batch_size']} (the setup's deviations); "
+            f"the figure shows where the accuracy falls against ξ_c and 6 ξ_c.")
 
 
 # ---------------------------------------------------------------- 30-layer ReLU (He et al. 2015)
