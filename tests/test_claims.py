@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from layerscope.lecture.claims import CHECKS
-from layerscope.lecture.reproduce import load_experiments, run_experiment
+from layerscope.lecture.experiments import load_experiments
+from layerscope.lecture.reproduce import run_experiment
 from layerscope.paths import config_dir
 from layerscope.probe.record import ProbeRecord
 from layerscope.runs.results import RunResult

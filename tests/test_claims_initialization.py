@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 from layerscope.config.hydra_hooks import compose
 from layerscope.lecture.claims import CHECKS
 from layerscope.lecture.claims.finite_width import finite_width_backward, own_signal
-from layerscope.lecture.reproduce import Experiment, experiments_dir, run_experiment
+from layerscope.lecture.experiments import Experiment, experiments_dir
+from layerscope.lecture.reproduce import run_experiment
 from layerscope.paths import configs_context
 from layerscope.probe.record import ProbeRecord
 from layerscope.runs.results import RunResult

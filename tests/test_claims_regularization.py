@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from layerscope.lecture.claims import CHECKS, CONTRADICTS, FAIL, PASS
 from layerscope.lecture.claims.regularization import _late_change, _pass_losses, _rising
-from layerscope.lecture.reproduce import load_experiments
+from layerscope.lecture.experiments import load_experiments
 from layerscope.paths import config_dir
 from layerscope.probe.record import ProbeRecord
 from layerscope.runs.results import RunResult

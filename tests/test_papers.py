@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from layerscope.lecture import report, reproduce
+from layerscope.lecture import experiments, report, reproduce
 from layerscope.lecture.claims import CHECKS, CONTRADICTS, FAIL, PASS
 from layerscope.lecture.claims import papers
 from layerscope.paths import config_dir, configs_context
@@ -56,9 +56,9 @@ def by_start(verdict, start: str) -> str:
 
 def test_the_papers_are_their_own_set_and_only_selects_a_set_or_a_name():
     with configs_context():
-        papers_set = reproduce.load_experiments(["papers"])
-        lecture = reproduce.load_experiments(["lecture"])
-        both = reproduce.load_experiments(["papers", "zero_init"])
+        papers_set = experiments.load_experiments(["papers"])
+        lecture = experiments.load_experiments(["lecture"])
+        both = experiments.load_experiments(["papers", "zero_init"])
     assert [e.name for e in papers_set] == ["trainability", "deep_relu", "glorot_bengio"]
     assert all(e.set == "papers" and e.setup and e.deviations for e in papers_set)
     assert lecture and all(e.set == "lecture" for e in lecture) and not {e.name for e in lecture} & {"trainability"}
@@ -71,7 +71,7 @@ def test_the_papers_are_their_own_set_and_only_selects_a_set_or_a_name():
 
 
 def test_the_paper_size_runs_the_papers_grid_with_its_overrides():
-    [experiment] = reproduce.load_experiments(["trainability"], size="paper")
+    [experiment] = experiments.load_experiments(["trainability"], size="paper")
     assert len(experiment.variants) == 10 * 31
     first = next(iter(experiment.variants.values()))
     assert "model.width=300" in first and "data=mnist" in first and first[-2:] == ["model.depth=10", "init.gain=1.0"]
@@ -79,7 +79,7 @@ def test_the_paper_size_runs_the_papers_grid_with_its_overrides():
 
 
 def test_grid_variants_are_every_combination_in_order():
-    variants = reproduce.grid_variants({"a": [1, 2], "b": ["x", "y", "z"]}, ["c=0"])
+    variants = experiments.grid_variants({"a": [1, 2], "b": ["x", "y", "z"]}, ["c=0"])
     assert list(variants) == ["a=1,b=x", "a=1,b=y", "a=1,b=z", "a=2,b=x", "a=2,b=y", "a=2,b=z"]
     assert variants["a=2,b=y"] == ["c=0", "a=2", "b=y"]
 
@@ -96,10 +96,10 @@ TINY = {"trainability": (["model.width=8", "trainer.max_steps=3"],
 def test_each_paper_runs_at_a_tiny_size_with_its_figure_and_statements(tmp_path, name):
     overrides, grid = TINY[name]
     with configs_context():
-        [experiment] = reproduce.load_experiments([name])
-        variants = (reproduce.grid_variants(grid, overrides) if grid else
+        [experiment] = experiments.load_experiments([name])
+        variants = (experiments.grid_variants(grid, overrides) if grid else
                     {label: [*overrides, *v] for label, v in experiment.variants.items()})
-        tiny = reproduce.Experiment(experiment.name, experiment.number, experiment.title, experiment.claim,
+        tiny = experiments.Experiment(experiment.name, experiment.number, experiment.title, experiment.claim,
                                     experiment.check, variants, seeds=2, set="papers")
         _, verdict, results = reproduce._reproduce(tiny, tmp_path, 0)
     assert all(r.status == "completed" for r in results.values())
@@ -288,8 +288,8 @@ def test_without_the_mnist5k_extra_a_paper_fails_with_the_install_line(tmp_path,
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("mlxtend") else real(name, *a))
     overrides, _ = TINY["deep_relu"]
     with configs_context():
-        [experiment] = reproduce.load_experiments(["deep_relu"])
-        tiny = reproduce.Experiment(experiment.name, experiment.number, experiment.title, experiment.claim,
+        [experiment] = experiments.load_experiments(["deep_relu"])
+        tiny = experiments.Experiment(experiment.name, experiment.number, experiment.title, experiment.claim,
                                     experiment.check, {k: [*overrides, *v] for k, v in experiment.variants.items()},
                                     seeds=1, set="papers")
         _, verdict, _ = reproduce._reproduce(tiny, tmp_path, 0)

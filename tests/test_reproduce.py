@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from layerscope.lecture import report, reproduce
+from layerscope.lecture import experiments, report, reproduce
 from layerscope.lecture.claims import FAIL, INCONCLUSIVE, PASS, Part
 from layerscope.lecture.claims.seeds import Spread
 from layerscope.runs.results import RunResult
@@ -88,7 +88,7 @@ def test_a_variant_label_the_check_reads_but_the_experiment_lacks_is_refused_bef
     folder.mkdir()
     text = (ROOT / "experiments" / "exploding_gradient.yaml").read_text()
     (folder / "renamed.yaml").write_text(text.replace("clip_norm:", "clipped:"))
-    monkeypatch.setattr(reproduce, "experiments_dir", lambda: folder)
+    monkeypatch.setattr(experiments, "experiments_dir", lambda: folder)
     assert reproduce.main(["--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "clip_norm" in err[0] and "renamed.yaml" in err[0]
@@ -196,9 +196,11 @@ def test_only_keeps_the_other_sections_and_the_exit_status_is_about_what_ran(tmp
     for number, name in enumerate(["alpha", "beta", "gamma"], 1):
         (folder / f"{name}.yaml").write_text(f"reproduce:\n  number: {number}\n  title: {name.title()}\n"
                                              f"  claim: {name} holds\n  check: fake\n")
-    monkeypatch.setattr(reproduce, "experiments_dir", lambda: folder)
+    monkeypatch.setattr(experiments, "experiments_dir", lambda: folder)
     monkeypatch.setattr(reproduce, "run_experiment", lambda e, out, seed=0: _run(out / e.name))
-    monkeypatch.setattr(reproduce, "CHECKS", _Checks({"alpha": False, "beta": True, "gamma": True}))
+    checks = _Checks({"alpha": False, "beta": True, "gamma": True})
+    monkeypatch.setattr(reproduce, "CHECKS", checks)
+    monkeypatch.setattr(experiments, "CHECKS", checks)  # which checks exist is read when the experiments load
     out = tmp_path / "out"
     assert reproduce.main(["--only", "alpha", "beta", "--out", str(out)]) == 1
     capsys.readouterr()
@@ -224,7 +226,7 @@ def test_rerunning_one_experiment_keeps_the_others_section_and_moves_its_time(tm
         variants = spec["reproduce"].get("variants") or {"run": []}
         spec["reproduce"]["variants"] = {label: [*overrides, *small] for label, overrides in variants.items()}
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
-    monkeypatch.setattr(reproduce, "experiments_dir", lambda: folder)
+    monkeypatch.setattr(experiments, "experiments_dir", lambda: folder)
     monkeypatch.setattr(report, "utc_now", lambda: "2000-01-01T00:00:00Z")
     assert reproduce.main(["--only", "small_gaussian_init", "xavier_tanh", "--out", str(out)]) == 0
     monkeypatch.setattr(report, "utc_now", lambda: "2001-01-01T00:00:00Z")

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 
 from layerscope.lecture.claims.seeds import AGREEMENT, SEEDS, decide, false_decision_rate, standard_errors
 from layerscope.lecture.claims.verdict import CONTRADICTS, FAIL, INCONCLUSIVE, PASS, over_seeds
-from layerscope.lecture.reproduce import load_experiments, run_experiment
+from layerscope.lecture.experiments import load_experiments
+from layerscope.lecture.reproduce import run_experiment
 from layerscope.paths import config_dir
 from layerscope.runs.results import RunResult
 from layerscope.train.group import train_group

@@ -17,7 +17,7 @@ from layerscope.lecture.claims.seeds import RULE, SEEDS, Spread, false_decision_
 from layerscope.runs.results import RunResult
 
 if TYPE_CHECKING:
-    from layerscope.lecture.reproduce import Experiment
+    from layerscope.lecture.experiments import Experiment
 
 VERDICT = "verdict.json"
 NOT_RUN = "NOT RUN"
