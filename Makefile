@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_INDEX) "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,mnist5k]"
+	$(BIN)/python -m pip install -q -e ".[dev,mnist5k,optuna]"
 	@touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv and install layerscope (editable) with the TORCH build
