@@ -124,8 +124,7 @@ def glorot_bengio_figure(results: dict[str, RunResult], path: Path) -> Path:
 
 
 def _over_training(ax, r: RunResult, name: str, title: str, ylabel: str) -> None:
-    steps = [p.step for p in r.probes]
-    values = np.array([[np.nan if v is None else v for v in p.stats[name]] for p in r.probes], dtype=float)
+    steps, values = r.series(name)
     for layer in range(values.shape[1]):
         ax.plot(steps, values[:, layer], "o-", ms=3, color=f"C{layer}", label=f"layer {layer + 1}")
     ax.set_title(title, fontsize=LABELS + 1)

@@ -65,6 +65,11 @@ class RunResult:
         """Per-layer values of statistic ``name`` at probe index ``probe`` (0 first, -1 last)."""
         return np.array([np.nan if v is None else v for v in self.probes[probe].stats[name]], dtype=float)
 
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(probe steps, per-layer values (probes, layers)) of statistic ``name`` over every probe."""
+        return (np.array([p.step for p in self.probes], dtype=float),
+                np.array([[np.nan if v is None else v for v in p.stats[name]] for p in self.probes], dtype=float))
+
     def theory(self, name: str) -> np.ndarray:
         """Per-layer mean-field prediction ``name`` recorded at step 0 (NaN if none)."""
         values = (self.probes[0].theory or {}).get(name) if self.probes else None

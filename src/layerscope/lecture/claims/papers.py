@@ -242,26 +242,20 @@ FLAT = 0.5
 e-folds of the backward signal's std."""
 
 
-def _series(r: RunResult, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(probe steps, values (probes, layers)) of statistic ``name``."""
-    return (np.array([p.step for p in r.probes], dtype=float),
-            np.array([[np.nan if v is None else v for v in p.stats[name]] for p in r.probes], dtype=float))
-
-
 def top_mean_early(r: RunResult) -> float:
     """Sigmoid: the top hidden layer's mean activation at the probe nearest a quarter of the run's steps."""
-    steps, means = _series(r, "activation_mean")
+    steps, means = r.series("activation_mean")
     return float(means[int(np.argmin(np.abs(steps - steps[-1] / 4))), -1])
 
 
 def lower_drift(r: RunResult) -> float:
     """Sigmoid: the largest distance from 0.5 of a lower layer's mean activation over every probe."""
-    return float(np.nanmax(np.abs(_series(r, "activation_mean")[1][:, :-1] - 0.5)))
+    return float(np.nanmax(np.abs(r.series("activation_mean")[1][:, :-1] - 0.5)))
 
 
 def onsets(r: RunResult) -> np.ndarray:
     """tanh: each layer's first probe step with ``ONSET`` of its values saturated (inf: never)."""
-    steps, saturated = _series(r, "saturated_fraction")
+    steps, saturated = r.series("saturated_fraction")
     return np.array([steps[np.argmax(column >= ONSET)] if (column >= ONSET).any() else math.inf
                      for column in saturated.T])
 
