@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,6 @@ from matplotlib import rc_context, rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
-from PIL import Image
 
 from layerscope.files import replacing
 from layerscope.probe.record import LECTURE_HISTOGRAMS, Histogram, ProbeRecord
@@ -89,7 +89,10 @@ class _HistogramPanel:
             where = "at 0" if h.min == 0.0 else "near 0"  # ReLU's zeros; a leaky ReLU's small negatives
             self.spike.set_text(f"{spike[1]:.0%} {where}")
         if h.max > h.min:
-            self.bars.set_data(counts / h.num, h.edges)
+            shares = counts / h.num
+            self.bars.set_data(shares, h.edges)
+            # what relim + autoscale would set (the bars stand on 0, a 5% margin above) without walking their path
+            ax.set_ylim(0.0, (1 + rcParams["axes.ymargin"]) * shares.max() or 1.0)
         self.flat.set_text(f"all {number(h.min)}")
         ax.set_title(f"layer {layer}\nσ={number(_spread(h))}", fontsize=LABELS, color=rcParams["text.color"])
         return h.max > h.min
@@ -147,9 +150,6 @@ class _HistogramRow:
             # collapsed: on the shared range a one-bin spike, so drawn on its own range and marked as such
             collapsed = self.shared and drawn and high > low and h.max - h.min < COLLAPSED * (high - low)
             panel.zoom(h if collapsed else None)
-            if drawn:
-                ax.relim(visible_only=True)
-                ax.autoscale_view(scalex=False)
             if self.shared and high > low and not collapsed:
                 ax.set_xlim(low, high)
             elif drawn:  # the bars fill the panel, a margin keeps the labels of neighbouring panels apart
@@ -337,8 +337,15 @@ def render(fig: Figure, path: Path | None = None, canvas: FigureCanvasAgg | None
 
 
 def png(pixels: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 pixels as PNG bytes, compressed at zlib level 1: written 1.5x faster than at PIL's default
-    level, for files about 15% larger."""
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
-    return out.getvalue()
+    """(H, W, 3) uint8 pixels as PNG bytes: rows unfiltered, deflated at zlib level 3. A figure is mostly flat
+    colour, which deflate alone packs about as small as PIL's adaptive row filters do, in a third of its time."""
+    height, width, _ = pixels.shape
+    rows = np.zeros((height, 1 + 3 * width), np.uint8)  # each row: filter type 0 (none), then its RGB bytes
+    rows[:, 1:] = pixels.reshape(height, 3 * width)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, no interlace
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 3)) \
+        + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
