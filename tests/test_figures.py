@@ -232,3 +232,30 @@ def test_backward_tick_labels_are_few_short_and_apart_across_the_row():
 def test_numbers_in_the_figure_are_short():
     assert [number(x) for x in (0.21, 0.0024, 5.4e-4, 3e-7, 1.23e5, 0.0, -2.5e-11)] == [
         "0.21", "0.0024", "5.4e-4", "3e-7", "1.2e5", "0", "-2.5e-11"]
+
+
+_CHILD = """
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+def child():
+    from layerscope.probe import figure_workers
+    figure_workers.warm(1, 2)
+    figure_workers._workers().submit(int).result()  # its figure worker is up, and idle
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(child).result()
+    print("exited")
+"""
+
+
+def test_a_worker_process_with_figure_workers_of_its_own_exits(tmp_path):
+    """A process that is itself a multiprocessing worker (``make reproduce`` runs experiments in some) joins its
+    children as it exits, without running atexit: its figure workers must be stopped first, or it waits forever."""
+    import subprocess
+    import sys
+
+    (tmp_path / "child.py").write_text(_CHILD)
+    proc = subprocess.run([sys.executable, str(tmp_path / "child.py")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "exited", proc.stderr

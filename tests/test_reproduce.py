@@ -76,7 +76,7 @@ def test_an_interrupted_run_stops_reproduce_before_the_next_experiment(tmp_path,
         started.append(experiment.name)
         return {"run": RunResult("run", tmp_path, {"status": "interrupted", "signal": "SIGTERM"})}
     monkeypatch.setattr(reproduce, "run_experiment", interrupted)
-    code = reproduce.main(["--only", "small_gaussian_init", "xavier_tanh", "--out", str(tmp_path)])
+    code = reproduce.main(["--only", "small_gaussian_init", "xavier_tanh", "--processes", "1", "--out", str(tmp_path)])
     assert code == 143 and started == ["small_gaussian_init"]
     assert "SIGTERM: stopped during small_gaussian_init" in capsys.readouterr().err
     assert not (tmp_path / "REPORT.md").exists()
@@ -202,7 +202,7 @@ def test_only_keeps_the_other_sections_and_the_exit_status_is_about_what_ran(tmp
     monkeypatch.setattr(reproduce, "CHECKS", checks)
     monkeypatch.setattr(experiments, "CHECKS", checks)  # which checks exist is read when the experiments load
     out = tmp_path / "out"
-    assert reproduce.main(["--only", "alpha", "beta", "--out", str(out)]) == 1
+    assert reproduce.main(["--only", "alpha", "beta", "--processes", "1", "--out", str(out)]) == 1
     capsys.readouterr()
     monkeypatch.setattr(report, "utc_now", lambda: "2999-01-01T00:00:00Z")
     assert reproduce.main(["--only", "beta", "--seed", "4", "--out", str(out)]) == 0  # alpha's old FAIL is not now's
@@ -228,7 +228,7 @@ def test_rerunning_one_experiment_keeps_the_others_section_and_moves_its_time(tm
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
     monkeypatch.setattr(experiments, "experiments_dir", lambda: folder)
     monkeypatch.setattr(report, "utc_now", lambda: "2000-01-01T00:00:00Z")
-    assert reproduce.main(["--only", "small_gaussian_init", "xavier_tanh", "--out", str(out)]) == 0
+    assert reproduce.main(["--only", "small_gaussian_init", "xavier_tanh", "--processes", "1", "--out", str(out)]) == 0
     monkeypatch.setattr(report, "utc_now", lambda: "2001-01-01T00:00:00Z")
     before = (out / "REPORT.md").read_text()
     assert reproduce.main(["--only", "xavier_tanh", "--out", str(out)]) == 0
@@ -240,3 +240,54 @@ def test_rerunning_one_experiment_keeps_the_others_section_and_moves_its_time(tm
     assert after.split("## 1. Small")[1].split("## 3.")[0] == before.split("## 1. Small")[1].split("## 3.")[0]
     assert "2 claims: 2 pass, 0 fail, 0 not run" in after and "on a 10×64 net (depth × width)" in after
     assert "![Xavier + tanh](xavier_tanh/phase.png)" in after and (out / "xavier_tanh" / "phase.png").is_file()
+
+
+def test_experiments_run_at_once_in_worker_processes_give_the_report_one_process_gives(tmp_path, monkeypatch, capsys):
+    """``--processes 2``: the two small probe-only experiments of the test above, each in a worker process; the same
+    verdicts and measurements as one after another in this process, a line each, the table in their order."""
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    small = ["model.width=64", "data.dim=64", "data.n_train=256", "trainer.batch_size=256", "probe.figures=false"]
+    for name in ("small_gaussian_init", "xavier_tanh"):
+        spec = yaml.safe_load((ROOT / "experiments" / f"{name}.yaml").read_text())
+        variants = spec["reproduce"].get("variants") or {"run": []}
+        spec["reproduce"]["variants"] = {label: [*overrides, *small] for label, overrides in variants.items()}
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
+    monkeypatch.setattr(experiments, "experiments_dir", lambda: folder)
+    tables = []
+    for processes in ("2", "1"):
+        out = tmp_path / f"out{processes}"
+        assert reproduce.main(["--only", "xavier_tanh", "small_gaussian_init", "--processes", processes,
+                               "--out", str(out)]) == 0
+        printed = capsys.readouterr().out
+        assert printed.count("[ 1] Small Gaussian init ... PASS") == printed.count("[ 3] Xavier + tanh ... PASS") == 1
+        tables.append(printed[printed.index("\n #  experiment"):printed.index("\nreport: ")])
+        assert (out / "small_gaussian_init" / "run").is_dir() and (out / "xavier_tanh").is_dir()
+    assert tables[0] == tables[1]
+    assert tables[0].index(" 1  Small Gaussian init") < tables[0].index(" 3  Xavier + tanh")
+
+
+def test_sigterm_stops_experiments_running_at_once_and_leaves_every_run_a_status(tmp_path):
+    """SIGTERM to ``layerscope-reproduce`` while two experiments train in worker processes: it is passed on, each
+    run records it (interrupted, or completed where it had ended), nothing else starts, REPORT.md is not written,
+    the exit status is 143, and no worker is left behind (one would hold the pipes open: ``communicate`` would time
+    out)."""
+    import json
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "layerscope.lecture.reproduce", "--only", "lr_decay", "dropout",
+                             "--processes", "2", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/*/metrics.jsonl")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "both experiments ended before the signal: the test needs longer ones"
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stdout + stderr
+    assert "SIGTERM: stopped during" in stderr and "REPORT.md is not rewritten" in stderr
+    assert not (out / "REPORT.md").exists()
+    statuses = [json.loads(p.read_text())["status"] for p in out.glob("*/**/summary.json")]
+    assert "interrupted" in statuses and set(statuses) <= {"interrupted", "completed"}, statuses

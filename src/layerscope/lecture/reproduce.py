@@ -8,12 +8,16 @@ verdict is saved in its folder, and REPORT.md is built from every saved verdict 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import multiprocessing
+import os
 import signal
 import sys
 import textwrap
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from layerscope.config.hydra_hooks import compose
@@ -176,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
                              "with --seed N: reproduce-seedN)")
     parser.add_argument("--size", choices=("cpu", "paper"), default="cpu",
                         help="paper: the papers' experiments at their papers' size, for a GPU (into reproduce-paper)")
+    parser.add_argument("--processes", type=int, default=None, metavar="N",
+                        help="experiments run at once, each process on its share of the CPUs (default: one per "
+                             "CPU, 1 where a GPU trains)")
     args = parser.parse_args(argv)
+    if args.processes is not None and args.processes < 1:
+        parser.error("--processes must be >= 1")
     args.out = args.out or default_out(args.seed, args.size)
-    console = logging.StreamHandler()
-    console.setLevel(logging.ERROR)  # a run's own lines (a run alone logs to the console) stay in its train.log
-    logging.basicConfig(level=logging.ERROR, format="%(message)s", handlers=[console])
+    _quiet_logging()
     try:
         everything = load_experiments(size=args.size)
         experiments = load_experiments(args.only or None, args.size)
@@ -188,24 +195,124 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as err:
         print(f"layerscope-reproduce: error: {err}", file=sys.stderr)
         return 2
-    rows: list[tuple[Experiment, Verdict, dict[str, RunResult]]] = []
-    clock = Estimate(args.out / TIMINGS, [e.name for e in experiments])
+    processes = min(args.processes or default_processes(), len(experiments))
+    clock = Estimate(args.out / TIMINGS, [e.name for e in experiments], at_once=processes)
+    run = _run_in_turn if processes == 1 else _run_at_once
     try:
         with configs_context(), stopping():
-            for experiment in experiments:
-                print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
-                started = time.perf_counter()
-                rows.append(_reproduce(experiment, args.out, args.seed))
-                print(f"{_verdict(rows[-1][1])} ({clock.done(experiment.name, time.perf_counter() - started)})",
-                      flush=True)
+            rows = run(experiments, args.out, args.seed, clock, processes)
     except Stopped as stop:  # a run records the signal and returns; the rest must not start
-        print(f"\nlayerscope-reproduce: {stop.name}: stopped during {experiment.name}; REPORT.md is not rewritten "
-              f"(run make reproduce again)", file=sys.stderr)
+        print(f"\nlayerscope-reproduce: {stop.name}: stopped{' during ' if stop.during else ''}"
+              f"{', '.join(stop.during)}; REPORT.md is not "
+              f"rewritten (run make reproduce again)", file=sys.stderr)
         return exit_status(stop.signum)
     print_table(rows)
     path = write_full_report(everything, args.out, args.seed, [e.name for e, _, _ in rows])
     print(f"\nreport: {path}")
     return 0 if all(v.passed for _, v, _ in rows) else 1
+
+
+def default_processes() -> int:
+    """Experiments at once by default: one per CPU, each training on one; one where a GPU trains (it runs the
+    arithmetic, and one process keeps it busy)."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else os.cpu_count() or 1
+
+
+def _quiet_logging() -> None:
+    console = logging.StreamHandler()
+    console.setLevel(logging.ERROR)  # a run's own lines (a run alone logs to the console) stay in its train.log
+    logging.basicConfig(level=logging.ERROR, format="%(message)s", handlers=[console])
+
+
+def _announce(experiment: Experiment) -> None:
+    print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
+
+
+def _run_in_turn(experiments: list[Experiment], out: Path, base_seed: int, clock: Estimate,
+                 processes: int = 1) -> list[tuple[Experiment, Verdict, dict[str, RunResult]]]:
+    """Run the experiments one after another in this process, a line each as it ends."""
+    rows = []
+    for experiment in experiments:
+        _announce(experiment)
+        started = time.perf_counter()
+        try:
+            rows.append(_reproduce(experiment, out, base_seed))
+        except Stopped as stop:
+            stop.during = [experiment.name]
+            raise
+        print(f"{_verdict(rows[-1][1])} ({clock.done(experiment.name, time.perf_counter() - started)})", flush=True)
+    return rows
+
+
+def _run_at_once(experiments: list[Experiment], out: Path, base_seed: int, clock: Estimate,
+                 processes: int) -> list[tuple[Experiment, Verdict, dict[str, RunResult]]]:
+    """Run the experiments ``processes`` at a time, each in a worker process training on its share of the CPUs
+    (two small nets at once keep two cores busier than one net on both), the longest (last time) first so that
+    none is left alone at the end; a line each as it ends; the rows in the experiments' order."""
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    order = sorted(experiments, key=lambda e: -clock.last.get(e.name, 0.0))
+    verdicts: dict[str, Verdict] = {}
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(threads,))
+    futures = {pool.submit(_reproduce_in_worker, e, out, base_seed): e for e in order}
+    try:
+        for future in as_completed(futures):
+            experiment = futures[future]
+            outcome = future.result()
+            if isinstance(outcome, int):  # its run was stopped by a signal: the others are told and end too
+                raise Stopped(outcome)
+            verdicts[experiment.name], seconds = outcome
+            _announce(experiment)
+            print(f"{_verdict(verdicts[experiment.name])} ({clock.done(experiment.name, seconds)})", flush=True)
+    except Stopped as stop:
+        for worker in multiprocessing.active_children():  # each records it, checkpoints and marks its runs
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, stop.signum)
+        _close(pool)
+        stop.during = [futures[f].name for f in futures if f.done() and not f.cancelled() and f.exception() is None
+                       and isinstance(f.result(), int)]
+        raise
+    finally:
+        _close(pool)  # after an error: the running experiments end, the others do not start
+    return [(e, verdicts[e.name], {}) for e in experiments]
+
+
+def _close(pool: ProcessPoolExecutor) -> None:
+    with _ignoring_signals():
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _ignoring_signals():
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+_WORKER_CONTEXT = []  # a worker's Hydra context, held for its life
+
+
+def _start_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _quiet_logging()
+    _WORKER_CONTEXT.append(configs_context())
+
+
+def _reproduce_in_worker(experiment: Experiment, out: Path, base_seed: int) -> tuple[Verdict, float] | int:
+    """``_reproduce`` in a worker: its verdict and seconds, or the number of the signal that stopped its run."""
+    started = time.perf_counter()
+    try:
+        with stopping():
+            return _reproduce(experiment, out, base_seed)[1], time.perf_counter() - started
+    except Stopped as stop:
+        return stop.signum
 
 
 def _reproduce(experiment: Experiment, out: Path, base_seed: int) -> tuple[Experiment, Verdict, dict[str, RunResult]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -59,6 +60,9 @@ def _workers(workers: int | None = None) -> ProcessPoolExecutor:
         _pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
                                     mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_signals)
         atexit.register(_pool.shutdown, cancel_futures=True)
+        # a process that is itself a multiprocessing worker runs no atexit handlers but joins its children (these
+        # workers) as it exits: they are told to stop before that, and before its queues close (priority 10)
+        multiprocessing.util.Finalize(None, _pool.shutdown, kwargs={"cancel_futures": True}, exitpriority=20)
     return _pool
 
 

@@ -24,11 +24,12 @@ class Estimate:
     """The seconds each named piece of work took the last time (a JSON file) and this time, and what is left.
 
     What is left is estimated from the last time's seconds of the pieces still to run, scaled by how this
-    run's finished pieces compare with their last time; a piece never timed counts as this run's mean.
+    run's finished pieces compare with their last time; a piece never timed counts as this run's mean. Pieces
+    run ``at_once`` at a time share what is left.
     """
 
-    def __init__(self, path: Path, names: list[str]):
-        self.path, self.left, self.taken = path, list(names), {}
+    def __init__(self, path: Path, names: list[str], at_once: int = 1):
+        self.path, self.left, self.taken, self.at_once = path, list(names), {}, at_once
         try:
             self.last = {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
         except (OSError, ValueError, AttributeError, TypeError):
@@ -47,7 +48,7 @@ class Estimate:
         before = sum(self.last.get(n, s) for n, s in self.taken.items())
         pace = sum(self.taken.values()) / before if before > 0 else 1.0
         mean = sum(self.taken.values()) / len(self.taken)
-        return sum(pace * self.last[n] if n in self.last else mean for n in self.left)
+        return sum(pace * self.last[n] if n in self.last else mean for n in self.left) / self.at_once
 
 
 def sweep_size(overrides: list[str]) -> int | None:

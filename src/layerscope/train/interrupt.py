@@ -27,6 +27,7 @@ class Stopped(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.during: list[str] = []  # what it stopped (experiments), where the catcher says
 
     @property
     def name(self) -> str:
