@@ -8,7 +8,6 @@ is appended a whole line at a time, and a line torn by a kill is skipped when re
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -114,10 +113,30 @@ def read_yaml(path: Path) -> Any:
     return _read_yaml(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-@functools.lru_cache(maxsize=1024)
+_READ: dict[tuple[str, int, int], Any] = {}  # read_yaml's files, by path and version
+_READ_KEPT = 1024
+
+
 def _read_yaml(path: str, mtime_ns: int, size: int) -> Any:
-    with open(path) as stream:
-        return yaml.load(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    key = (path, mtime_ns, size)
+    if key not in _READ:
+        with open(path) as stream:
+            _keep((path, mtime_ns, size), yaml.load(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    return _READ[key]
+
+
+def _keep(key: tuple[str, int, int], data: Any) -> None:
+    if len(_READ) >= _READ_KEPT:
+        del _READ[next(iter(_READ))]
+    _READ[key] = data
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    """Write plain ``data`` as ``yaml_text``; ``read_yaml`` of the unchanged file then returns ``data`` itself, unparsed
+    (a sweep writes each job's Hydra records, then reads them back). Shared from then on: not to be modified."""
+    path.write_text(yaml_text(data), encoding="utf-8")
+    stat = path.stat()
+    _keep((str(path), stat.st_mtime_ns, stat.st_size), data)
 
 
 _YAML_ENTRIES: dict[tuple[str | None, str, str], str] = {}

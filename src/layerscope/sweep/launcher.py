@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from layerscope.config.validate import GB, free_bytes, run_bytes, validate, whole
 from layerscope.data.datasets import load_data
 from layerscope.errors import ConfigError
-from layerscope.files import yaml_text
+from layerscope.files import write_yaml
 from layerscope.runs.folder import failure, finished, objective, read_summary, stopped_by, write_summary
 from layerscope.runs.results import RunResult
 from layerscope.train.finish import describe
@@ -115,9 +115,9 @@ def _begin_job(hydra_context: HydraContext, config: DictConfig, folder: Path) ->
     if config.hydra.output_subdir is not None:
         records = folder / str(config.hydra.output_subdir)
         records.mkdir(parents=True, exist_ok=True)
-        for name, text in (("config.yaml", yaml_text(plain)), ("hydra.yaml", yaml_text({"hydra": hydra})),
-                           ("overrides.yaml", yaml_text(hydra["overrides"]["task"]))):
-            (records / name).write_text(text, encoding="utf-8")
+        for name, data in (("config.yaml", plain), ("hydra.yaml", {"hydra": hydra}),
+                           ("overrides.yaml", hydra["overrides"]["task"])):
+            write_yaml(records / name, data)
     ret = JobReturn(overrides=list(hydra["overrides"]["task"]), working_dir=os.getcwd(),
                     task_name=str(config.hydra.job.name), status=JobStatus.COMPLETED)
     with env_override(dict(config.hydra.job.env_set)):

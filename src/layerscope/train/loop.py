@@ -17,13 +17,13 @@ import logging
 import math
 import platform
 import time
-from importlib.metadata import version
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from layerscope import __version__
 from layerscope.config.validate import EVAL_CHUNK
 from layerscope.files import truncate_jsonl
 from layerscope.nets.stacked import Captured
@@ -51,7 +51,7 @@ def new_summary(num_classes: int, device: torch.device) -> dict[str, Any]:
     """summary.json of a run that has begun: running, no step taken, and what it runs on."""
     return {"status": "running", "steps": 0, "epochs": 0, "diverged_at_step": None, "final": {},
             "num_classes": num_classes, "device": str(device), "torch": str(torch.__version__),
-            "python": platform.python_version(), "layerscope": version("layerscope")}
+            "python": platform.python_version(), "layerscope": __version__}
 
 
 @torch.no_grad()
@@ -183,7 +183,7 @@ class Trainer:
         where = f"on {s.device} ({s.data.name}, {s.data.n_train} train / {s.data.n_test} test), {s.total} steps"
         for m in s.members:
             alone = "" if self.alone else f", one of {len(s.members)} stacked members"
-            m.log.info("layerscope %s: %s %s%s -> %s", version("layerscope"), describe(m.cfg), where, alone, m.run_dir)
+            m.log.info("layerscope %s: %s %s%s -> %s", __version__, describe(m.cfg), where, alone, m.run_dir)
         if not self.alone:
             cfg = s.cfg
             differ = sorted({part.split("=")[0] for m in s.members for part in m.label.split(",") if part})
