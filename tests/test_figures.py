@@ -259,3 +259,16 @@ def test_a_worker_process_with_figure_workers_of_its_own_exits(tmp_path):
     (tmp_path / "child.py").write_text(_CHILD)
     proc = subprocess.run([sys.executable, str(tmp_path / "child.py")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "exited", proc.stderr
+
+
+def test_kept_text_rasters_draw_agg_s_own_pixels_again_and_again():
+    """A figure redrawn per probe keeps its texts' rasters: its pixels equal a plain Agg canvas's, on every redraw
+    (each with other texts: titles, ticks, the step)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    kept, plain = LectureFigure(DEPTH), LectureFigure(DEPTH)
+    plain.canvas = FigureCanvasAgg(plain.figure)
+    assert type(kept.canvas) is not FigureCanvasAgg
+    for seed, activation in ((0, np.tanh), (1, relu), (2, np.tanh), (0, np.tanh)):
+        shown = [d.update(record(activation, seed), f"10x500 seed {seed}").render() for d in (kept, plain)]
+        assert np.array_equal(*shown)
