@@ -168,6 +168,7 @@ class _ByLayerPanels:
 
     def __init__(self, left, right, full: bool = True) -> None:
         self.left, self.right, self.full = left, right, full
+        self.legends: dict = {}  # the curves each axes' legend lists
         plot = lambda ax, style, **kw: ax.plot([], [], style, **kw)[0]  # noqa: E731 - one line per curve
         self.lines = {"activation_mean": plot(left, "o-", color="C0", label="activation mean"),
                       "activation_std": plot(left, "s-", color="C1", label="activation std" if full else "measured"),
@@ -221,6 +222,9 @@ class _ByLayerPanels:
             _log_ticks(self.right)
         for ax in (self.left, self.right) if self.full else (self.left,):
             handles = [line for line in self.lines.values() if line.axes is ax and line.get_visible()]
+            if handles == self.legends.get(ax):  # the same curves: the legend stands (it finds its place as drawn)
+                continue
+            self.legends[ax] = handles
             if handles:
                 ax.legend(handles=handles, fontsize=TICKS)
             elif ax.get_legend() is not None:
@@ -378,10 +382,11 @@ def png(pixels: np.ndarray) -> bytes:
     """(H, W, 3) uint8 pixels as PNG bytes: rows unfiltered, deflated at zlib level 3. A figure is mostly flat
     colour, which deflate alone packs about as small as PIL's adaptive row filters do, in a third of its time."""
     height, width, _ = pixels.shape
-    rows = np.zeros((height, 1 + 3 * width), np.uint8)  # each row: filter type 0 (none), then its RGB bytes
+    rows = np.empty((height, 1 + 3 * width), np.uint8)  # each row: filter type 0 (none), then its RGB bytes
+    rows[:, 0] = 0
     rows[:, 1:] = pixels.reshape(height, 3 * width)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, no interlace
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 3)) \
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, 3)) \
         + _chunk(b"IEND", b"")
 
 
