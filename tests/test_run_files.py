@@ -5,6 +5,9 @@ import math
 
 import numpy as np
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hydra.core.utils import setup_globals
 from hydra.types import RunMode
@@ -111,3 +114,19 @@ def test_a_long_run_name_is_cut_readably_with_a_hash():
     folder = OmegaConf.select(cfg, "hydra.run.dir").rsplit("/", 1)[-1]
     assert folder.split("_", 1)[1].startswith("+tag0=some_long_value_0,+tag10=")  # as Hydra sorts them
     assert len(folder) <= len("07-21-26-467555_") + 120 and "~" in folder
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+                    | st.text(st.characters(max_codepoint=127), max_size=120),  # mostly libyaml's: ASCII
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(st.characters(max_codepoint=127), max_size=20), inner, max_size=4),
+                    max_leaves=12))
+def test_yaml_text_writes_omegaconfs_text_with_either_emitter(data):
+    """``yaml_text`` uses libyaml's emitter where every string is printable, PyYAML's otherwise: the text is
+    OmegaConf's dumper's either way (any strings, numbers, nesting)."""
+    from omegaconf._utils import get_omega_conf_dumper
+
+    expected = yaml.dump({"top": data}, default_flow_style=False, allow_unicode=True, sort_keys=False,
+                         Dumper=get_omega_conf_dumper())
+    assert yaml_text({"top": data}) == expected

@@ -139,6 +139,29 @@ def write_yaml(path: Path, data: Any) -> None:
     _keep((str(path), stat.st_mtime_ns, stat.st_size), data)
 
 
+class _CDumper(getattr(yaml, "CDumper", yaml.Dumper)):
+    """OmegaConf's dumper on libyaml's emitter: the same text where every string is printable ASCII, ~3x faster."""
+
+
+_CDumper.add_representer(str, get_omega_conf_dumper().str_representer)
+
+
+def _dumper(data: Any) -> type:
+    """libyaml's emitter where it writes what PyYAML's does (every string printable ASCII: it folds a string holding a
+    newline elsewhere and escapes what lies beyond the BMP), else PyYAML's."""
+    return _CDumper if _plain(data) else get_omega_conf_dumper()
+
+
+def _plain(data: Any) -> bool:
+    if isinstance(data, str):
+        return data.isascii() and data.isprintable()
+    if isinstance(data, dict):
+        return all(k != "" and _plain(k) and _plain(v) for k, v in data.items())  # PyYAML writes "? ''" for ''
+    if isinstance(data, (list, tuple)):
+        return all(_plain(v) for v in data)
+    return True
+
+
 _YAML_ENTRIES: dict[tuple[str | None, str, str], str] = {}
 _YAML_CACHE = 4096  # entries kept (a sweep's jobs share most of theirs)
 
@@ -148,14 +171,13 @@ def yaml_text(data: Any, within: str | None = None) -> str:
     given). A mapping is emitted an entry at a time (the entries of its one entry, for hydra.yaml), and an entry seen
     before is not emitted again: PyYAML's emitter takes ~4 ms for a sweep job's hydra.yaml, whose entries but a few
     are every job's."""
-    dumper = get_omega_conf_dumper()
     if within is None and isinstance(data, dict) and len(data) == 1:
         (key, value), = data.items()
         if isinstance(value, dict) and value:
             return yaml_text(value, within=key)
     if not isinstance(data, dict) or not data:
         return yaml.dump({within: data} if within else data, default_flow_style=False, allow_unicode=True,
-                         sort_keys=False, Dumper=dumper)
+                         sort_keys=False, Dumper=_dumper(data))
     parts = [f"{within}:\n"] if within else []
     for key, value in data.items():
         entry = (within, key, repr(value))
@@ -163,7 +185,7 @@ def yaml_text(data: Any, within: str | None = None) -> str:
             if len(_YAML_ENTRIES) >= _YAML_CACHE:
                 _YAML_ENTRIES.clear()
             text = yaml.dump({within: {key: value}} if within else {key: value}, default_flow_style=False,
-                             allow_unicode=True, sort_keys=False, Dumper=dumper)
+                             allow_unicode=True, sort_keys=False, Dumper=_dumper({key: value}))
             _YAML_ENTRIES[entry] = text.split("\n", 1)[1] if within else text
         parts.append(_YAML_ENTRIES[entry])
     return "".join(parts)
