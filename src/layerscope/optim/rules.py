@@ -77,32 +77,49 @@ class Block:
 
     def update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor,
                t: torch.Tensor) -> None:
-        """θ -= Δθ in place for these rows of every chunk, at learning rates ``lr`` (rows, 1), step ``t``."""
-        for i, (theta, g) in enumerate(zip(params, grads)):
-            state = {key: values[i] for key, values in self.state.items()}
-            theta.addcmul_(self._direction(g, state, t), lr, value=-1.0)
+        """θ -= Δθ in place for these rows of every chunk, at learning rates ``lr`` (rows, 1), step ``t``: each
+        operation on all chunks at once (``torch._foreach_*``: on the CPU a chunk per parameter, and dispatching an
+        operation costs more than a small parameter's arithmetic)."""
+        torch._foreach_addcmul_(params, self._directions(grads, t), [lr] * len(params), value=-1.0)
 
-    def _direction(self, g: torch.Tensor, state: dict[str, torch.Tensor], t: torch.Tensor) -> torch.Tensor:
-        """Δθ / α for gradients ``g`` (overwritten: the caller's copy). In place, one temporary at most: on the
-        CPU each pass over the K members' parameters costs about as much as a matmul."""
-        name = self.name
+    def _directions(self, g: list[torch.Tensor], t: torch.Tensor) -> list[torch.Tensor]:
+        """Δθ / α for gradients ``g`` (overwritten: the caller's copy), chunk by chunk; the same operations in the
+        same order as on one tensor."""
+        name, state, every = self.name, self.state, lambda column: [column] * len(g)
         if name == "sgd":
             return g
-        if name in ("momentum", "nesterov"):
-            buf = state["momentum_buffer"].mul_(self.mu).add_(g)  # from v = 0, the first step gives v = g exactly
-            return g.addcmul_(self.mu, buf) if name == "nesterov" else buf
+        if name in ("momentum", "nesterov"):  # from v = 0, the first step gives v = g exactly
+            buf = state["momentum_buffer"]
+            torch._foreach_mul_(buf, every(self.mu))
+            torch._foreach_add_(buf, g)
+            if name == "nesterov":
+                torch._foreach_addcmul_(g, every(self.mu), buf)
+                return g
+            return buf
         if name == "adagrad":
-            state["sum"].addcmul_(g, g)
-            return g.div_(torch.sqrt(state["sum"]).add_(self.delta))
+            torch._foreach_addcmul_(state["sum"], g, g)
+            return self._over_root(g, state["sum"])
         if name == "rmsprop":
-            state["square_avg"].lerp_(g.square(), 1 - self.rho)
-            return g.div_(torch.sqrt(state["square_avg"]).add_(self.delta))
-        state["exp_avg"].lerp_(g, 1 - self.mu)  # adam
-        state["exp_avg_sq"].lerp_(g.mul_(g), 1 - self.rho)
+            torch._foreach_lerp_(state["square_avg"], torch._foreach_mul(g, g), every(1 - self.rho))
+            return self._over_root(g, state["square_avg"])
+        torch._foreach_lerp_(state["exp_avg"], g, every(1 - self.mu))  # adam
+        torch._foreach_mul_(g, g)
+        torch._foreach_lerp_(state["exp_avg_sq"], g, every(1 - self.rho))
         correction1 = 1 - self.corrected * self.mu.pow(t)
         correction2 = (1 - self.corrected * self.rho.pow(t)).sqrt()
-        denominator = torch.sqrt(state["exp_avg_sq"], out=g).div_(correction2).add_(self.delta)
-        return torch.div(state["exp_avg"], denominator, out=denominator).div_(correction1)
+        denominator = torch._foreach_sqrt(state["exp_avg_sq"])
+        torch._foreach_div_(denominator, every(correction2))
+        torch._foreach_add_(denominator, every(self.delta))
+        directions = torch._foreach_div(state["exp_avg"], denominator)
+        torch._foreach_div_(directions, every(correction1))
+        return directions
+
+    def _over_root(self, g: list[torch.Tensor], squares: list[torch.Tensor]) -> list[torch.Tensor]:
+        """g / (√squares + δ), in place in ``g``."""
+        root = torch._foreach_sqrt(squares)
+        torch._foreach_add_(root, [self.delta] * len(g))
+        torch._foreach_div_(g, root)
+        return g
 
     def row(self, key: str, k: int) -> torch.Tensor:
         """State ``key`` of member ``k`` (a row of the whole stack) as one flat row."""
