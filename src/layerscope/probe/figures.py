@@ -114,9 +114,7 @@ class _HistogramPanel:
         the corner beside it: "dL/da (×1e-11)", "a − 0.5 (×1e-6)"."""
         ax, formatter = self.ax, self.ax.xaxis.get_major_formatter()
         formatter.set_locs([t for t in ax.xaxis.get_majorticklocs()])
-        shift, power = formatter.offset, getattr(formatter, "_orderOfMagnitude", None)
-        if power is None:  # matplotlib before 3.11
-            power = formatter.orderOfMagnitude
+        shift, power = formatter.offset, formatter.orderOfMagnitude
         if shift:
             name = f"{name} {'−' if shift > 0 else '+'} {number(abs(shift))}"
         ax.xaxis.get_offset_text().set_visible(False)
