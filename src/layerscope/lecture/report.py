@@ -34,7 +34,21 @@ def utc_now() -> str:
 
 def outcome_word(experiment: Experiment, outcome: str) -> str:
     """A statement's outcome as its section shows it: a paper's experiment contradicts the paper, not the lecture."""
-    return outcome.replace("THE LECTURE", "THE PAPER") if experiment.set == "papers" else outcome
+    return _word(outcome, experiment.set == "papers")
+
+
+def _word(outcome: str, paper: bool) -> str:
+    return outcome.replace("THE LECTURE", "THE PAPER") if paper else outcome
+
+
+def outcome_counts(statements: list[tuple[Experiment, str]]) -> str:
+    """How many of ``statements`` ((experiment, outcome) pairs) end in each outcome, as the sections word them:
+    "2 PASS, 0 CONTRADICTS THE LECTURE, 1 CONTRADICTS THE PAPER, 0 INCONCLUSIVE, 0 FAIL" (each set's word where a
+    statement of that set is counted)."""
+    words = [outcome_word(e, o) for e, o in statements]
+    papers = {e.set == "papers" for e, _ in statements} or {False}
+    shown = dict.fromkeys(_word(o, paper) for o in OUTCOMES for paper in (False, True) if paper in papers)
+    return ", ".join(f"{words.count(w)} {w}" for w in shown)
 
 
 def verdict_word(passed: bool) -> str:
@@ -159,9 +173,9 @@ def counts(shown: list[tuple[Experiment, dict | None]]) -> str:
     """The counts line: every section's claim (passing, failing, not run) and the statements of those run."""
     ran = [saved for _, saved in shown if saved]
     passed = sum(saved["passed"] for saved in ran)
-    outcomes = [p.outcome for saved in ran for p in parts(saved)]
+    outcomes = [(experiment, p.outcome) for experiment, saved in shown if saved for p in parts(saved)]
     return (f"{len(shown)} claims: {passed} pass, {len(ran) - passed} fail, {len(shown) - len(ran)} not run; "
-            f"their {len(outcomes)} statements: " + ", ".join(f"{outcomes.count(o)} {o}" for o in OUTCOMES) + ".")
+            f"their {len(outcomes)} statements: {outcome_counts(outcomes)}.")
 
 
 def not_run(experiment: Experiment, rerun: str) -> list[str]:

@@ -16,14 +16,13 @@ import signal
 import sys
 import textwrap
 import time
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from layerscope.config.hydra_hooks import compose
 from layerscope.errors import ConfigError
 from layerscope.lecture import report
-from layerscope.lecture.claims import CHECKS, OUTCOMES, Part, Verdict
+from layerscope.lecture.claims import CHECKS, Part, Verdict
 from layerscope.lecture.experiments import SIMULATIONS, Experiment, load_experiments
 from layerscope.paths import configs_context, outputs
 from layerscope.runs.folder import stopped_by
@@ -116,11 +115,6 @@ def statements(experiment: Experiment, verdict: Verdict) -> list[Part]:
     return verdict.parts or [Part(experiment.claim, _verdict(verdict), verdict.measured)]
 
 
-def tally(rows: list) -> Counter:
-    """How many statements of all claims PASS, CONTRADICT THE LECTURE, are INCONCLUSIVE or FAIL."""
-    return Counter(p.outcome for experiment, verdict, _ in rows for p in statements(experiment, verdict))
-
-
 def _error(v: Verdict) -> str:
     return f"{v.theory_error:.1%}" if v.theory_error is not None else "–"
 
@@ -136,9 +130,9 @@ def print_table(rows: list) -> None:
         for p in verdict.parts:
             print(f"      {report.outcome_word(experiment, p.outcome):23s} {p.statement}: {p.numbers}" + (f" [{p.spread.text()}]" if p.spread else ""))
     passed = sum(v.passed for _, v, _ in rows)
-    counts = tally(rows)
-    print(f"\n{passed} of {len(rows)} claims pass; their {sum(counts.values())} statements: "
-          + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES))
+    outcomes = [(experiment, p.outcome) for experiment, verdict, _ in rows for p in statements(experiment, verdict)]
+    print(f"\n{passed} of {len(rows)} claims pass; their {len(outcomes)} statements: "
+          f"{report.outcome_counts(outcomes)}")
 
 
 def default_out(base_seed: int, size: str = "cpu") -> Path:
