@@ -189,16 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as err:
         print(f"layerscope-reproduce: error: {err}", file=sys.stderr)
         return 2
-    processes = min(args.processes or default_processes(), len(experiments))
+    processes = max(1, min(args.processes or default_processes(), len(experiments)))
     clock = Estimate(args.out / TIMINGS, [e.name for e in experiments], at_once=processes)
     run = _run_in_turn if processes == 1 else _run_at_once
     try:
         with configs_context(), stopping():
             rows = run(experiments, args.out, args.seed, clock, processes)
     except Stopped as stop:  # a run records the signal and returns; the rest must not start
-        print(f"\nlayerscope-reproduce: {stop.name}: stopped{' during ' if stop.during else ''}"
-              f"{', '.join(stop.during)}; REPORT.md is not "
-              f"rewritten (run make reproduce again)", file=sys.stderr)
+        during = f" during {', '.join(stop.during)}" if stop.during else ""
+        print(f"\nlayerscope-reproduce: {stop.name}: stopped{during}; REPORT.md is not rewritten (run make reproduce "
+              f"again)", file=sys.stderr)
         return exit_status(stop.signum)
     print_table(rows)
     path = write_full_report(everything, args.out, args.seed, [e.name for e, _, _ in rows])
