@@ -215,10 +215,9 @@ def test_only_keeps_the_other_sections_and_the_exit_status_is_about_what_ran(tmp
     assert "3 claims: 1 pass, 1 fail, 1 not run" in text
 
 
-def test_rerunning_one_experiment_keeps_the_others_section_and_moves_its_time(tmp_path, monkeypatch):
-    """Two probe-only experiments run and checked for real, alone in the experiment folder, on a 10×64 net and 256
-    inputs of 64 dimensions, without the probe figure (a variant's overrides), to keep the test short."""
-    folder, out = tmp_path / "experiment", tmp_path / "rep"
+def _small_probe_experiments(folder: Path, monkeypatch) -> None:
+    """Experiments small_gaussian_init and xavier_tanh alone in ``folder`` (the experiment folder now), each variant
+    on a 10×64 net and 256 inputs of 64 dimensions, without the probe figure."""
     folder.mkdir()
     small = ["model.width=64", "data.dim=64", "data.n_train=256", "trainer.batch_size=256", "probe.figures=false"]
     for name in ("small_gaussian_init", "xavier_tanh"):
@@ -227,6 +226,13 @@ def test_rerunning_one_experiment_keeps_the_others_section_and_moves_its_time(tm
         spec["reproduce"]["variants"] = {label: [*overrides, *small] for label, overrides in variants.items()}
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
     monkeypatch.setattr(experiments, "experiments_dir", lambda: folder)
+
+
+def test_rerunning_one_experiment_keeps_the_others_section_and_moves_its_time(tmp_path, monkeypatch):
+    """Two probe-only experiments run and checked for real, alone in the experiment folder, on a 10×64 net and 256
+    inputs of 64 dimensions, without the probe figure (a variant's overrides), to keep the test short."""
+    out = tmp_path / "rep"
+    _small_probe_experiments(tmp_path / "experiment", monkeypatch)
     monkeypatch.setattr(report, "utc_now", lambda: "2000-01-01T00:00:00Z")
     assert reproduce.main(["--only", "small_gaussian_init", "xavier_tanh", "--processes", "1", "--out", str(out)]) == 0
     monkeypatch.setattr(report, "utc_now", lambda: "2001-01-01T00:00:00Z")
@@ -245,15 +251,7 @@ def test_rerunning_one_experiment_keeps_the_others_section_and_moves_its_time(tm
 def test_experiments_run_at_once_in_worker_processes_give_the_report_one_process_gives(tmp_path, monkeypatch, capsys):
     """``--processes 2``: the two small probe-only experiments of the test above, each in a worker process; the same
     verdicts and measurements as one after another in this process, a line each, the table in their order."""
-    folder = tmp_path / "experiment"
-    folder.mkdir()
-    small = ["model.width=64", "data.dim=64", "data.n_train=256", "trainer.batch_size=256", "probe.figures=false"]
-    for name in ("small_gaussian_init", "xavier_tanh"):
-        spec = yaml.safe_load((ROOT / "experiments" / f"{name}.yaml").read_text())
-        variants = spec["reproduce"].get("variants") or {"run": []}
-        spec["reproduce"]["variants"] = {label: [*overrides, *small] for label, overrides in variants.items()}
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
-    monkeypatch.setattr(experiments, "experiments_dir", lambda: folder)
+    _small_probe_experiments(tmp_path / "experiment", monkeypatch)
     tables = []
     for processes in ("2", "1"):
         out = tmp_path / f"out{processes}"

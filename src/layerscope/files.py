@@ -121,7 +121,7 @@ def _read_yaml(path: str, mtime_ns: int, size: int) -> Any:
     key = (path, mtime_ns, size)
     if key not in _READ:
         with open(path) as stream:
-            _keep((path, mtime_ns, size), yaml.load(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+            _keep(key, yaml.load(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     return _READ[key]
 
 

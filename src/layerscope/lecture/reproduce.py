@@ -191,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     processes = max(1, min(args.processes or default_processes(), len(experiments)))
     clock = Estimate(args.out / TIMINGS, [e.name for e in experiments], at_once=processes)
-    run = _run_in_turn if processes == 1 else _run_at_once
     try:
         with configs_context(), stopping():
-            rows = run(experiments, args.out, args.seed, clock, processes)
+            rows = (_run_in_turn(experiments, args.out, args.seed, clock) if processes == 1
+                    else _run_at_once(experiments, args.out, args.seed, clock, processes))
     except Stopped as stop:  # a run records the signal and returns; the rest must not start
         during = f" during {', '.join(stop.during)}" if stop.during else ""
         print(f"\nlayerscope-reproduce: {stop.name}: stopped{during}; REPORT.md is not rewritten (run make reproduce "
@@ -224,8 +224,8 @@ def _announce(experiment: Experiment) -> None:
     print(f"[{experiment.number:2d}] {experiment.title} ...", end=" ", flush=True)
 
 
-def _run_in_turn(experiments: list[Experiment], out: Path, base_seed: int, clock: Estimate,
-                 processes: int = 1) -> list[tuple[Experiment, Verdict, dict[str, RunResult]]]:
+def _run_in_turn(experiments: list[Experiment], out: Path, base_seed: int,
+                 clock: Estimate) -> list[tuple[Experiment, Verdict, dict[str, RunResult]]]:
     """Run the experiments one after another in this process, a line each as it ends."""
     rows = []
     for experiment in experiments:
