@@ -261,14 +261,24 @@ def test_a_worker_process_with_figure_workers_of_its_own_exits(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "exited", proc.stderr
 
 
-def test_kept_text_rasters_draw_agg_s_own_pixels_again_and_again():
-    """A figure redrawn per probe keeps its texts' rasters: its pixels equal a plain Agg canvas's, on every redraw
-    (each with other texts: titles, ticks, the step)."""
+def test_what_a_redrawn_figure_keeps_draws_plain_matplotlib_s_pixels_again_and_again(monkeypatch):
+    """A figure redrawn per probe keeps its texts' rasters, works its ticks out once per draw and keeps a legend per
+    set of curves: its pixels equal plain matplotlib's (an Agg canvas, ticks worked out as often as matplotlib does,
+    a new legend each time), on every redraw (each with other texts and curves: titles, ticks, the step, the dead
+    fraction of a rectifier)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from layerscope.probe import figures
 
     kept, plain = LectureFigure(DEPTH), LectureFigure(DEPTH)
     plain.canvas = FigureCanvasAgg(plain.figure)
+    with monkeypatch.context() as patch:
+        patch.setattr(figures, "_ticks_once_per_draw", lambda axis, drawing: None)
+        plain.render()  # its axes as matplotlib made them, laid out as the other
+    kept.render()
     assert type(kept.canvas) is not FigureCanvasAgg
-    for seed, activation in ((0, np.tanh), (1, relu), (2, np.tanh), (0, np.tanh)):
+    for seed, activation in ((0, np.tanh), (1, relu), (2, np.tanh), (0, relu), (0, np.tanh)):
+        plain.curves.legends.clear()
         shown = [d.update(record(activation, seed), f"10x500 seed {seed}").render() for d in (kept, plain)]
         assert np.array_equal(*shown)
+    assert len(kept.curves.legends) == 3  # on the left with and without the dead fraction, one on the right
