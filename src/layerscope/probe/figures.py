@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib import rc_context, rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 from layerscope.files import replacing
@@ -251,11 +252,12 @@ def _rectifier(record: ProbeRecord) -> bool:
 
 
 class _TextKeepingRenderer(RendererAgg):
-    """Agg, keeping each text's raster: a figure drawn again for every probe draws mostly the same labels, ticks and
-    legends, and rasterizing them is a sixth of a draw. The pixels are Agg's own."""
+    """Agg, keeping each text's raster and layout (``_kept_layout``): a figure drawn again for every probe draws
+    mostly the same labels, ticks and legends, and rasterizing them is a sixth of a draw. The pixels are Agg's own."""
 
     texts: dict[tuple, tuple[np.ndarray, float, float, float]] = {}
-    KEPT = 4096  # rasters, a few kB each
+    layouts: dict[tuple, tuple] = {}
+    KEPT = 4096  # rasters, a few kB each; layouts
 
     def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
         """Agg's ``draw_text`` (matplotlib 3.7-3.10), the glyphs laid out and rasterized once per text and font."""
@@ -274,6 +276,28 @@ class _TextKeepingRenderer(RendererAgg):
         image, descent, xo, yo = kept
         self._renderer.draw_text_image(image, round(x + xo + descent * sin(radians(angle))),
                                        round(y + yo + descent * cos(radians(angle))) + 1, angle, gc)
+
+
+_TEXT_LAYOUT = Text._get_layout
+
+
+def _kept_layout(text: Text, renderer):
+    """Matplotlib's ``Text._get_layout`` (3.7-3.10), kept per text, font and alignment when ``renderer`` keeps texts:
+    a draw lays out each text two or three times (its extent, its place, its raster), a fifth of a draw."""
+    if not isinstance(renderer, _TextKeepingRenderer):
+        return _TEXT_LAYOUT(text, renderer)
+    key = (text._get_wrapped_text(), hash(text._fontproperties), text.get_usetex(), text._parse_math, renderer.dpi,
+           text.get_figure(root=True).dpi, text._linespacing, text.get_rotation(), text._get_multialignment(),
+           text._horizontalalignment, text._verticalalignment, text.get_rotation_mode())
+    kept = renderer.layouts.get(key)
+    if kept is None:  # its bbox and lines are read, never changed, by matplotlib
+        if len(renderer.layouts) >= renderer.KEPT:
+            del renderer.layouts[next(iter(renderer.layouts))]
+        kept = renderer.layouts[key] = _TEXT_LAYOUT(text, renderer)
+    return kept
+
+
+Text._get_layout = _kept_layout
 
 
 class _Canvas(FigureCanvasAgg):
