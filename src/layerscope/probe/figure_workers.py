@@ -80,10 +80,9 @@ def _ready(depth: int) -> None:
 
 def _draw(row: dict, title: str, path: str) -> Image:
     """A probe's lecture figure as a PNG at ``path``; its compact figure as TensorBoard's image."""
-    from layerscope.probe.figures import drawings, png  # matplotlib: here, or in a worker
+    from layerscope.probe.figures import drawings  # matplotlib: here, or in a worker
 
     record = ProbeRecord.from_json(row)
     lecture, compact = drawings(len(record.histograms["activation"]))
-    lecture.update(record, title).render(Path(path))
-    pixels = compact.update(record, title).render()
-    return record.step, png(pixels), pixels.shape
+    lecture.update(record, title).png(Path(path))
+    return record.step, *compact.update(record, title).png()

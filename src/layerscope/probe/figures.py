@@ -320,14 +320,22 @@ class _Drawing:
 
     def render(self, path: Path | None = None) -> np.ndarray:
         """Draw the figure as it is now, save it as PNG at ``path`` (when given); its (H, W, 3) pixels."""
+        return _rgb(self._save(path)[0])
+
+    def png(self, path: Path | None = None) -> tuple[bytes, tuple[int, int, int]]:
+        """Draw the figure as it is now, save it as PNG at ``path`` (when given); the PNG and (H, W, 3)."""
+        rgba, image = self._save(path)
+        return image or png(rgba), (*rgba.shape[:2], 3)
+
+    def _save(self, path: Path | None) -> tuple[np.ndarray, bytes | None]:
         if not self.draws:
             for ax in self.figure.axes:
                 _ticks_once_per_draw(ax.xaxis, self)
                 _ticks_once_per_draw(ax.yaxis, self)
         self.draws += 1
-        pixels = render(self.figure, path, self.canvas)
+        drawn = _save(self.figure, path, self.canvas)
         self.figure.set_layout_engine("none")
-        return pixels
+        return drawn
 
 
 def _ticks_once_per_draw(axis, drawing: _Drawing) -> None:
@@ -413,30 +421,42 @@ def compact_figure(record: ProbeRecord, title: str) -> Figure:
 
 def render(fig: Figure, path: Path | None = None, canvas: FigureCanvasAgg | None = None) -> np.ndarray:
     """Draw ``fig`` once (on ``canvas``, or a new one), save it as PNG at ``path`` (when given); its (H, W, 3) pixels."""
+    return _rgb(_save(fig, path, canvas)[0])
+
+
+def _save(fig: Figure, path: Path | None, canvas: FigureCanvasAgg | None) -> tuple[np.ndarray, bytes | None]:
+    """Draw ``fig``: its (H, W, 4) pixels, a view of the canvas's, and the PNG saved at ``path`` (None without)."""
     canvas = canvas or _Canvas(fig)
     canvas.draw()
-    pixels = _rgb(np.asarray(canvas.buffer_rgba()))
+    rgba, image = np.asarray(canvas.buffer_rgba()), None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        image = png(rgba)
         with replacing(path) as tmp:
-            tmp.write_bytes(png(pixels))
-    return pixels
+            tmp.write_bytes(image)
+    return rgba, image
+
+
+_PIXEL = np.dtype([("rgb", "V3"), ("alpha", "u1")])  # an RGBA pixel: its colour as one 3-byte item
 
 
 def _rgb(rgba: np.ndarray) -> np.ndarray:
     """An opaque (H, W, 4) image's (H, W, 3) colours: its 3-byte pixels copied as one item each, twice as fast as
     numpy copies a slice of 3 of every 4 bytes."""
-    pixel = np.dtype([("rgb", "V3"), ("alpha", "u1")])
-    return np.ascontiguousarray(rgba.view(pixel)["rgb"]).view(np.uint8)
+    return np.ascontiguousarray(rgba.view(_PIXEL)["rgb"]).view(np.uint8)
 
 
 def png(pixels: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 pixels as PNG bytes: rows unfiltered, deflated at zlib level 3. A figure is mostly flat
-    colour, which deflate alone packs about as small as PIL's adaptive row filters do, in a third of its time."""
-    height, width, _ = pixels.shape
+    """(H, W, 3) uint8 pixels, or an opaque image's (H, W, 4), as RGB PNG bytes: rows unfiltered, deflated at zlib
+    level 3. A figure is mostly flat colour, which deflate alone packs about as small as PIL's adaptive row filters
+    do, in a third of its time."""
+    height, width, channels = pixels.shape
     rows = np.empty((height, 1 + 3 * width), np.uint8)  # each row: filter type 0 (none), then its RGB bytes
     rows[:, 0] = 0
-    rows[:, 1:] = pixels.reshape(height, 3 * width)
+    if channels == 4:  # its colours copied straight into the rows
+        rows[:, 1:].view("V3")[...] = pixels.view(_PIXEL)["rgb"][..., 0]
+    else:
+        rows[:, 1:] = pixels.reshape(height, 3 * width)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, no interlace
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, 3)) \
         + _chunk(b"IEND", b"")
