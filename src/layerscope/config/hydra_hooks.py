@@ -11,11 +11,14 @@ with the reason: Hydra offers no public hook for these. Nothing else in layersco
 - ``hydra._internal.config_loader_impl.get_overrides_dirname``: ``hydra.job.override_dirname`` as Hydra writes it.
 - ``hydra.core.utils._save_config``: how ``run_job`` writes a job's ``.hydra/`` records; replaced by
   ``write_records_once`` with the same text, written without emitting again what an earlier job's had.
+- ``omegaconf.grammar_parser.parse``: how OmegaConf (Hydra's config library) parses an interpolation each time it
+  resolves one; ``parse_interpolations_once`` keeps each string's parse tree.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pickle
 from pathlib import Path
@@ -27,7 +30,8 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_d
 from hydra._internal.config_repository import CachingConfigRepository
 from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, base, grammar_parser, open_dict
+from omegaconf import _utils as omegaconf_utils
 
 from layerscope.config.overrides import parse
 from layerscope.files import yaml_text
@@ -186,3 +190,16 @@ def write_records_once() -> None:
     """Hydra's ``run_job`` writes each job's config.yaml, hydra.yaml and overrides.yaml with PyYAML's pure-Python
     emitter (~7 ms a job); ``files.yaml_text`` writes the same text and emits an entry once per process."""
     hydra_core_utils._save_config = _save_config
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(value: str, parser_rule: str = "configValue", lexer_mode: str = "DEFAULT_MODE") -> Any:
+    """OmegaConf's ``grammar_parser.parse``, once per string: its parse tree is only read (by OmegaConf's resolver)."""
+    return grammar_parser.parse(value, parser_rule, lexer_mode)
+
+
+def parse_interpolations_once() -> None:
+    """OmegaConf parses an interpolation (``${now:%H-%M-%S}``) with its ANTLR grammar each time it resolves it, ~0.5 ms:
+    a sweep's launcher resolves each job's folder (``hydra.sweep.dir``, ``subdir``) and the same strings again and
+    again. Each string is parsed once per process (a string that fails to parse raises each time, as before)."""
+    base.parse = omegaconf_utils.parse = _parse
