@@ -26,6 +26,7 @@ from layerscope.config.hydra_hooks import (compose_once, parse_interpolations_on
                                            write_records_once)
 from layerscope.config.overrides import parse, quoted
 from layerscope.errors import ConfigError
+from layerscope.heap import startup_left_out
 from layerscope.paths import HYDRA_VERSION_BASE, config_dir, outputs
 from layerscope.runs.folder import (
     CHECKPOINT,
@@ -96,7 +97,7 @@ def main(cfg: DictConfig) -> float:
 
     summary: dict[str, Any] = {"status": "failed"}
     try:
-        with owned(run_dir), stopping():
+        with owned(run_dir), stopping(), startup_left_out():
             if not (cfg.trainer.get("resume") and has_ended(read_summary(run_dir))):  # a run to resume keeps its
                 write_summary(run_dir, {"status": "running"})  # record of how it ended until it goes on
             summary = (_grid() if cfg.get("grid") else run)(cfg, run_dir)

@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from layerscope.heap import startup_left_out
 from layerscope.runs.folder import stopped_by
 from layerscope.sweep.progress import sweep_line
 from layerscope.train.interrupt import exit_status
@@ -46,10 +47,11 @@ class SweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        from layerscope.sweep.report import collect, failures, tally, write_sweep_report  # matplotlib, torch: only now
+        with startup_left_out():
+            from layerscope.sweep.report import collect, failures, tally, write_sweep_report  # matplotlib: only now
 
-        path = write_sweep_report(sweep_dir)
-        jobs = collect(sweep_dir)
+            path = write_sweep_report(sweep_dir)
+            jobs = collect(sweep_dir)
         print(*failures(jobs), f"{tally(jobs)}; see {path}", sep="\n", file=sys.stderr)
         stopped = stopped_by(job.result.summary for job in jobs)
         if stopped:

@@ -25,6 +25,7 @@ from layerscope.config.validate import GB, free_bytes, run_bytes, validate, whol
 from layerscope.data.datasets import load_data
 from layerscope.errors import ConfigError
 from layerscope.files import write_yaml
+from layerscope.heap import startup_left_out
 from layerscope.runs.folder import failure, finished, objective, read_summary, stopped_by, write_summary
 from layerscope.runs.results import RunResult
 from layerscope.train.finish import describe
@@ -202,6 +203,11 @@ def _forget_sweep(sweep_dir: Path) -> None:
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """Compose, group, write the job folders, train every group; one JobReturn per job, in order."""
+    with startup_left_out():
+        return _launch(launcher, job_overrides, initial_job_idx)
+
+
+def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     setup_globals()
     hydra_cfg = launcher.config.hydra
     configure_log(hydra_cfg.hydra_logging, hydra_cfg.verbose)
