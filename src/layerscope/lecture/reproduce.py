@@ -21,6 +21,7 @@ from pathlib import Path
 
 from layerscope.config.hydra_hooks import compose
 from layerscope.errors import ConfigError
+from layerscope.heap import startup_left_out
 from layerscope.lecture import report
 from layerscope.lecture.claims import CHECKS, Part, Verdict
 from layerscope.lecture.experiments import SIMULATIONS, Experiment, load_experiments
@@ -311,6 +312,11 @@ def _reproduce_in_worker(experiment: Experiment, out: Path, base_seed: int) -> t
 
 def _reproduce(experiment: Experiment, out: Path, base_seed: int) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
     """Run one experiment, check its claim and save its verdict for the report; ``Stopped`` if a run was interrupted."""
+    with startup_left_out():
+        return _reproduce_now(experiment, out, base_seed)
+
+
+def _reproduce_now(experiment: Experiment, out: Path, base_seed: int) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
     report.forget(experiment.name, out)
     results = run_experiment(experiment, out, base_seed)
     if experiment.simulate:
