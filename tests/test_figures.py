@@ -13,7 +13,8 @@ from matplotlib.text import Text
 from PIL import Image
 
 from layerscope.probe import figure_workers
-from layerscope.probe.figures import CompactFigure, LectureFigure, compact_figure, lecture_figure, number, render, zero_spike
+from layerscope.probe.figures import (CompactFigure, LectureFigure, compact_figure, drawings, lecture_figure, number, render,
+                                      zero_spike)
 from layerscope.probe.measure import histogram_summary
 from layerscope.probe.record import LECTURE_HISTOGRAMS, STATS, Histogram, ProbeRecord
 from layerscope.train.finish import figure_records
@@ -157,10 +158,24 @@ def test_worker_processes_draw_the_figures_this_process_would(tmp_path):
     [future] = figure_workers.draw([kept], "10x500 tanh", [tmp_path / "probe.png"], many=True)
     step, data, shape = future.result(timeout=120)
     assert step == kept.step and shape == (800, 720, 3)
+    lecture, compact = drawings.__wrapped__(DEPTH)  # built as the worker's are: laid out on the typical record
     assert np.array_equal(np.asarray(Image.open(tmp_path / "probe.png").convert("RGB")),
-                          render(lecture_figure(kept, "10x500 tanh")))
+                          lecture.update(kept, "10x500 tanh").render())
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")),
-                          render(compact_figure(kept, "10x500 tanh")))
+                          compact.update(kept, "10x500 tanh").render())
+
+
+def test_a_reused_figure_looks_the_same_whatever_its_process_drew_before():
+    """Reused figures are laid out on a typical record, not on the first one a process draws: a probe's figure is the
+    same from a process that drew an extreme record first (a collapsed net) as from one that drew nothing before, and
+    that record's own tick labels do not overlap in that layout."""
+    extreme, later = collapsed_record(), record(np.tanh, seed=1)
+    before, fresh = drawings.__wrapped__(DEPTH), drawings.__wrapped__(DEPTH)
+    for drew_before, drew_fresh in zip(before, fresh):
+        drew_before.update(extreme, "10x500 tanh, init normal(std=0.01)").render()
+        assert_no_overlap(drew_before.figure)
+        assert np.array_equal(drew_before.update(later, "10x500 tanh").render(),
+                              drew_fresh.update(later, "10x500 tanh").render())
 
 
 def collapsed_record() -> ProbeRecord:

@@ -16,7 +16,7 @@ from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 from layerscope.files import replacing
-from layerscope.probe.record import LECTURE_HISTOGRAMS, Histogram, ProbeRecord
+from layerscope.probe.record import LECTURE_HISTOGRAMS, STATS, Histogram, ProbeRecord
 
 TICKS = 8  # pt: the smallest text in every figure
 LABELS = 9
@@ -405,8 +405,26 @@ class CompactFigure(_Drawing):
 @functools.lru_cache(maxsize=8)
 def drawings(depth: int) -> tuple[LectureFigure, CompactFigure]:
     """The lecture and compact figures of a ``depth``-layer run, built once per process and reused for every probe
-    of every run of that depth."""
-    return LectureFigure(depth), CompactFigure()
+    of every run of that depth. Each is laid out on a typical record (``typical_record``), not on the first one the
+    process draws: a figure then looks the same whichever process (a worker, this one) draws it, and after what."""
+    drawn = LectureFigure(depth), CompactFigure()
+    for drawing in drawn:
+        drawing.update(typical_record(depth), "a typical run").render()
+    return drawn
+
+
+def typical_record(depth: int) -> ProbeRecord:
+    """A probe of a healthy ``depth``-layer tanh net at step 0, with the mean-field curves: tick labels, titles and
+    legends of the usual lengths, the record the reused figures are laid out on."""
+    shape = np.exp(-0.5 * np.linspace(-3.0, 3.0, 60) ** 2)
+    counts = (5000 * shape / shape.sum()).round(2).tolist()
+    stats = {name: [float("nan")] * depth for name in STATS}
+    backward = np.geomspace(3e-3, 1e-3, depth).tolist()
+    stats.update(activation_mean=[0.0] * depth, activation_std=[0.5] * depth, saturated_fraction=[0.01] * depth,
+                 dead_fraction=[0.0] * depth, backward_std=backward, weight_grad_norm=[0.02] * depth)
+    histograms = {"activation": [Histogram.from_moments(-0.9, 0.9, 5000, 0.0, 0.5, counts)] * depth,
+                  "backward": [Histogram.from_moments(-3 * b, 3 * b, 5000, 0.0, b, counts) for b in backward]}
+    return ProbeRecord(0, stats, histograms, theory={"activation_std": [0.5] * depth, "backward_std": backward})
 
 
 def lecture_figure(record: ProbeRecord, title: str) -> Figure:
