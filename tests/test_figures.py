@@ -158,7 +158,7 @@ def test_worker_processes_draw_the_figures_this_process_would(tmp_path):
     [future] = figure_workers.draw([kept], "10x500 tanh", [tmp_path / "probe.png"], many=True)
     step, data, shape = future.result(timeout=120)
     assert step == kept.step and shape == (800, 720, 3)
-    lecture, compact = drawings.__wrapped__(DEPTH)  # built as the worker's are: laid out on the typical record
+    lecture, compact = drawings.__wrapped__(DEPTH)  # built as the worker's are: laid out on layout_record
     assert np.array_equal(np.asarray(Image.open(tmp_path / "probe.png").convert("RGB")),
                           lecture.update(kept, "10x500 tanh").render())
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")),
@@ -166,9 +166,9 @@ def test_worker_processes_draw_the_figures_this_process_would(tmp_path):
 
 
 def test_a_reused_figure_looks_the_same_whatever_its_process_drew_before():
-    """Reused figures are laid out on a typical record, not on the first one a process draws: a probe's figure is the
-    same from a process that drew an extreme record first (a collapsed net) as from one that drew nothing before, and
-    that record's own tick labels do not overlap in that layout."""
+    """Reused figures are laid out on one record (layout_record), not on the first one a process draws: a probe's
+    figure is the same from a process that drew an extreme record first (a collapsed net) as from one that drew
+    nothing before, and that record's own tick labels do not overlap in that layout."""
     extreme, later = collapsed_record(), record(np.tanh, seed=1)
     before, fresh = drawings.__wrapped__(DEPTH), drawings.__wrapped__(DEPTH)
     for drew_before, drew_fresh in zip(before, fresh):

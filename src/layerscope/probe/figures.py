@@ -405,26 +405,28 @@ class CompactFigure(_Drawing):
 @functools.lru_cache(maxsize=8)
 def drawings(depth: int) -> tuple[LectureFigure, CompactFigure]:
     """The lecture and compact figures of a ``depth``-layer run, built once per process and reused for every probe
-    of every run of that depth. Each is laid out on a typical record (``typical_record``), not on the first one the
-    process draws: a figure then looks the same whichever process (a worker, this one) draws it, and after what."""
+    of every run of that depth. Each is laid out on one record (``layout_record``), not on the first one the process
+    draws: a figure then looks the same whichever process (a worker, this one) draws it, and after what."""
     drawn = LectureFigure(depth), CompactFigure()
     for drawing in drawn:
-        drawing.update(typical_record(depth), "a typical run").render()
+        drawing.update(layout_record(depth), "the layout's record").render()
     return drawn
 
 
-def typical_record(depth: int) -> ProbeRecord:
-    """A probe of a healthy ``depth``-layer tanh net at step 0, with the mean-field curves: tick labels, titles and
-    legends of the usual lengths, the record the reused figures are laid out on."""
+def layout_record(depth: int) -> ProbeRecord:
+    """The record the reused figures are laid out on: a ``depth``-layer tanh net at step 0 whose tick labels are as
+    wide as a run's usually get (-0.10, 10⁻¹¹: a vanishing backward signal) and reach the histograms' edges (-2.5 and
+    2.5), with two-line titles, legends and the mean-field curves. A run's narrower labels leave a few pixels free."""
     shape = np.exp(-0.5 * np.linspace(-3.0, 3.0, 60) ** 2)
     counts = (5000 * shape / shape.sum()).round(2).tolist()
     stats = {name: [float("nan")] * depth for name in STATS}
-    backward = np.geomspace(3e-3, 1e-3, depth).tolist()
-    stats.update(activation_mean=[0.0] * depth, activation_std=[0.5] * depth, saturated_fraction=[0.01] * depth,
-                 dead_fraction=[0.0] * depth, backward_std=backward, weight_grad_norm=[0.02] * depth)
-    histograms = {"activation": [Histogram.from_moments(-0.9, 0.9, 5000, 0.0, 0.5, counts)] * depth,
-                  "backward": [Histogram.from_moments(-3 * b, 3 * b, 5000, 0.0, b, counts) for b in backward]}
-    return ProbeRecord(0, stats, histograms, theory={"activation_std": [0.5] * depth, "backward_std": backward})
+    spread = np.linspace(0.21, 0.02, depth).tolist()
+    backward = np.geomspace(1e-11, 1e-5, depth).tolist()
+    stats.update(activation_mean=[-0.12] * depth, activation_std=spread, saturated_fraction=[0.0] * depth,
+                 dead_fraction=[0.0] * depth, backward_std=backward, weight_grad_norm=[2e-7] * depth)
+    histograms = {"activation": [Histogram.from_moments(-0.52, 0.52, 5000, 0.0, a, counts) for a in spread],
+                  "backward": [Histogram.from_moments(-2.6 * b, 2.6 * b, 5000, 0.0, b, counts) for b in backward]}
+    return ProbeRecord(0, stats, histograms, theory={"activation_std": spread, "backward_std": backward})
 
 
 def lecture_figure(record: ProbeRecord, title: str) -> Figure:
