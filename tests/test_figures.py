@@ -13,8 +13,8 @@ from matplotlib.text import Text
 from PIL import Image
 
 from layerscope.probe import figure_workers
-from layerscope.probe.figures import (CompactFigure, LectureFigure, compact_figure, drawings, lecture_figure, number, render,
-                                      zero_spike)
+from layerscope.probe.figures import (CompactFigure, LectureFigure, compact_figure, drawings, lecture_figure, number,
+                                      render, zero_spike)
 from layerscope.probe.measure import histogram_summary
 from layerscope.probe.record import LECTURE_HISTOGRAMS, STATS, Histogram, ProbeRecord
 from layerscope.train.finish import figure_records
