@@ -316,7 +316,8 @@ def _reproduce(experiment: Experiment, out: Path, base_seed: int) -> tuple[Exper
         return _reproduce_now(experiment, out, base_seed)
 
 
-def _reproduce_now(experiment: Experiment, out: Path, base_seed: int) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
+def _reproduce_now(experiment: Experiment, out: Path,
+                   base_seed: int) -> tuple[Experiment, Verdict, dict[str, RunResult]]:
     report.forget(experiment.name, out)
     results = run_experiment(experiment, out, base_seed)
     if experiment.simulate:
