@@ -320,14 +320,14 @@ class _Drawing:
 
     def render(self, path: Path | None = None) -> np.ndarray:
         """Draw the figure as it is now, save it as PNG at ``path`` (when given); its (H, W, 3) pixels."""
-        return _rgb(self._save(path)[0])
+        return _rgb(self._drawn(path)[0])
 
     def png(self, path: Path | None = None) -> tuple[bytes, tuple[int, int, int]]:
         """Draw the figure as it is now, save it as PNG at ``path`` (when given); the PNG and (H, W, 3)."""
-        rgba, image = self._save(path)
+        rgba, image = self._drawn(path)
         return image or png(rgba), (*rgba.shape[:2], 3)
 
-    def _save(self, path: Path | None) -> tuple[np.ndarray, bytes | None]:
+    def _drawn(self, path: Path | None) -> tuple[np.ndarray, bytes | None]:
         if not self.draws:
             for ax in self.figure.axes:
                 _ticks_once_per_draw(ax.xaxis, self)
@@ -466,17 +466,13 @@ def _rgb(rgba: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgba.view(_PIXEL)["rgb"]).view(np.uint8)
 
 
-def png(pixels: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 pixels, or an opaque image's (H, W, 4), as RGB PNG bytes: rows unfiltered, deflated at zlib
-    level 3. A figure is mostly flat colour, which deflate alone packs about as small as PIL's adaptive row filters
-    do, in a third of its time."""
-    height, width, channels = pixels.shape
+def png(rgba: np.ndarray) -> bytes:
+    """An opaque (H, W, 4) uint8 image as RGB PNG bytes: rows unfiltered, deflated at zlib level 3. A figure is mostly
+    flat colour, which deflate alone packs about as small as PIL's adaptive row filters do, in a third of its time."""
+    height, width, _ = rgba.shape
     rows = np.empty((height, 1 + 3 * width), np.uint8)  # each row: filter type 0 (none), then its RGB bytes
     rows[:, 0] = 0
-    if channels == 4:  # its colours copied straight into the rows
-        rows[:, 1:].view("V3")[...] = pixels.view(_PIXEL)["rgb"][..., 0]
-    else:
-        rows[:, 1:] = pixels.reshape(height, 3 * width)
+    rows[:, 1:].view("V3")[...] = rgba.view(_PIXEL)["rgb"][..., 0]  # the colours copied straight into the rows
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, no interlace
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, 3)) \
         + _chunk(b"IEND", b"")
