@@ -158,3 +158,31 @@ def test_compose_is_hydra_compose(overrides):
         same(first, expected)
         assert again.trainer.seed == 5 and first.trainer.seed != 5
         assert composed.call_count <= 1
+
+
+def test_hydra_reads_each_config_file_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    """With ``read_config_files_once`` Hydra composes the same configs (each variant above, twice: Hydra changes what
+    it reads), parses no file again, and reads a file changed between two compositions anew."""
+    import shutil
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra._internal.sources_registry import SourcesRegistry
+
+    from layerscope.paths import HYDRA_VERSION_BASE, config_dir
+
+    configs = shutil.copytree(config_dir(), tmp_path / "configs")
+    with initialize_config_dir(config_dir=str(configs), version_base=HYDRA_VERSION_BASE):
+        expected = [OmegaConf.to_container(hydra_compose("train", overrides=v)) for v in VARIANTS[:8]]
+        for scheme in ("file", "pkg"):  # Hydra's own reads again after this test
+            source = SourcesRegistry.instance().resolve(scheme)
+            monkeypatch.setattr(source, "load_config", source.load_config)
+        hydra_hooks.read_config_files_once()
+        with mock.patch.object(OmegaConf, "load", wraps=OmegaConf.load) as parsed:
+            for _ in range(2):
+                assert [OmegaConf.to_container(hydra_compose("train", overrides=v)) for v in VARIANTS[:8]] == expected
+                parses, parsed.call_count = parsed.call_count, 0
+            assert parses == 0
+            train = configs / "train.yaml"
+            train.write_text(train.read_text().replace("width: 500", "width: 12345"))
+            assert hydra_compose("train", overrides=[]).model.width == 12345 and parsed.call_count == 1

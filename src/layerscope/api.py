@@ -262,11 +262,13 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     from hydra import compose
     from omegaconf import OmegaConf, open_dict
 
+    from layerscope.config.hydra_hooks import read_config_files_once
     from layerscope.paths import configs_context
     from layerscope.runs.ownership import check_target, owned
     from layerscope.train.group import run as train
 
     overrides = list(overrides)
+    read_config_files_once()
     with configs_context():
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     folder = Path(output_dir if output_dir is not None else OmegaConf.select(cfg, "hydra.run.dir"))

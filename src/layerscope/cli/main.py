@@ -22,8 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from layerscope.cli.errors import check_command_line
 from layerscope.cli.errors import install as install_error_lines
-from layerscope.config.hydra_hooks import (compose_once, parse_interpolations_once, reuse_group_repositories,
-                                           write_records_once)
+from layerscope.config.hydra_hooks import (compose_once, parse_interpolations_once, read_config_files_once,
+                                           reuse_group_repositories, write_records_once)
 from layerscope.config.overrides import parse, quoted
 from layerscope.errors import ConfigError
 from layerscope.heap import startup_left_out
@@ -49,6 +49,7 @@ reuse_group_repositories()
 compose_once()
 write_records_once()
 parse_interpolations_once()
+read_config_files_once()
 
 
 def _fail(run_dir: Path, err: BaseException) -> str:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from layerscope.errors import ConfigError
+from layerscope.files import load_yaml
 from layerscope.lecture import ravine, saddle
 from layerscope.lecture.claims import CHECKS
 from layerscope.lecture.claims.seeds import SEEDS
@@ -50,7 +49,7 @@ def load_experiments(only: list[str] | None = None, size: str = "cpu") -> list[E
     ``size`` paper, an experiment with a ``reproduce.paper`` section runs its grid and overrides."""
     found = []
     for path in sorted(experiments_dir().glob("*.yaml")):
-        spec = OmegaConf.to_container(OmegaConf.load(path)).get("reproduce")
+        spec = load_yaml(path).get("reproduce")
         if spec:
             if size == "paper" and "paper" in spec:
                 spec = {**spec, "grid": spec["paper"]["grid"], "overrides": spec["paper"].get("overrides", [])}

@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from layerscope.config.hydra_hooks import compose
+from layerscope.config.hydra_hooks import compose, parse_interpolations_once, read_config_files_once
 from layerscope.errors import ConfigError
 from layerscope.heap import startup_left_out
 from layerscope.lecture import report
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as err:
         print(f"layerscope-reproduce: error: {err}", file=sys.stderr)
         return 2
+    read_config_files_once(), parse_interpolations_once()
     processes = max(1, min(args.processes or default_processes(), len(experiments)))
     clock = Estimate(args.out / TIMINGS, [e.name for e in experiments], at_once=processes)
     try:
@@ -297,6 +298,7 @@ def _start_worker(threads: int) -> None:
 
     torch.set_num_threads(threads)
     _quiet_logging()
+    read_config_files_once(), parse_interpolations_once()
     _WORKER_CONTEXT.append(configs_context())
 
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import OmegaConf
 
-from layerscope.files import truncate_jsonl, write_json_atomic, write_text, yaml_text
+from layerscope.files import load_yaml, truncate_jsonl, write_json_atomic, write_text, yaml_text
 
 SUMMARY, CONFIG, METRICS, PROBES, CHECKPOINT, TRAIN_LOG = (
     "summary.json", "config.yaml", "metrics.jsonl", "probes.jsonl", "checkpoint.pt", "train.log")
@@ -95,7 +95,7 @@ def write_config(run_dir: Path, cfg: Any) -> None:
 def read_config(run_dir: Path) -> dict:
     """The run's resolved config (its config.yaml); {} when it has none."""
     path = run_dir / CONFIG
-    return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
+    return load_yaml(path) if path.exists() else {}
 
 
 def objective(summary: Mapping[str, Any]) -> float:
