@@ -297,3 +297,39 @@ def test_what_a_redrawn_figure_keeps_draws_plain_matplotlib_s_pixels_again_and_a
         shown = [d.update(record(activation, seed), f"10x500 seed {seed}").render() for d in (kept, plain)]
         assert np.array_equal(*shown)
     assert len(kept.curves.legends) == 3  # on the left with and without the dead fraction, one on the right
+
+
+def test_a_figure_drawn_once_draws_plain_matplotlib_s_pixels():
+    """``render`` works each axis's ticks out once per layout pass and each math text (a log axis's 10⁻³) once per
+    process: its pixels equal plain matplotlib's (a new Agg canvas), a figure drawn again equals it again, and a figure
+    changed after a render (another tick locator) is drawn as matplotlib draws it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from layerscope.probe.figures import render
+
+    def figure(scale: float) -> Figure:
+        fig = Figure(figsize=(8, 3), layout="constrained")
+        for ax, y in zip(fig.subplots(1, 2), (scale * 10.0 ** -np.arange(1, 11), scale * np.sin(np.arange(1, 11)))):
+            ax.plot(np.arange(1, 11), y, "o-", label=f"scale {scale}")
+            ax.set_yscale("log" if y.min() > 0 else "linear")
+            ax.legend()
+            ax.set_xlabel("layer")
+        fig.suptitle(f"scale {scale}")
+        return fig
+
+    def plain(fig: Figure) -> np.ndarray:
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3]
+
+    for scale in (1.0, 1e3, 1.0):
+        assert np.array_equal(render(figure(scale)), plain(figure(scale)))
+    fig, ref = figure(1.0), figure(1.0)
+    for _ in range(2):  # a second draw starts its layout from the first one's: a few pixels move, in matplotlib too
+        assert np.array_equal(render(fig), plain(ref))
+    for f in (fig, ref):  # the layout kept as it is: each axis where it was, the same key to its ticks as before
+        f.set_layout_engine("none")
+        f.axes[1].xaxis.set_major_locator(MaxNLocator(3))
+    assert np.array_equal(render(fig), plain(ref))
