@@ -376,8 +376,9 @@ def _draw_axis(axis, renderer) -> None:
     (``_drawn_together``), not a line a tick: a lecture figure's ~70 marks took a twelfth of its draw."""
     if not axis.get_visible():
         return
-    ticks = [tick for tick in axis._update_ticks() if tick.get_visible()]
-    boxes = axis._get_ticklabel_bboxes(ticks, renderer)
+    ticks = axis._update_ticks()
+    boxes = axis._get_ticklabel_bboxes(ticks, renderer)  # matplotlib's list: the extents kept for this draw
+    ticks = [tick for tick in ticks if tick.get_visible()]
     for tick in ticks:
         tick.gridline.draw(renderer)
     for kind in ("tick1line", "tick2line"):
