@@ -411,8 +411,9 @@ def _drawn_together(marks: list[Line2D], renderer) -> None:
         groups.setdefault(_look(line), []).append(line)
     for group in groups.values():
         first = group[0]
-        if len(group) == 1 or not first.get_visible():
-            first.draw(renderer)
+        if len(group) == 1 or first.get_linestyle() != "None":  # a line through the points would join the marks
+            for line in group:
+                line.draw(renderer)
             continue
         own = first.get_xdata(orig=True), first.get_ydata(orig=True)
         first.set_data(*(np.concatenate([getattr(line, f"get_{xy}data")(orig=True) for line in group]) for xy in "xy"))
