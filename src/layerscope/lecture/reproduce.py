@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as err:
         print(f"layerscope-reproduce: error: {err}", file=sys.stderr)
         return 2
-    read_config_files_once(), parse_interpolations_once()
+    read_config_files_once()
+    parse_interpolations_once()
     processes = max(1, min(args.processes or default_processes(), len(experiments)))
     clock = Estimate(args.out / TIMINGS, [e.name for e in experiments], at_once=processes)
     try:
@@ -298,7 +299,8 @@ def _start_worker(threads: int) -> None:
 
     torch.set_num_threads(threads)
     _quiet_logging()
-    read_config_files_once(), parse_interpolations_once()
+    read_config_files_once()
+    parse_interpolations_once()
     _WORKER_CONTEXT.append(configs_context())
 
 
