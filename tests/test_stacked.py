@@ -160,6 +160,8 @@ def test_a_diverging_member_is_masked_and_an_invalid_one_fails_alone(tmp_path):
         assert_same_run(alone[i], members[i])
     saved = torch.load(tmp_path / "member_1" / "checkpoint.pt", weights_only=True)  # the last good one
     assert saved["step"] <= diverged_at and all(torch.isfinite(t).all() for t in saved["model"].values())
+    single = torch.load(tmp_path / "single_1" / "checkpoint.pt", weights_only=True)
+    assert saved["position"] == single["position"] > 0 and _stored_bytes(saved) == _stored_bytes(single)  # mid-epoch
 
 
 def test_a_member_checkpoint_is_its_single_runs(tmp_path):
@@ -176,6 +178,20 @@ def test_a_member_checkpoint_is_its_single_runs(tmp_path):
             for key, value in state.items():
                 torch.testing.assert_close(member["optimizer"]["state"][index][key], value, rtol=TOLERANCE, atol=1e-12)
         assert torch.equal(single["epoch_generator"], member["epoch_generator"])
+        assert _stored_bytes(member) == _stored_bytes(single)  # none of the other members' weights
+
+
+def _stored_bytes(saved) -> int:
+    """The bytes a checkpoint's tensors hold, a storage shared by views counted once."""
+    storages = {}
+    todo = [saved]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, torch.Tensor):
+            storages[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
+        elif isinstance(x, (dict, list, tuple)):
+            todo.extend(x.values() if isinstance(x, dict) else x)
+    return sum(storages.values())
 
 
 def _dropped(seeds: list[int], p: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:

@@ -147,12 +147,13 @@ class StackedMLP:
         return torch.cat([_stored(name, t).reshape(-1) for name, t in zip(self.shapes, tensors)])
 
     def unstack(self, row: torch.Tensor) -> list[torch.Tensor]:
-        """One member's row of ``flat`` (or of an optimizer state) as its single-run parameters, on the CPU."""
-        out, offset = [], 0
+        """One member's row of ``flat`` (or of an optimizer state) as its single-run parameters, on the CPU: views of
+        one copy of the row (a view of ``flat`` itself would be saved with every member's rows)."""
+        out, offset, row = [], 0, row.detach().to("cpu", copy=True)
         for name, shape in self.shapes.items():
             n = shape.numel()
             stored = self.params[name].shape[1:]
-            chunk = row[offset:offset + n].reshape(stored).detach().cpu()
+            chunk = row[offset:offset + n].reshape(stored)
             out.append(chunk.t() if _is_linear_weight(name, shape) else chunk)
             offset += n
         return out

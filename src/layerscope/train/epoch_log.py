@@ -33,9 +33,10 @@ class EpochLog:
         self.predicted.index_copy_(0, self.slot, logits.detach().argmax(-1).unsqueeze(0))
         self.slot += 1
 
-    def saved(self, steps: int) -> list[torch.Tensor]:
-        """The first ``steps`` slots, for a checkpoint."""
-        return [self.losses[:steps].clone(), self.predicted[:steps].clone()]
+    def saved(self, steps: int, member: int) -> list[torch.Tensor]:
+        """The first ``steps`` slots of ``member``, for its checkpoint: a copy on the CPU (of its column alone, so
+        that the checkpoint holds none of the other members' slots)."""
+        return [t[:steps, member].to("cpu", copy=True) for t in (self.losses, self.predicted)]
 
     def first_bad(self, steps: int) -> torch.Tensor:
         """Per member: the first of the first ``steps`` slots whose loss is NaN/inf, or -1."""

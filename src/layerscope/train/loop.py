@@ -323,10 +323,9 @@ class Trainer:
     def _checkpoint_all(self, epoch: int, position: int, epoch_generators: list[torch.Tensor]) -> None:
         """A checkpoint of every active member whose state is healthy (no NaN/inf loss, finite weights)."""
         healthy = ((self.first_bad < 0) & torch.isfinite(self.s.model.flat).all(1)).tolist()
-        saved = self.epoch_log.saved(position)
         for k, m in self.active:
             if healthy[k]:
-                self._checkpoint(k, epoch, position, epoch_generators[k], [t[:, k].cpu() for t in saved])
+                self._checkpoint(k, epoch, position, epoch_generators[k], self.epoch_log.saved(position, k))
 
     def _checkpoint(self, k: int, epoch: int, position: int, epoch_generator: torch.Tensor, sums: list) -> None:
         """Member k's checkpoint, in the single-run format (the plain MLP's state_dict, torch.optim's state)."""
