@@ -26,7 +26,7 @@ from layerscope.config.hydra_hooks import (compose_once, parse_interpolations_on
                                            reuse_group_repositories, write_records_once)
 from layerscope.config.overrides import parse, quoted
 from layerscope.errors import ConfigError
-from layerscope.heap import startup_left_out
+from layerscope.heap import keep_freed_pages, startup_left_out
 from layerscope.paths import HYDRA_VERSION_BASE, config_dir, outputs
 from layerscope.runs.folder import (
     CHECKPOINT,
@@ -234,6 +234,7 @@ def _check_sweep_folder(argv: list[str]) -> None:
 def cli() -> None:
     """Console entry point ``layerscope``; a run that reuses a folder holds it from before Hydra writes there."""
     threading.excepthook = _thread_error
+    keep_freed_pages()
     try:
         with stopping():
             check_command_line(sys.argv[1:])
