@@ -265,6 +265,33 @@ def test_experiments_run_at_once_in_worker_processes_give_the_report_one_process
     assert tables[0].index(" 1  Small Gaussian init") < tables[0].index(" 3  Xavier + tanh")
 
 
+AFTER_OPENMP = """
+import os, sys, torch
+torch.set_num_threads(2)
+(torch.randn(1000, 1000) @ torch.randn(1000, 1000)).tanh().sum()  # this process has run OpenMP on two threads
+os.cpu_count = lambda: 4  # two workers of two threads each
+from layerscope.lecture import reproduce
+sys.exit(reproduce.main(["--only", "xavier_tanh", "small_gaussian_init", "--processes", "2", "--out", sys.argv[1]]))
+"""
+
+
+def test_workers_of_two_threads_start_in_a_process_that_has_run_openmp(tmp_path):
+    """A worker forked from a process that has run an OpenMP region hangs in its first region of two threads: such
+    workers are spawned, and the experiments end."""
+    import os
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-c", AFTER_OPENMP, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the hung workers too
+        raise
+    assert proc.returncode == 0, output
+    assert (tmp_path / "REPORT.md").is_file()
+
+
 def test_sigterm_stops_experiments_running_at_once_and_leaves_every_run_a_status(tmp_path):
     """SIGTERM to ``layerscope-reproduce`` while two experiments train in worker processes: it is passed on, each
     run records it (interrupted, or completed where it had ended), nothing else starts, REPORT.md is not written,

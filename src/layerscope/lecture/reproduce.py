@@ -251,7 +251,7 @@ def _run_at_once(experiments: list[Experiment], out: Path, base_seed: int, clock
     threads = max(1, (os.cpu_count() or 1) // processes)
     order = sorted(experiments, key=lambda e: -clock.last.get(e.name, 0.0))
     verdicts: dict[str, Verdict] = {}
-    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(_start_method()),
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(_start_method(threads)),
                                initializer=_start_worker, initargs=(threads,))
     futures = {pool.submit(_reproduce_in_worker, e, out, base_seed): e for e in order}
     try:
@@ -291,13 +291,14 @@ def _ignoring_signals():
             signal.signal(s, handler)
 
 
-def _start_method() -> str:
-    """How a worker process starts: forked on Linux where no GPU is, with the modules this process has imported
-    (torch, Hydra, the claims: 2.4 s a worker); spawned anew elsewhere (a forked process cannot use CUDA, and macOS's
-    system libraries are not safe to fork)."""
+def _start_method(threads: int) -> str:
+    """How a worker training on ``threads`` starts: forked on Linux where no GPU is and each worker trains on one
+    thread, with the modules this process has imported (torch, Hydra, the claims: 2.4 s a worker); spawned anew
+    otherwise. A forked process cannot use CUDA, hangs in its first OpenMP region of two threads or more if this
+    process ran one before, and macOS's system libraries are not safe to fork."""
     import torch
 
-    return "fork" if sys.platform == "linux" and not torch.cuda.is_available() else "spawn"
+    return "fork" if sys.platform == "linux" and threads == 1 and not torch.cuda.is_available() else "spawn"
 
 
 _WORKER_CONTEXT = []  # a spawned worker's Hydra context, held for its life (a forked one has this process's)
