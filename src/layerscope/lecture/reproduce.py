@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     read_config_files_once()
     parse_interpolations_once()
+    keep_freed_pages()  # where this process trains (one at a time) and in the workers it forks
     processes = max(1, min(args.processes or default_processes(), len(experiments)))
     clock = Estimate(args.out / TIMINGS, [e.name for e in experiments], at_once=processes)
     try:
@@ -309,7 +310,7 @@ def _start_worker(threads: int) -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     torch.set_num_threads(threads)
-    keep_freed_pages()
+    keep_freed_pages()  # a spawned worker's own malloc
     _quiet_logging()
     read_config_files_once()
     parse_interpolations_once()
