@@ -42,12 +42,14 @@ CATEGORIES = {  # what a profiled function's time (with its callees) is charged 
     "set-up": [("config/hydra_hooks.py", "_save_config"), ("hydra/core/utils.py", "configure_log"),
                ("sweep/launcher.py", "_output_dir"), ("sweep/launcher.py", "_begin_job"), ("train/group.py", "_build")],
     "probes": [("train/loop.py", "_keep")],
-    "figures": [("train/finish.py", "start_figures"), ("concurrent/futures/_base.py", "result")],
+    "figures": [("probe/figure_workers.py", "begin"), ("probe/figure_workers.py", "futures"),
+                ("concurrent/futures/_base.py", "result")],
     "files": [("train/loop.py", "_begin"), ("train/loop.py", "_checkpoint"), ("runs/writer.py", "hparams"),
               ("runs/writer.py", "close"), ("runs/writer.py", "epoch"), ("runs/folder.py", "write_summary")],
     "report": [("sweep/report.py", "write_sweep_report")],
 }
-"""Functions that do not call one another, so the categories do not overlap; "the rest" is everything else."""
+"""Functions charged with their callees, less the time of callees charged elsewhere (a probe begins its figure:
+that is the figures'), so the categories do not overlap; "the rest" is everything else."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -110,13 +112,18 @@ def breakdown(profile: Path, count: int) -> dict[str, float]:
     """Milliseconds per member (job) of each category in a profiled sweep of ``count`` of them."""
     stats = pstats.Stats(str(profile)).stats  # {(file, line, function): (calls, ncalls, tottime, cumtime, callers)}
     total = max(value[3] for value in stats.values())
-    out, charged = {}, 0.0
-    for category, functions in CATEGORIES.items():
-        seconds = sum(value[3] for (file, _, name), value in stats.items()
-                      if any(file.endswith(suffix) and name == fn for suffix, fn in functions))
-        out[category] = 1000 * seconds / count
-        charged += seconds
-    out["the rest"] = 1000 * (total - charged) / count
+    charged = {key: category for key in stats for category, functions in CATEGORIES.items()
+               if any(key[0].endswith(suffix) and key[2] == fn for suffix, fn in functions)}
+    out, spent = {category: 0.0 for category in CATEGORIES}, 0.0
+    for key, category in charged.items():
+        out[category] += stats[key][3]
+        spent += stats[key][3]
+        for caller, (*_, cumtime) in stats[key][4].items():  # this function's time inside another category's
+            if charged.get(caller, category) != category:
+                out[charged[caller]] -= cumtime
+                spent -= cumtime
+    out = {category: 1000 * seconds / count for category, seconds in out.items()}
+    out["the rest"] = 1000 * (total - spent) / count
     out["profiled total"] = 1000 * total / count
     return out
 

@@ -349,3 +349,31 @@ def test_a_crashing_group_fails_its_members_and_the_next_group_trains(tmp_path, 
     assert [r["status"] for r in results[0]] == ["failed", "failed"]
     assert all(RunResult.load(f).summary["error"] == "RuntimeError: boom" for f in folders[:2])
     assert results[1][0]["status"] == "completed" and RunResult.load(folders[2]).status == "completed"
+
+
+@pytest.mark.parametrize("figures, begun", [("true", [0]), ("every", [0, 5, 10, 15, 20])])
+def test_a_members_figures_are_begun_on_low_priority_workers_while_it_trains(tmp_path, monkeypatch, figures, begun):
+    """A stack's members hand their first probe's figure (with probe.figures=every, each probe's) to the figure
+    workers as it is recorded, not when the run ends; the workers draw at the lowest priority (niceness 19), on the
+    CPUs the training leaves idle. Every figure asked for is there at the end."""
+    from layerscope.probe import figure_workers
+    from layerscope.train import loop
+
+    seen = []
+    end_epoch = loop.Trainer._end_epoch
+
+    def at_epoch_end(self, *args):
+        seen.append([sorted(m.figures.begun) for m in self.s.members])
+        return end_epoch(self, *args)
+
+    monkeypatch.setattr(loop.Trainer, "_end_epoch", at_epoch_end)
+    base = [b for b in BASE if not b.startswith(("probe.", "trainer.max_steps"))]
+    cfgs = configs([["trainer.seed=0"], ["trainer.seed=1"]],
+                   base + ["trainer.max_steps=30", "probe.every=5", f"probe.figures={figures}"])  # 22 steps an epoch
+    train_group(cfgs, [tmp_path / f"member_{i}" for i in range(2)])
+    assert seen[0] == [begun, begun]  # at the first epoch's end (step 22), before the run ends at step 30
+    expected = [0, 29] if figures == "true" else [0, 5, 10, 15, 20, 25, 29]
+    for i in range(2):
+        assert sorted(p.name for p in (tmp_path / f"member_{i}" / "figures").iterdir()) == [
+            f"probe_{step:06d}.png" for step in expected]
+    assert figure_workers._workers().submit(os.nice, 0).result(timeout=60) == 19

@@ -1,12 +1,14 @@
 """Lecture figures drawn by worker processes, beside the process that trains and writes.
 
-A stacked group draws its members' figures, and a process's later runs draw theirs (a sweep's jobs under Hydra's
-basic launcher, runs from the Python API), on one worker per CPU: each is a fresh Python (spawned, so the trainer's
-threads and device state are not copied) that loads matplotlib, not torch, and keeps its figures for every run it
-draws (``figures.drawings``). A worker writes each lecture figure's PNG into the run's folder and hands back its
-TensorBoard image as PNG bytes; the run's own process writes those into its event file. A process's first run
-draws its figures itself (starting a worker costs about a second, more than its two figures), unless the
-command started its workers early (``warm``), while it loaded torch and trained.
+A run's figures (``RunFigures``) are drawn on one worker per CPU: a stacked group's members' figures, and those of
+a process's later runs (a sweep's jobs under Hydra's basic launcher, runs from the Python API). Each worker is a
+fresh Python (spawned, so the trainer's threads and device state are not copied) that loads matplotlib, not torch,
+keeps its figures for every run it draws (``figures.drawings``) and runs at the lowest priority (niceness 19): it
+draws on the CPUs the training leaves idle and yields them to it. A figure is begun as soon as its probe is
+recorded (the first probe's while the run trains on); the worker writes its PNG into the run's folder and hands
+back its TensorBoard image as PNG bytes, which the run's own process writes into its event file. A process's first
+run draws its figures itself, as it ends (starting a worker costs about a second, more than its two figures),
+unless the command started its workers early (``warm``), while it loaded torch and trained.
 """
 
 from __future__ import annotations
@@ -28,22 +30,40 @@ _pool: ProcessPoolExecutor | None = None
 _runs_drawn = 0  # runs of this process whose figures were drawn
 
 
-def draw(records: list[ProbeRecord], title: str, paths: list[Path], many: bool = False) -> list[Future]:
-    """Draw each of ``records`` as its lecture figure at its path in ``paths`` and as its TensorBoard image: here, or
-    on the workers when this is one of ``many`` runs drawn together (a stack's members) or not this process's first.
-    A Future of each one's image."""
-    global _runs_drawn
-    _runs_drawn += 1
-    local = _pool is None and not many and _runs_drawn == 1
-    futures = []
-    for record, path in zip(records, paths):
+class RunFigures:
+    """One run's lecture figures: each begun on a worker as soon as it is asked for, or, for a process's first run
+    where no worker is up (and not one of ``many`` drawn together, a stack's members), drawn here as the run ends."""
+
+    def __init__(self, title: str, many: bool = False) -> None:
+        global _runs_drawn
+        _runs_drawn += 1
+        self.title, self.here = title, _pool is None and not many and _runs_drawn == 1
+        self.begun: dict[int, Future] = {}  # by step
+        self.kept: list[tuple[Future, dict, str]] = []  # to draw here, as the run ends
+
+    def begin(self, record: ProbeRecord, path: Path) -> None:
+        """Draw ``record`` as its lecture figure at ``path`` and as its TensorBoard image (once per step)."""
+        if record.step in self.begun:
+            return
         row = record.to_json(LECTURE_HISTOGRAMS)
-        if local:
-            futures.append(Future())
-            futures[-1].set_result(_draw(row, title, str(path)))
+        if self.here:
+            self.begun[record.step] = Future()
+            self.kept.append((self.begun[record.step], row, str(path)))
         else:
-            futures.append(_workers().submit(_draw, row, title, str(path)))
-    return futures
+            self.begun[record.step] = _workers().submit(_draw, row, self.title, str(path))
+
+    def futures(self) -> list[Future]:
+        """A Future of each figure's image, in step order (those kept to draw here are drawn now)."""
+        for future, row, path in self.kept:
+            future.set_result(_draw(row, self.title, path))
+        self.kept = []
+        return [self.begun[step] for step in sorted(self.begun)]
+
+    def cancel(self) -> None:
+        """Leave undrawn the figures that no worker has begun (the run was stopped)."""
+        self.kept = []
+        for future in self.begun.values():
+            future.cancel()
 
 
 def warm(workers: int, depth: int) -> None:
@@ -58,7 +78,7 @@ def _workers(workers: int | None = None) -> ProcessPoolExecutor:
     global _pool
     if _pool is None:
         _pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
-                                    mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_signals)
+                                    mp_context=multiprocessing.get_context("spawn"), initializer=_in_background)
         atexit.register(_pool.shutdown, cancel_futures=True)
         # a process that is itself a multiprocessing worker runs no atexit handlers but joins its children (these
         # workers) as it exits: they are told to stop before that, and before its queues close (priority 10)
@@ -66,8 +86,11 @@ def _workers(workers: int | None = None) -> ProcessPoolExecutor:
     return _pool
 
 
-def _ignore_signals() -> None:
-    """A worker leaves SIGINT and SIGTERM to the process that started it, which stops the run and then the workers."""
+def _in_background() -> None:
+    """A worker draws at the lowest priority, on CPUs the training leaves idle, and leaves SIGINT and SIGTERM to the
+    process that started it, which stops the run and then the workers."""
+    if hasattr(os, "nice"):  # not on Windows
+        os.nice(19)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 

@@ -184,6 +184,15 @@ def _local(work: list[tuple[list[DictConfig], list[str]]], loaded: dict | None =
     return results
 
 
+def _warm_figure_workers(config: DictConfig) -> None:
+    """Start the figure workers now, where the sweep's groups train here and its first job draws figures: they load
+    matplotlib on the CPUs this process leaves idle while it composes, builds and trains."""
+    if config.probe.get("figures") and not config.get("grid"):
+        from layerscope.probe.figure_workers import warm
+
+        warm(os.cpu_count() or 1, config.model.depth)
+
+
 def _stacks(chunks: list[list[int]]) -> str:
     """'3 x 16, 1 x 4': how many stacked models of how many members."""
     sizes: dict[int, int] = {}
@@ -216,6 +225,8 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_i
         config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = config.hydra.job.num = number
+        if not configs and launcher.dispatch == "local":
+            _warm_figure_workers(config)
         configs.append(config)
     folders = [_output_dir(c) for c in configs]
     HydraConfig.instance().set_config(configs[-1])  # as after run_job: ${hydra:...} in a job's config reads it

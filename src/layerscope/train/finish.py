@@ -41,7 +41,7 @@ def differences(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
 
 def finish_run(cfg: DictConfig, summary: dict[str, Any], writer: RunWriter, steps: int,
                logger: logging.Logger = log, figures: list[Future] = ()) -> None:
-    """The end of every run: its figures' TensorBoard images (``start_figures``), hparams and summary.json, and a
+    """The end of every run: its figures' TensorBoard images (``run_figures``), hparams and summary.json, and a
     closing log line."""
     drawn = []
     for future in figures:
@@ -74,15 +74,13 @@ def figure_records(records: list[ProbeRecord], figures: bool | str) -> list[Prob
     return records[:1] + records[1:][-1:] if figures else []
 
 
-def start_figures(records: list[ProbeRecord], title: str, run_dir: Path, many: bool = False) -> list[Future]:
-    """Draw the lecture figure of each of ``records``, figures/probe_<step>.png, and its compact form, TensorBoard's
-    image (legible at the size TensorBoard shows it): here, or on worker processes (``figure_workers``; ``many``:
-    one of several runs drawn together). A Future of each image."""
-    if not records:
-        return []
-    from layerscope.probe import figure_workers  # matplotlib: only for a run that draws
+def run_figures(title: str, many: bool = False):
+    """A run's lecture figures (``figure_workers.RunFigures``): each of its probes' figures/probe_<step>.png, and its
+    compact form, TensorBoard's image (legible at the size TensorBoard shows it); ``many``: one of several runs drawn
+    together."""
+    from layerscope.probe.figure_workers import RunFigures  # worker processes: only for a run that draws
 
-    return figure_workers.draw(records, title, [probe_figure(run_dir, r.step) for r in records], many)
+    return RunFigures(title, many)
 
 
 def redraw(run_dir: Path, steps: list[int] | None = None) -> list[Path]:
@@ -98,6 +96,9 @@ def redraw(run_dir: Path, steps: list[int] | None = None) -> list[Path]:
         listed = ", ".join(map(str, by_step)) if len(by_step) <= 12 else f"{', '.join(map(str, list(by_step)[:12]))}, ..."
         raise ConfigError(f"{run_dir} has no probe at step {missing[0]}; its probes are at steps {listed}")
     chosen = figure_records(records, True) if steps is None else [by_step[s] for s in dict.fromkeys(steps)]
-    for future in start_figures(chosen, describe(cfg), run_dir, many=len(chosen) > 2):
+    figures = run_figures(describe(cfg), many=len(chosen) > 2)
+    for record in chosen:
+        figures.begin(record, probe_figure(run_dir, record.step))
+    for future in figures.futures():
         future.result()
     return [probe_figure(run_dir, r.step) for r in chosen]

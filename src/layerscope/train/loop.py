@@ -30,12 +30,13 @@ from layerscope.nets.stacked import Captured
 from layerscope.optim.schedules import learning_rate
 from layerscope.probe.record import ProbeRecord
 from layerscope.runs.checkpoint import INITIAL, save_checkpoint
-from layerscope.runs.folder import CHECKPOINT, FINAL, METRICS, PROBES, restart_logs, write_config, write_summary
+from layerscope.runs.folder import (CHECKPOINT, FINAL, METRICS, PROBES, probe_figure, restart_logs, write_config,
+                                     write_summary)
 from layerscope.runs.writer import RunWriter
 from layerscope.theory.prediction import compare
 from layerscope.train.cuda_graph import CapturedStep
 from layerscope.train.epoch_log import EpochLog
-from layerscope.train.finish import describe, figure_records, finish_run, start_figures
+from layerscope.train.finish import describe, figure_records, finish_run, run_figures
 from layerscope.train.interrupt import Interrupt
 from layerscope.train.members import Member, Stack, close_log
 
@@ -145,18 +146,20 @@ class Trainer:
                 steps, seconds = m.summary["steps"], self._seconds(m)
                 m.summary.update(train_seconds=seconds, probes=len(m.records),
                                  samples_per_second=steps * self.batch / seconds if steps and seconds else None)
-            figures = [start_figures(figure_records(m.records, m.cfg.probe.figures), describe(m.cfg), m.run_dir,
-                                     many=not self.alone) if m.summary["status"] != "interrupted" else []
-                       for m in s.members]  # all drawn at once, on worker processes when several
-            try:
-                for m, drawn in zip(s.members, figures):
-                    finish_run(m.cfg, m.summary, m.writer, m.summary["steps"], m.log, drawn)
-            except BaseException:  # a signal while they are drawn: the figures not yet begun are not drawn
-                for future in (f for drawn in figures for f in drawn):
-                    future.cancel()
-                raise
+            for m in s.members:  # the rest of each one's figures, all begun at once; a stopped run draws none
+                if m.figures is not None and m.summary["status"] == "interrupted":
+                    m.figures.cancel()
+                    m.figures = None
+                elif m.figures is not None:
+                    for record in figure_records(m.records, m.cfg.probe.figures):
+                        m.figures.begin(record, probe_figure(m.run_dir, record.step))
+            for m in s.members:
+                finish_run(m.cfg, m.summary, m.writer, m.summary["steps"], m.log,
+                           m.figures.futures() if m.figures is not None else [])
         finally:
             for m in s.members:
+                if m.figures is not None:  # stopped (a signal, an error): the figures not yet begun are not drawn
+                    m.figures.cancel()
                 if m.writer is not None:
                     m.writer.close()
                 close_log(m.log)
@@ -175,6 +178,8 @@ class Trainer:
                 m.summary["stacked"] = {"members": len(self.s.members), "runs": [str(x.run_dir) for x in self.s.members]}
             purge = restart_logs(m.run_dir)
         m.writer = RunWriter(m.run_dir, purge_step=purge, activation_range=self.s.measure.activation.bounds)
+        if m.cfg.probe.figures:
+            m.figures = run_figures(describe(m.cfg), many=not self.alone)
         write_config(m.run_dir, m.cfg)
         write_summary(m.run_dir, m.summary)
 
@@ -281,6 +286,8 @@ class Trainer:
                 record.theory = compare(m.prediction, record.stats)
             m.writer.probe(record)
             m.records.append(record)
+            if m.figures is not None and (m.cfg.probe.figures == "every" or len(m.records) == 1):
+                m.figures.begin(record, probe_figure(m.run_dir, step))  # drawn while the run trains on
             if not record.finite and bad < 0:
                 self.first_bad[k] = bad = step
             if bad >= 0 and self.s.total:

@@ -40,6 +40,7 @@ class Member:
     summary: dict[str, Any] = field(default_factory=dict)
     records: list[ProbeRecord] = field(default_factory=list)
     writer: RunWriter | None = None
+    figures: Any = None  # its lecture figures (``run_figures``), when it draws any
     log: logging.Logger = log
     done: bool = False
     error: Exception | None = None  # why it failed before training
