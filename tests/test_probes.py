@@ -99,7 +99,7 @@ def test_record_matches_direct_computation():
 def test_dead_and_inactive_fractions_count_relu_units_off_for_the_whole_batch():
     probed = Probed("relu", {"name": "he_normal", "gain": "auto"}, depth=2, width=4)
     with torch.no_grad():
-        probed.model.params["blocks.0.linear.bias"][0, :2] = -100.0  # two of four units never fire
+        probed.model.params["blocks.0.linear.bias"][0, 0, :2] = -100.0  # two of four units never fire
     record = probed.record(torch.randn(32, 8), torch.randint(0, 3, (32,)), step=False)
     assert record.stats["dead_fraction"][0] == record.stats["inactive_fraction"][0] == 0.5
     assert np.isnan(record.stats["update_ratio"]).all()  # no optimizer step followed

@@ -30,9 +30,16 @@ def _is_linear_weight(name: str, shape: torch.Size) -> bool:
     return name.endswith("weight") and len(shape) == 2
 
 
+def _is_linear_bias(name: str) -> bool:
+    return name == "head.bias" or name.endswith(".linear.bias")
+
+
 def _stored(name: str, p: torch.Tensor) -> torch.Tensor:
-    """A Linear weight is stored (fan_in, fan_out), so x @ W needs no transpose and its gradient no copy."""
-    return p.t() if _is_linear_weight(name, p.shape) else p
+    """A Linear weight is stored (fan_in, fan_out), so x @ W needs no transpose and its gradient no copy; a Linear
+    bias (1, fan_out), so that it adds to each sample's row as it is (no reshaping op and its backward per step)."""
+    if _is_linear_weight(name, p.shape):
+        return p.t()
+    return p.unsqueeze(0) if _is_linear_bias(name) else p
 
 
 @dataclass
@@ -154,7 +161,7 @@ class StackedMLP:
             n = shape.numel()
             stored = self.params[name].shape[1:]
             chunk = row[offset:offset + n].reshape(stored)
-            out.append(chunk.t() if _is_linear_weight(name, shape) else chunk)
+            out.append(chunk.t() if _is_linear_weight(name, shape) else chunk.view(shape))
             offset += n
         return out
 
@@ -164,8 +171,8 @@ class StackedMLP:
             p.grad = None
 
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        weight, bias = self.params[f"{name}.weight"], self.params[f"{name}.bias"]  # (K, in, out), (K, out)
-        return torch.baddbmm(bias.unsqueeze(1), x, weight)  # (K, B, out)
+        weight, bias = self.params[f"{name}.weight"], self.params[f"{name}.bias"]  # (K, in, out), (K, 1, out)
+        return torch.baddbmm(bias, x, weight)  # (K, B, out)
 
     def _norm(self, h: torch.Tensor, layer: int, module: str) -> torch.Tensor:
         name = f"blocks.{layer}.{module}"

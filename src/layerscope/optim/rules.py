@@ -74,13 +74,16 @@ class Block:
                                          for k in HYPER)  # NaN: a key this rule does not read
         self.corrected = _column([float(bias_corrected(c)) for c in cfgs], chunks[0])
         self.state = {key: [torch.zeros_like(c[start:stop]) for c in chunks] for key in OPTIMIZERS.get(name)}
+        self.params = [c[start:stop] for c in chunks]  # views of these rows, made once
+        self.rows = slice(start, stop) if stop - start < len(chunks[0]) else None  # None: every row, no view needed
 
-    def update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor,
-               t: torch.Tensor) -> None:
-        """θ -= Δθ in place for these rows of every chunk, at learning rates ``lr`` (rows, 1), step ``t``: each
-        operation on all chunks at once (``torch._foreach_*``: on the CPU a chunk per parameter, and dispatching an
-        operation costs more than a small parameter's arithmetic)."""
-        torch._foreach_addcmul_(params, self._directions(grads, t), [lr] * len(params), value=-1.0)
+    def update(self, grads: list[torch.Tensor], lr: torch.Tensor, t: torch.Tensor) -> None:
+        """θ -= Δθ in place for these rows of every chunk, from every member's ``grads`` at learning rates ``lr``
+        (K, 1), step ``t``: each operation on all chunks at once (``torch._foreach_*``: on the CPU a chunk per
+        parameter, and dispatching an operation costs more than a small parameter's arithmetic)."""
+        if self.rows is not None:
+            grads, lr = [g[self.rows] for g in grads], lr[self.rows]
+        torch._foreach_addcmul_(self.params, self._directions(grads, t), [lr] * len(self.params), value=-1.0)
 
     def _directions(self, g: list[torch.Tensor], t: torch.Tensor) -> list[torch.Tensor]:
         """Δθ / α for gradients ``g`` (overwritten: the caller's copy), chunk by chunk; the same operations in the
@@ -183,8 +186,7 @@ class Optimizer:
                 g.addcmul_(theta, self.weight_decay)
         lr = self.lr if alive is None else self.lr * alive[:, None]
         for block in self.blocks:
-            rows = slice(block.start, block.stop)
-            block.update([c[rows] for c in self.chunks], [g[rows] for g in grads], lr[rows], self.t)
+            block.update(grads, lr, self.t)
 
     def _block(self, k: int) -> Block:
         return next(b for b in self.blocks if b.start <= k < b.stop)
