@@ -7,8 +7,10 @@ the sweep report. Each row is a median of ``--repeats`` subprocesses, as a user 
 * **import torch**: ``python -c "import torch"``.
 * **one tiny run**: ``layerscope <tiny>``, the whole process; its ratio to ``import torch``.
 * **stacked sweep, per extra member**: ``layerscope -m <64 jobs> hydra/launcher=stacked`` less the same with 1
-  job, over 63; with the default figures and with ``probe.figures=false``.
-* **basic launcher, per extra job**: ``layerscope -m <16 jobs>`` (Hydra's basic launcher) less 1 job, over 15.
+  job, over 63; with the default figures and with ``probe.figures=false``. The two run in pairs, one right after
+  the other, and the median of the pairs' differences is reported.
+* **basic launcher, per extra job**: ``layerscope -m <16 jobs>`` (Hydra's basic launcher) less 1 job, over 15,
+  paired the same way.
 
 Then the breakdown of each sweep's per-member (per-job) cost: the same 64-member (16-job) command once more
 under cProfile, its time split by what layerscope and Hydra spend it on (compose, set-up, probes, figures,
@@ -55,7 +57,7 @@ that is the figures'), so the categories do not overlap; "the rest" is everythin
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3, help="subprocesses per row, the median is reported")
+    parser.add_argument("--repeats", type=int, default=3, help="subprocesses (or pairs of them) per row, the median is reported")
     parser.add_argument("--members", type=int, default=64, help="jobs of the stacked sweep (a multiple of 4)")
     parser.add_argument("--jobs", type=int, default=16, help="jobs of the basic-launcher sweep (a multiple of 4)")
     parser.add_argument("--no-profile", action="store_true", help="skip the breakdown (the profiled sweeps)")
@@ -98,6 +100,13 @@ def median_of(repeats: int, command: list[str], root: Path) -> float:
     return statistics.median(timed(command, root / str(i)) for i in range(repeats))
 
 
+def paired(repeats: int, one: list[str], many: list[str], root: Path) -> tuple[list[float], list[float]]:
+    """Wall seconds of ``repeats`` pairs of runs, ``one`` then ``many`` (a sweep of 1 job, then of many): each pair
+    sees the machine in one state, so the median of the pairs' differences leaves out most of its drift."""
+    walls = [(timed(one, root / f"one_{i}"), timed(many, root / f"many_{i}")) for i in range(repeats)]
+    return [a for a, _ in walls], [b for _, b in walls]
+
+
 def import_torch(repeats: int) -> float:
     """The median wall seconds of ``python -c "import torch"``."""
     walls = []
@@ -134,13 +143,13 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"import_torch_s": import_torch(args.repeats)}
     result["run_s"] = median_of(args.repeats, TINY, root / "run")
     for name, extra in (("stacked", []), ("stacked_nofig", ["probe.figures=false"])):
-        many = median_of(args.repeats, ["-m", *sweep(args.members), *TINY, *stacked, *extra], root / f"{name}_many")
-        one = median_of(args.repeats, ["-m", *sweep(1), *TINY, *stacked, *extra], root / f"{name}_one")
-        result[f"{name}_ms"] = 1000 * (many - one) / (args.members - 1)
-        result[f"{name}_walls_s"] = [one, many]
-    many = median_of(args.repeats, ["-m", *sweep(args.jobs), *TINY], root / "basic_many")
-    one = median_of(args.repeats, ["-m", *sweep(1), *TINY], root / "basic_one")
-    result["basic_ms"], result["basic_walls_s"] = 1000 * (many - one) / (args.jobs - 1), [one, many]
+        one, many = paired(args.repeats, ["-m", *sweep(1), *TINY, *stacked, *extra],
+                           ["-m", *sweep(args.members), *TINY, *stacked, *extra], root / name)
+        result[f"{name}_ms"] = 1000 * statistics.median(b - a for a, b in zip(one, many)) / (args.members - 1)
+        result[f"{name}_walls_s"] = [statistics.median(one), statistics.median(many)]
+    one, many = paired(args.repeats, ["-m", *sweep(1), *TINY], ["-m", *sweep(args.jobs), *TINY], root / "basic")
+    result["basic_ms"] = 1000 * statistics.median(b - a for a, b in zip(one, many)) / (args.jobs - 1)
+    result["basic_walls_s"] = [statistics.median(one), statistics.median(many)]
     if not args.no_profile:
         timed(["-m", *sweep(args.members), *TINY, *stacked], root / "profile_stacked", root / "stacked.prof")
         result["stacked_breakdown_ms"] = breakdown(root / "stacked.prof", args.members)
