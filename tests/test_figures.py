@@ -336,3 +336,25 @@ def test_a_figure_drawn_once_draws_plain_matplotlib_s_pixels():
         f.set_layout_engine("none")
         f.axes[1].xaxis.set_major_locator(MaxNLocator(3))
     assert np.array_equal(render(fig), plain(ref))
+
+
+_HEAVY_MAIN = """
+import torch  # this process's main module loads torch, as make reproduce's and the benchmarks' do
+
+from layerscope.probe import figure_workers
+
+if __name__ == "__main__":
+    figure_workers.warm(1, 2)
+    print(figure_workers._submit(eval, "sorted({'torch', 'matplotlib'} & set(__import__('sys').modules))").result())
+"""
+
+
+def test_a_figure_worker_loads_matplotlib_not_its_parents_main_module(tmp_path):
+    """A spawned process imports its parent's main module by default; a figure worker does not, so it loads matplotlib
+    for its figures and not torch (or whatever else the command's main module loads)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "heavy.py").write_text(_HEAVY_MAIN)
+    proc = subprocess.run([sys.executable, str(tmp_path / "heavy.py")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "['matplotlib']", proc.stderr

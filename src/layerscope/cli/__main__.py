@@ -2,5 +2,5 @@
 
 from layerscope.cli.main import cli
 
-if __name__ == "__main__":  # a worker process (figures) imports this module again: it must not run the command
+if __name__ == "__main__":  # a process that imports this module (a spawned one may) must not run the command
     cli()

@@ -18,8 +18,10 @@ import multiprocessing
 import multiprocessing.util
 import os
 import signal
+import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any, Callable
 
 from layerscope.probe.record import LECTURE_HISTOGRAMS, ProbeRecord
 
@@ -50,7 +52,7 @@ class RunFigures:
             self.begun[record.step] = Future()
             self.kept.append((self.begun[record.step], row, str(path)))
         else:
-            self.begun[record.step] = _workers().submit(_draw, row, self.title, str(path))
+            self.begun[record.step] = _submit(_draw, row, self.title, str(path))
 
     def futures(self) -> list[Future]:
         """A Future of each figure's image, in step order (those kept to draw here are drawn now)."""
@@ -69,9 +71,24 @@ class RunFigures:
 def warm(workers: int, depth: int) -> None:
     """Start ``workers`` workers now, each loading matplotlib and building the ``depth``-layer figures, so that a
     command's runs hand their figures to workers that are ready (this process meanwhile loads torch and trains)."""
-    pool = _workers(workers)
+    _workers(workers)
     for _ in range(workers):  # each submit finds no idle worker and spawns one
-        pool.submit(_ready, depth)
+        _submit(_ready, depth)
+
+
+def _submit(fn: Callable, *args: Any) -> Future:
+    """``fn(*args)`` on a worker. A worker it starts is spawned without this process's main module, which a spawned
+    process imports by default: ``make reproduce``'s or a benchmark's would load torch and more in every worker,
+    at full priority, before it lowers its own."""
+    main = sys.modules["__main__"]
+    spec, path = getattr(main, "__spec__", None), main.__dict__.pop("__file__", None)
+    main.__spec__ = None  # what multiprocessing reads to find the main module: by name, else by path
+    try:
+        return _workers().submit(fn, *args)
+    finally:
+        main.__spec__ = spec
+        if path is not None:
+            main.__file__ = path
 
 
 def _workers(workers: int | None = None) -> ProcessPoolExecutor:
