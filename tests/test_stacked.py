@@ -351,11 +351,14 @@ def test_a_crashing_group_fails_its_members_and_the_next_group_trains(tmp_path, 
     assert results[1][0]["status"] == "completed" and RunResult.load(folders[2]).status == "completed"
 
 
-@pytest.mark.parametrize("figures, begun", [("true", [0]), ("every", [0, 5, 10, 15, 20])])
-def test_a_members_figures_are_begun_on_low_priority_workers_while_it_trains(tmp_path, monkeypatch, figures, begun):
+@pytest.mark.parametrize("figures, threads, begun", [("true", 1, [0]), ("every", 1, [0, 5, 10, 15, 20]),
+                                                     ("true", 4, []), ("every", 4, [])])
+def test_a_members_figures_are_begun_on_low_priority_workers_while_it_trains_on_fewer_cores_than_there_are(
+        tmp_path, monkeypatch, figures, threads, begun):
     """A stack's members hand their first probe's figure (with probe.figures=every, each probe's) to the figure
-    workers as it is recorded, not when the run ends; the workers draw at the lowest priority (niceness 19), on the
-    CPUs the training leaves idle. Every figure asked for is there at the end."""
+    workers as it is recorded where the training leaves a CPU idle (here on 1 thread of 4 CPUs), else (on 4 threads)
+    as the loop ends: a figure drawn beside a loop on every core would stall its threads. The workers draw at the
+    lowest priority (niceness 19). Every figure asked for is there at the end."""
     from layerscope.probe import figure_workers
     from layerscope.train import loop
 
@@ -367,6 +370,8 @@ def test_a_members_figures_are_begun_on_low_priority_workers_while_it_trains(tmp
         return end_epoch(self, *args)
 
     monkeypatch.setattr(loop.Trainer, "_end_epoch", at_epoch_end)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     base = [b for b in BASE if not b.startswith(("probe.", "trainer.max_steps"))]
     cfgs = configs([["trainer.seed=0"], ["trainer.seed=1"]],
                    base + ["trainer.max_steps=30", "probe.every=5", f"probe.figures={figures}"])  # 22 steps an epoch

@@ -4,11 +4,12 @@ A run's figures (``RunFigures``) are drawn on one worker per CPU: a stacked grou
 a process's later runs (a sweep's jobs under Hydra's basic launcher, runs from the Python API). Each worker is a
 fresh Python (spawned, so the trainer's threads and device state are not copied) that loads matplotlib, not torch,
 keeps its figures for every run it draws (``figures.drawings``) and runs at the lowest priority (niceness 19): it
-draws on the CPUs the training leaves idle and yields them to it. A figure is begun as soon as its probe is
-recorded (the first probe's while the run trains on); the worker writes its PNG into the run's folder and hands
-back its TensorBoard image as PNG bytes, which the run's own process writes into its event file. A process's first
-run draws its figures itself, as it ends (starting a worker costs about a second, more than its two figures),
-unless the command started its workers early (``warm``), while it loaded torch and trained.
+draws on the CPUs the training leaves idle and yields them to it. A figure is begun as soon as the trainer asks
+(``train.loop``: as its probe is recorded where the training leaves a CPU idle, else as the loop ends); the
+worker writes its PNG into the run's folder and hands back its TensorBoard image as PNG bytes, which the run's own
+process writes into its event file. A process's first run draws its figures itself, as it ends (starting a worker
+costs about a second, more than its two figures), unless the command started its workers early (``warm``), while
+it loaded torch and trained.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import platform
 import time
 from typing import Any
@@ -107,6 +108,9 @@ class Trainer:
         self.l1 = torch.tensor(l1, device=s.device, dtype=s.data.x_train.dtype) if any(l1) else None
         self.fast = CapturedStep(self._train_step, s.model.zero_grad, s.model.generators) if cfg.trainer.cuda_graph else None
         self.interrupt = Interrupt()
+        # a figure is begun as its probe is recorded where the training leaves a CPU idle (a GPU trains, or fewer
+        # threads than CPUs), else as the loop ends: drawn beside a loop on every core, it stalls all its threads
+        self.figures_now = s.device.type == "cuda" or torch.get_num_threads() < (os.cpu_count() or 1)
         self.started = time.perf_counter()
         self.finished: float | None = None  # when the loop ended: the final checkpoint and the summary share it
 
@@ -138,6 +142,13 @@ class Trainer:
                     if self._epoch(epoch):
                         break
             self.finished = time.perf_counter()
+            for m in s.members:  # the rest of each one's figures, all begun at once; a stopped run draws none
+                if m.figures is not None and m.summary["status"] == "interrupted":
+                    m.figures.cancel()
+                    m.figures = None
+                elif m.figures is not None:
+                    for record in figure_records(m.records, m.cfg.probe.figures):
+                        m.figures.begin(record, probe_figure(m.run_dir, record.step))
             for k, m in self.active:
                 m.summary["status"] = "completed"
                 if s.total:  # the final state, for resuming a longer run or reading the weights
@@ -146,13 +157,6 @@ class Trainer:
                 steps, seconds = m.summary["steps"], self._seconds(m)
                 m.summary.update(train_seconds=seconds, probes=len(m.records),
                                  samples_per_second=steps * self.batch / seconds if steps and seconds else None)
-            for m in s.members:  # the rest of each one's figures, all begun at once; a stopped run draws none
-                if m.figures is not None and m.summary["status"] == "interrupted":
-                    m.figures.cancel()
-                    m.figures = None
-                elif m.figures is not None:
-                    for record in figure_records(m.records, m.cfg.probe.figures):
-                        m.figures.begin(record, probe_figure(m.run_dir, record.step))
             for m in s.members:
                 finish_run(m.cfg, m.summary, m.writer, m.summary["steps"], m.log,
                            m.figures.futures() if m.figures is not None else [])
@@ -286,7 +290,7 @@ class Trainer:
                 record.theory = compare(m.prediction, record.stats)
             m.writer.probe(record)
             m.records.append(record)
-            if m.figures is not None and (m.cfg.probe.figures == "every" or len(m.records) == 1):
+            if m.figures is not None and self.figures_now and (m.cfg.probe.figures == "every" or len(m.records) == 1):
                 m.figures.begin(record, probe_figure(m.run_dir, step))  # drawn while the run trains on
             if not record.finite and bad < 0:
                 self.first_bad[k] = bad = step
