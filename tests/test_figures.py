@@ -155,8 +155,8 @@ def test_worker_processes_draw_the_figures_this_process_would(tmp_path):
     """A stack's members hand their figures to worker processes: the PNG a worker writes and the TensorBoard image it
     returns are, pixel for pixel, the figures this process draws from the same record (as probes.jsonl keeps it)."""
     kept = ProbeRecord.from_json(record(np.tanh).to_json(LECTURE_HISTOGRAMS))
-    figures = figure_workers.RunFigures("10x500 tanh", many=True)
-    figures.begin(kept, tmp_path / "probe.png")
+    figures = figure_workers.RunFigures("10x500 tanh", lambda step: tmp_path / "probe.png", many=True)
+    figures.begin(kept)
     [future] = figures.futures()
     step, data, shape = future.result(timeout=120)
     assert step == kept.step and shape == (800, 720, 3)

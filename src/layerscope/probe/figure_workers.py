@@ -37,18 +37,18 @@ class RunFigures:
     """One run's lecture figures: each begun on a worker as soon as it is asked for, or, for a process's first run
     where no worker is up (and not one of ``many`` drawn together, a stack's members), drawn here as the run ends."""
 
-    def __init__(self, title: str, many: bool = False) -> None:
+    def __init__(self, title: str, where: Callable[[int], Path], many: bool = False) -> None:
         global _runs_drawn
         _runs_drawn += 1
-        self.title, self.here = title, _pool is None and not many and _runs_drawn == 1
+        self.title, self.where, self.here = title, where, _pool is None and not many and _runs_drawn == 1
         self.begun: dict[int, Future] = {}  # by step
         self.kept: list[tuple[Future, dict, str]] = []  # to draw here, as the run ends
 
-    def begin(self, record: ProbeRecord, path: Path) -> None:
-        """Draw ``record`` as its lecture figure at ``path`` and as its TensorBoard image (once per step)."""
+    def begin(self, record: ProbeRecord) -> None:
+        """Draw ``record`` as its lecture figure at ``where(step)`` and as its TensorBoard image (once per step)."""
         if record.step in self.begun:
             return
-        row = record.to_json(LECTURE_HISTOGRAMS)
+        row, path = record.to_json(LECTURE_HISTOGRAMS), self.where(record.step)
         if self.here:
             self.begun[record.step] = Future()
             self.kept.append((self.begun[record.step], row, str(path)))

@@ -3,6 +3,7 @@ HPARAMS dashboard, summary.json and its closing log line."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from concurrent.futures import Future
 from pathlib import Path
@@ -74,13 +75,13 @@ def figure_records(records: list[ProbeRecord], figures: bool | str) -> list[Prob
     return records[:1] + records[1:][-1:] if figures else []
 
 
-def run_figures(title: str, many: bool = False):
-    """A run's lecture figures (``figure_workers.RunFigures``): each of its probes' figures/probe_<step>.png, and its
-    compact form, TensorBoard's image (legible at the size TensorBoard shows it); ``many``: one of several runs drawn
-    together."""
+def run_figures(title: str, run_dir: Path, many: bool = False):
+    """A run's lecture figures (``figure_workers.RunFigures``): each of its probes' figures/probe_<step>.png in
+    ``run_dir``, and its compact form, TensorBoard's image (legible at the size TensorBoard shows it); ``many``: one
+    of several runs drawn together."""
     from layerscope.probe.figure_workers import RunFigures  # worker processes: only for a run that draws
 
-    return RunFigures(title, many)
+    return RunFigures(title, functools.partial(probe_figure, run_dir), many)
 
 
 def redraw(run_dir: Path, steps: list[int] | None = None) -> list[Path]:
@@ -96,9 +97,9 @@ def redraw(run_dir: Path, steps: list[int] | None = None) -> list[Path]:
         listed = ", ".join(map(str, by_step)) if len(by_step) <= 12 else f"{', '.join(map(str, list(by_step)[:12]))}, ..."
         raise ConfigError(f"{run_dir} has no probe at step {missing[0]}; its probes are at steps {listed}")
     chosen = figure_records(records, True) if steps is None else [by_step[s] for s in dict.fromkeys(steps)]
-    figures = run_figures(describe(cfg), many=len(chosen) > 2)
+    figures = run_figures(describe(cfg), run_dir, many=len(chosen) > 2)
     for record in chosen:
-        figures.begin(record, probe_figure(run_dir, record.step))
+        figures.begin(record)
     for future in figures.futures():
         future.result()
     return [probe_figure(run_dir, r.step) for r in chosen]

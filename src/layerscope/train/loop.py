@@ -31,8 +31,7 @@ from layerscope.nets.stacked import Captured
 from layerscope.optim.schedules import learning_rate
 from layerscope.probe.record import ProbeRecord
 from layerscope.runs.checkpoint import INITIAL, save_checkpoint
-from layerscope.runs.folder import (CHECKPOINT, FINAL, METRICS, PROBES, probe_figure, restart_logs, write_config,
-                                     write_summary)
+from layerscope.runs.folder import CHECKPOINT, FINAL, METRICS, PROBES, restart_logs, write_config, write_summary
 from layerscope.runs.writer import RunWriter
 from layerscope.theory.prediction import compare
 from layerscope.train.cuda_graph import CapturedStep
@@ -148,7 +147,7 @@ class Trainer:
                     m.figures = None
                 elif m.figures is not None:
                     for record in figure_records(m.records, m.cfg.probe.figures):
-                        m.figures.begin(record, probe_figure(m.run_dir, record.step))
+                        m.figures.begin(record)
             for k, m in self.active:
                 m.summary["status"] = "completed"
                 if s.total:  # the final state, for resuming a longer run or reading the weights
@@ -183,7 +182,7 @@ class Trainer:
             purge = restart_logs(m.run_dir)
         m.writer = RunWriter(m.run_dir, purge_step=purge, activation_range=self.s.measure.activation.bounds)
         if m.cfg.probe.figures:
-            m.figures = run_figures(describe(m.cfg), many=not self.alone)
+            m.figures = run_figures(describe(m.cfg), m.run_dir, many=not self.alone)
         write_config(m.run_dir, m.cfg)
         write_summary(m.run_dir, m.summary)
 
@@ -291,7 +290,7 @@ class Trainer:
             m.writer.probe(record)
             m.records.append(record)
             if m.figures is not None and self.figures_now and (m.cfg.probe.figures == "every" or len(m.records) == 1):
-                m.figures.begin(record, probe_figure(m.run_dir, step))  # drawn while the run trains on
+                m.figures.begin(record)  # drawn while the run trains on
             if not record.finite and bad < 0:
                 self.first_bad[k] = bad = step
             if bad >= 0 and self.s.total:
