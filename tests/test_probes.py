@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from layerscope.nets.activations import ACTIVATIONS
 from layerscope.nets.init import initialize
@@ -41,6 +43,16 @@ def test_histogram_tb_fields_from_moments():
     h = Histogram.from_moments(-1.0, 1.0, 4.0, 0.5, 1.0, [1, 1, 1, 1])
     assert h.sum == 2.0 and h.sum_squares == pytest.approx(3 * 1.0 + 4 * 0.25)
     assert len(h.edges) == 5 and h.finite
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True), st.floats(allow_nan=True, allow_infinity=True),
+       st.integers(1, 80))
+def test_histogram_edges_are_numpys_linspace_to_the_bit_and_finite_is_numpys_isfinite(low, high, bins):
+    h = Histogram(low, high, 3.0, 0.0, 0.0, [0.0] * bins)
+    with np.errstate(all="ignore"):
+        assert np.array_equal(h.edges, np.linspace(low, high, bins + 1), equal_nan=True)
+    assert h.finite == bool(np.isfinite([low, high, 0.0, 0.0]).all())
 
 
 class Probed:

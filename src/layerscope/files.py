@@ -46,7 +46,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def json_line(row: dict) -> str:
     """One row of a JSON-lines file: strict JSON on one line, with its newline."""
-    return json.dumps(_clean(row), default=_jsonable, allow_nan=False) + "\n"
+    try:  # most rows hold no NaN or inf: written as they are, without walking them first
+        return json.dumps(row, default=_jsonable, allow_nan=False) + "\n"
+    except ValueError:
+        return json.dumps(_clean(row), default=_jsonable, allow_nan=False) + "\n"
 
 
 def _jsonable(value: Any) -> Any:

@@ -32,8 +32,9 @@ def histogram_summaries(values: torch.Tensor, bins: int, sample: int | None = No
     var = (flat - mean[:, None]).square_().sum(1) / (num - 1)  # two passes; torch.var is 25x slower here
     picked = flat[:, :: max(1, num // sample)] if sample else flat
     span = (high - low).clamp_min(1e-30)  # all values equal (zero init): everything in bin 0
-    index = ((picked - low[:, None]) * (bins / span)[:, None]).nan_to_num_(0.0).long().clamp_(0, bins - 1)
-    index += torch.arange(rows, device=flat.device)[:, None] * bins  # row r counts into bins r*bins...
+    # int32: a CPU converts floats to it ~6x faster than to int64, and bincount reads either
+    index = ((picked - low[:, None]) * (bins / span)[:, None]).nan_to_num_(0.0).int().clamp_(0, bins - 1)
+    index += torch.arange(0, rows * bins, bins, device=flat.device, dtype=torch.int32)[:, None]  # row r: r*bins...
     counts = torch.bincount(index.reshape(-1), minlength=rows * bins).float().view(rows, bins)
     head = torch.stack([low, high, torch.full_like(low, float(num)), mean, var.nan_to_num(0.0).sqrt()], dim=1)
     return torch.cat([head, counts * (num / picked.shape[1])], dim=1)

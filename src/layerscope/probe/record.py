@@ -1,12 +1,11 @@
 """What a probe measured, on the host: per-layer statistics and histograms (``ProbeRecord``), as probes.jsonl keeps
-them. Plain Python and numpy: figures are drawn from these in processes that never load torch."""
+them. Plain Python: figures are drawn from these in processes that never load torch."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 
 HISTOGRAMS = ("preactivation", "activation", "backward", "backward_log10", "weight_grad", "weight")
 """Histogrammed quantities; ``backward`` is dL/d(activation), the backward signal, and ``backward_log10`` the
@@ -46,22 +45,26 @@ class Histogram:
         return cls(low, high, num, mean * num, (num - 1) * std * std + num * mean * mean, counts)
 
     @property
-    def edges(self) -> np.ndarray:
-        """The bins+1 bin edges from min to max."""
-        return np.linspace(self.min, self.max, len(self.counts) + 1)
+    def edges(self) -> list[float]:
+        """The bins+1 bin edges from min to max: ``np.linspace(min, max, bins + 1)``'s values, without numpy."""
+        low, bins = self.min, len(self.counts)
+        delta = self.max - low
+        step = delta / bins
+        edges = [low + i * step for i in range(bins)] if step else [low + i / bins * delta for i in range(bins)]
+        edges.append(self.max)  # numpy's order of operations, to the bit
+        return edges
 
     def to_json(self) -> dict:
         """Strict-JSON fields (a non-finite moment becomes null)."""
         head = {k: (v if math.isfinite(v) else None) for k, v in
                 (("min", self.min), ("max", self.max), ("num", self.num), ("sum", self.sum),
                  ("sum_squares", self.sum_squares))}
-        return {**head, "counts": [round(c, 2) for c in self.counts]}
+        return {**head, "counts": [round(c, 2) if c % 1 else c for c in self.counts]}  # whole counts as they are
 
     @property
     def finite(self) -> bool:
         """Whether every value that went into it was finite."""
-        values = [self.min, self.max, self.sum, self.sum_squares]
-        return all(v is not None for v in values) and bool(np.isfinite(values).all())
+        return all(v is not None and math.isfinite(v) for v in (self.min, self.max, self.sum, self.sum_squares))
 
 
 def _nulls(table: dict[str, list[float]]) -> dict[str, list[float | None]]:

@@ -87,7 +87,7 @@ def layout_summary(layout: layout_pb2.Layout) -> Summary:
 def _padded(tag: str, h: Histogram, span: tuple[float, float] | None) -> Summary:
     """``histogram_raw`` of ``h``; with ``span``, empty buckets widen it to that range (a TensorBoard card
     spans its buckets), so the cards of several layers share one x-range."""
-    edges, counts = h.edges.tolist(), list(h.counts)
+    edges, counts = h.edges, list(h.counts)
     if span is not None and span[0] < edges[0]:
         edges, counts = [span[0], *edges], [0.0, *counts]
     if span is not None and span[1] > edges[-1]:
@@ -133,10 +133,10 @@ class RunWriter:
             self._layout_written = True
         values = []  # what add_histogram_raw and add_scalar write, gathered into one event per probe
         for quantity, hists in record.histograms.items():
-            span = self._shared_span(quantity, hists)
-            for layer, h in enumerate(hists, start=1):
-                if h.finite:
-                    values += _padded(layer_tag(quantity, layer), h, span).value
+            finite = [(layer, h) for layer, h in enumerate(hists, start=1) if h.finite]
+            span = self._shared_span(quantity, [h for _, h in finite])
+            for layer, h in finite:
+                values += _padded(layer_tag(quantity, layer), h, span).value
         scalars = dict(record.stats)
         scalars.update({f"theory_{k}": v for k, v in (record.theory or {}).items()})
         for name, per_layer in scalars.items():
@@ -146,12 +146,13 @@ class RunWriter:
         self.events.add(Summary(value=values), record.step)
         self._probes.append(record.to_json(LECTURE_HISTOGRAMS))  # TensorBoard gets them all
 
-    def _shared_span(self, quantity: str, hists: list[Histogram]) -> tuple[float, float] | None:
-        """The x-range the cards of ``quantity`` share in this probe (``SHARED_RANGE``), or None."""
-        finite = [h for h in hists if h.finite and h.num > 0]
-        if quantity not in SHARED_RANGE or not finite:
+    def _shared_span(self, quantity: str, finite: list[Histogram]) -> tuple[float, float] | None:
+        """The x-range the cards of ``quantity`` share in this probe (``SHARED_RANGE``; of its ``finite`` histograms),
+        or None."""
+        drawn = [h for h in finite if h.num > 0]
+        if quantity not in SHARED_RANGE or not drawn:
             return None
-        low, high = min(h.min for h in finite), max(h.max for h in finite)
+        low, high = min(h.min for h in drawn), max(h.max for h in drawn)
         if quantity == "activation" and self.activation_range is not None:
             low, high = min(low, self.activation_range[0]), max(high, self.activation_range[1])
         return low, high
