@@ -12,6 +12,7 @@ Expectations are Gauss-Legendre sums on a grid that resolves both √q and φ's 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -64,7 +65,16 @@ def predict(activation: str, activation_params: Mapping[str, Any] | None, sigma_
     and layer norm agree (a unit's spread over the batch and a sample's over the units are the same q). The
     backward gain through a normalization is not χ (it couples the samples or the units): χ is NaN there.
     """
-    phi = activation_fn(activation, activation_params)
+    params = tuple(sorted((k, v) for k, v in (activation_params or {}).items() if k != "name"))
+    return _predict(activation, params, tuple(sigma_w2), tuple(sigma_b2), input_second_moment, norm)
+
+
+@functools.lru_cache(maxsize=256)
+def _predict(activation: str, params: tuple, sigma_w2: tuple[float, ...], sigma_b2: tuple[float, ...],
+             input_second_moment: float, norm: str) -> Prediction:
+    """``predict``, once per process for each setting: a sweep's members that differ in their seed, optimizer or
+    learning rate share it (read-only)."""
+    phi = activation_fn(activation, dict(params))
     depth = len(sigma_w2)
     q, mean, std, chi = (np.zeros(depth) for _ in range(4))
     second = input_second_moment
@@ -79,6 +89,8 @@ def predict(activation: str, activation_params: Mapping[str, Any] | None, sigma_
         scale[layer] = scale[layer + 1] * math.sqrt(chi[layer + 1])
     if norm != "none":
         scale[:] = math.nan
+    for values in (q, mean, std, chi, scale):
+        values.flags.writeable = False
     return Prediction(q, mean, std, chi, scale)
 
 
