@@ -15,7 +15,8 @@ from layerscope.nets.init import initialize
 from layerscope.nets.mlp import build_model
 from layerscope.nets.stacked import Captured, StackedMLP
 from layerscope.optim.rules import Optimizer
-from layerscope.probe.measure import Measure, histogram_summary
+from layerscope.probe import measure
+from layerscope.probe.measure import Measure, histogram_summaries, histogram_summary
 from layerscope.probe.record import HISTOGRAMS, STATS, Histogram, ProbeRecord
 
 
@@ -32,6 +33,24 @@ def test_histogram_summary_matches_torch(sample):
     exact, _ = np.histogram(values.numpy(), bins=20, range=(low, high))
     tolerance = 0 if sample is None else 0.03 * 10_000  # a strided sample of 1000 of 10000 values
     assert np.abs(counts - exact).max() <= max(tolerance, 1e-6) + (1 if sample is None else 0)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(7, 300_000), (51, 30_000), (3, 1_000_000), (9, 40, 50)])
+def test_a_cpu_bins_rows_block_by_block_to_the_bit_of_one_pass_over_all_rows(threads, shape):
+    torch.manual_seed(0)
+    values = 2 + torch.randn(*shape)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        whole = measure._summaries(values.reshape(len(values), -1), 30, 5000)
+        rows = histogram_summaries(values, 30, 5000)
+        assert torch.equal(rows, whole) and torch.equal(histogram_summaries(list(values), 30, 5000), rows)
+        blocks = measure._blocks(len(values), values[0].numel(), values.device)
+        assert len(blocks) > 1 if shape[0] >= 2 * threads and shape[-1] >= 30_000 else len(blocks) >= 1
+        assert all(b - a >= threads for a, b in blocks) or blocks == [(0, len(values))]
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_histogram_of_a_constant_tensor_has_one_full_bin():

@@ -16,16 +16,45 @@ from layerscope.probe.record import Histogram, ProbeRecord
 TINY = 1e-30
 """``backward_log10`` bins log10 |dL/da| of each unit; an exact 0 (no gradient at all) lands at log10(TINY) = -30."""
 UNIT_SPREAD_ROWS = 64  # unit_spread averages the across-unit std over the batch's first 64 samples
+CPU_BLOCK_BYTES = 2 << 20
+"""On a CPU, ``histogram_summaries`` takes its rows in blocks of about this size, which stay in the cache through its
+passes (1.3-2.4x faster than passes over all rows at once, which stream them from memory each time)."""
 
 
-def histogram_summaries(values: torch.Tensor, bins: int, sample: int | None = None) -> torch.Tensor:
-    """One row [min, max, num, mean, std, count_1..count_bins] per leading index of ``values``, on its device.
+def histogram_summaries(values: torch.Tensor | list[torch.Tensor], bins: int, sample: int | None = None) -> torch.Tensor:
+    """One row [min, max, num, mean, std, count_1..count_bins] per leading index of ``values`` (or per tensor of a list
+    of tensors of one size, which a CPU takes without copying them all into one first), on its device.
 
     min, max, mean and std use every value of a row (std without the cancellation of sum-of-squares
     formulas). The counts bin a strided sample of at most ``sample`` values of the row (all when
     None or fewer) and are rescaled to sum to num.
     """
-    flat = values.detach().reshape(len(values), -1).float()  # (rows, num)
+    if isinstance(values, torch.Tensor):
+        values = values.detach().reshape(len(values), -1)
+        take = lambda a, b: values[a:b]  # noqa: E731
+    else:
+        take = lambda a, b: torch.stack([v.detach() for v in values[a:b]]).reshape(b - a, -1)  # noqa: E731
+    blocks = _blocks(len(values), values[0].numel(), values[0].device)
+    summaries = [_summaries(take(a, b).float(), bins, sample) for a, b in blocks]
+    return summaries[0] if len(summaries) == 1 else torch.cat(summaries)
+
+
+def _blocks(rows: int, num: int, device: torch.device) -> list[tuple[int, int]]:
+    """Rows [a, b) in blocks of about ``CPU_BLOCK_BYTES`` of float32 on a CPU (one block elsewhere). A block has at least
+    as many rows as torch has threads: a reduction over fewer rows splits each row between threads, and sums it in
+    another order (a different last bit) than over all of them, where each thread takes whole rows."""
+    threads = torch.get_num_threads()
+    size = max(CPU_BLOCK_BYTES // (4 * max(1, num)), threads)
+    if device.type != "cpu" or size >= rows:
+        return [(0, rows)]
+    starts = list(range(0, rows, size))
+    if rows - starts[-1] < threads:  # a short last block joins the one before
+        starts.pop()
+    return list(zip(starts, [*starts[1:], rows]))
+
+
+def _summaries(flat: torch.Tensor, bins: int, sample: int | None) -> torch.Tensor:
+    """``histogram_summaries`` of the rows of ``flat`` (rows, num)."""
     low, high = flat.amin(1), flat.amax(1)  # on a CPU, 20x faster than aminmax over a few long rows
     rows, num = flat.shape
     mean = flat.mean(1)
@@ -103,15 +132,20 @@ class Measure:
     def _summaries(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         """``histogram_summaries`` of each layer's (K, ...) tensor: (K, layers, 5 + bins).
 
-        Layers of one shape are binned in one call (a few kernels for all of them, not per layer).
+        Layers of one shape are binned in one call (a few kernels for all of them, not per layer); on a CPU, rows of more
+        than one block are not copied into one tensor first.
         """
         members, out = len(tensors[0]), [None] * len(tensors)
         by_shape: dict[torch.Size, list[int]] = {}
         for layer, t in enumerate(tensors):
             by_shape.setdefault(t.shape, []).append(layer)
         for layers in by_shape.values():
-            stacked = torch.stack([tensors[i] for i in layers], dim=1).reshape(members * len(layers), -1)
-            rows = histogram_summaries(stacked, self.bins, self.sample).view(members, len(layers), -1)
+            group, count = [tensors[i] for i in layers], members * len(layers)  # rows by member, then layer
+            if len(_blocks(count, group[0][0].numel(), group[0].device)) > 1:  # stacked block by block, in the cache
+                values = [t[k] for k in range(members) for t in group]
+            else:
+                values = torch.stack(group, dim=1).reshape(count, -1)
+            rows = histogram_summaries(values, self.bins, self.sample).view(members, len(layers), -1)
             for j, layer in enumerate(layers):
                 out[layer] = rows[:, j]
         return torch.stack(out, dim=1)
