@@ -100,7 +100,7 @@ class StackedMLP:
         self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in members]).to(device, dtype)
                         for name, _ in first.named_buffers() if not name.endswith("num_batches_tracked")}
         self.keys = list(first.state_dict())  # a member's state_dict, in the plain MLP's order
-        self.initial = [self.params[f"blocks.{i}.linear.weight"].detach().clone() for i in range(self.depth)]
+        self.initial = [w.detach().clone(memory_format=torch.contiguous_format) for w in self.weights()]  # W_0
         tracked = [b for name, b in first.named_buffers() if name.endswith("num_batches_tracked")]
         self.tracked = (tracked[0] if tracked else torch.zeros((), dtype=torch.long)).to(device).clone()
         self.training = True
@@ -127,18 +127,19 @@ class StackedMLP:
         return [self.params[f"blocks.{i}.linear.weight"].grad.transpose(1, 2) for i in range(self.depth)]
 
     def initial_weights(self) -> list[torch.Tensor]:
-        """W_0: the hidden layers' weights at the run's step 0, (K, width, fan_in) each (NaN where unknown)."""
-        return [w.transpose(1, 2) for w in self.initial]
+        """W_0: the hidden layers' weights at the run's step 0, (K, width, fan_in) each, contiguous (NaN where
+        unknown)."""
+        return self.initial
 
     def member_initial(self, k: int) -> list[torch.Tensor]:
         """Member ``k``'s W_0 per hidden layer as its single run holds it, (width, fan_in), on the CPU."""
-        return [w[k].t().detach().cpu().clone() for w in self.initial]
+        return [w[k].cpu().clone() for w in self.initial]
 
     @torch.no_grad()
     def set_initial(self, k: int, weights: list[torch.Tensor] | None) -> None:
         """Member ``k``'s W_0 from ``member_initial``'s list (a checkpoint's); None (unknown): NaN."""
         for layer, w in enumerate(self.initial):
-            w[k] = float("nan") if weights is None else weights[layer].t().to(w.device, w.dtype)
+            w[k] = float("nan") if weights is None else weights[layer].to(w.device, w.dtype)
 
     def linear_weights(self) -> list[torch.Tensor]:
         """Every Linear weight, the head's included (what L1 penalizes)."""

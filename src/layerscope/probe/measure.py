@@ -104,10 +104,13 @@ class Measure:
         backward pass and before the update; ``update_ratio`` after the update.
         """
         grads = [g if g is not None else torch.zeros_like(w) for g, w in zip(grads, weights)]
+        # the weights before the update, copied once in a single run's (width, fan_in) order (a stacked model holds them
+        # transposed): the histograms and norms read them without a copy of their own
+        before = [w.detach().clone(memory_format=torch.contiguous_format) for w in weights]
         backward = [g if g is not None else torch.zeros_like(a) for g, a in zip(captured.grad, captured.act)]
         sources = {"preactivation": captured.pre, "activation": captured.act, "backward": backward,
                    "backward_log10": [g.abs().clamp_min(TINY).log10() for g in backward],
-                   "weight_grad": grads, "weight": weights}
+                   "weight_grad": grads, "weight": before}
         hist = {q: self._summaries(ts) for q, ts in sources.items()}
         members, depth = len(weights[0]), len(weights)
         nan = torch.full((members, depth), float("nan"), device=weights[0].device)
@@ -125,9 +128,9 @@ class Measure:
             "weight_grad_norm": _norm(hist["weight_grad"]),
             "weight_norm": _norm(hist["weight"]),
             "update_ratio": nan,
-            "weight_change": by_layer(_moved(weights, initial)) if initial is not None else nan,
+            "weight_change": by_layer(_moved(before, initial)) if initial is not None else nan,
         }
-        return {"stats": stats, "hist": hist, "before": [w.detach().clone() for w in weights]}
+        return {"stats": stats, "hist": hist, "before": before}
 
     def _summaries(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         """``histogram_summaries`` of each layer's (K, ...) tensor: (K, layers, 5 + bins).
@@ -154,7 +157,7 @@ class Measure:
     def update_ratio(measured: dict, weights: list[torch.Tensor]) -> None:
         """Fill in ||ΔW|| / ||W|| per member and layer; call right after the update."""
         measured["stats"]["update_ratio"] = torch.stack(
-            [(w.detach() - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-30)
+            [(b - w.detach()).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-30)  # laid out as b
              for w, b in zip(weights, measured.pop("before"))], dim=1)
 
     @staticmethod
