@@ -31,11 +31,11 @@ venv: $(STAMP)  ## create .venv and install layerscope (editable) with the TORCH
 run: $(STAMP)  ## train the default 10x500 MLP on digits (ARGS='activation=relu init=he_normal ...')
 	$(BIN)/layerscope $(ARGS)
 
-test: $(STAMP)  ## the fast test suite (slow tests excluded)
-	$(BIN)/python -m pytest -m "not slow" -q $(ARGS)
+test: $(STAMP)  ## the fast test suite (slow tests excluded), on every CPU (ARGS='-n 0': in this process)
+	$(BIN)/python -m pytest -m "not slow" -q -n auto $(ARGS)
 
 test-slow: $(STAMP)  ## only the slow end-to-end tests
-	$(BIN)/python -m pytest -m slow -q $(ARGS)
+	$(BIN)/python -m pytest -m slow -q -n auto $(ARGS)
 
 bench: $(STAMP)  ## throughput: plain PyTorch loop vs the layerscope trainer, same model/data/batch
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
